@@ -1,0 +1,164 @@
+"""Reading real-format datasets (SPEC 1.1) and failing clearly on every kind of bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.dataset_factory import CLASSES, VIDEOS, features, write_dataset
+from utal_lightning.cli import main
+from utal_lightning.data.layout import DatasetLayout, read_dataset
+from utal_lightning.data.store import FeatureStore
+from utal_lightning.errors import DatasetError
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return write_dataset(tmp_path / "ds")
+
+
+def test_reads_a_hand_written_dataset(dataset):
+    index = read_dataset(DatasetLayout(dataset))
+    assert index.classes == CLASSES
+    assert index.train_ids == ["video_validation_1", "video_validation_2", "video_validation_3"]
+    assert index.test_ids == ["video_test_1", "video_test_2"]
+    walk = index.annotations["video_validation_1"]
+    assert walk.segments.tolist() == [[0.64, 3.2]]  # strings parsed as floats
+    assert "video_validation_3" not in index.annotations  # train video without annotation is fine
+    # multi-label: Jump totals 1.28 + 0.5 s, Swim 2.5 s -> Swim is the main label
+    assert index.class_targets(index.train_ids).tolist() == [0, 2, -1]
+    assert index.multi_hot_labels(index.train_ids).tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
+
+
+def test_store_reads_each_file_once_and_gathers_rgb_first(dataset, monkeypatch):
+    layout = DatasetLayout(dataset)
+    index = read_dataset(layout)
+    loads = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda path, *a, **k: loads.append((Path(path).name, k.get("mmap_mode"))) or real_load(path, *a, **k))
+    store = FeatureStore.load(layout, "train", index.train_ids)
+    data_reads = [name for name, mmap in loads if mmap is None]
+    assert sorted(data_reads) == sorted(f"{v}.npy" for v in index.train_ids for _ in range(2))
+    loads.clear()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        video_index = torch.tensor([0, 2, 1])
+        positions = store.sample_train(video_index, 6, generator)
+        batch = store.gather(video_index, positions)
+        assert batch.shape == (3, 6, 7)
+        for b, v in enumerate(video_index.tolist()):
+            vid, (_, length, _) = index.train_ids[v], VIDEOS[index.train_ids[v]]
+            expected = np.concatenate([features(vid, length, 4, "rgb"), features(vid, length, 3, "flow")], axis=1)
+            np.testing.assert_array_equal(batch[b].numpy(), expected[positions[b].numpy()])
+    assert loads == []  # batches never touch the disk
+    assert store.lengths.tolist() == [10, 7, 5] and store.rgb_dim == 4
+
+
+def test_activitynet_style_subsets_prefix_and_no_class_file(tmp_path):
+    root = write_dataset(
+        tmp_path / "anet", classes=None, file_prefix="v_", subsets={"train": "training", "test": "validation"}, write_splits=False
+    )
+    layout = DatasetLayout(root, train_subset="training", test_subset="validation")
+    index = read_dataset(layout)
+    assert index.classes == sorted(CLASSES)  # from gt.json labels
+    # without a split file, ids come from gt.json subsets: the un-annotated train video cannot be listed
+    assert index.train_ids == ["video_validation_1", "video_validation_2"]
+    store = FeatureStore.load(layout, "test", index.test_ids)  # finds v_<id>.npy
+    assert store.lengths.tolist() == [12, 3]
+
+
+def test_check_command_prints_summary(dataset, capsys):
+    assert main(["check", "--root", str(dataset), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    train = summary["splits"]["train"]
+    assert train["videos"] == 3 and train["annotated_videos"] == 2 and train["multi_label_videos"] == 1
+    assert train["snippets_per_video"]["max"] == 10 and train["segments"] == 4
+    assert summary["splits"]["test"]["videos_per_class"] == {"Walk": 1, "Jump": 0, "Swim": 1}
+    assert main(["check", "--root", str(dataset)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def _save(path: Path, array) -> None:
+    np.save(path, array)
+
+
+def _feature(root: Path, vid: str, modality: str) -> Path:
+    split = VIDEOS[vid][0]
+    return root / "features" / split / modality / f"{vid}.npy"
+
+
+def _gt(root: Path) -> dict:
+    return json.loads((root / "gt.json").read_text())
+
+
+BAD_INPUTS = {
+    "missing feature file": (lambda r: _feature(r, "video_validation_2", "flow").unlink(), ["video_validation_2", "not found"]),
+    "rgb/flow length mismatch": (lambda r: _save(_feature(r, "video_test_1", "flow"), np.ones((11, 3), np.float32)), ["video_test_1", "rgb has 12", "flow has 11"]),
+    "width mismatch across videos": (lambda r: _save(_feature(r, "video_validation_3", "rgb"), np.ones((5, 6), np.float32)), ["video_validation_3", "width 6", "4"]),
+    "NaN": (lambda r: _save(_feature(r, "video_validation_1", "rgb"), np.where(np.arange(40).reshape(10, 4) == 9, np.nan, 1.0).astype(np.float32)), ["video_validation_1", "NaN/Inf", "snippet 2"]),
+    "Inf": (lambda r: _save(_feature(r, "video_test_2", "flow"), np.full((3, 3), np.inf, np.float32)), ["video_test_2", "NaN/Inf"]),
+    "zero-length video": (lambda r: [_save(_feature(r, "video_validation_1", m), np.ones((0, d), np.float32)) for m, d in (("rgb", 4), ("flow", 3))], ["video_validation_1", "zero snippets"]),
+    "not 2-D": (lambda r: _save(_feature(r, "video_test_1", "rgb"), np.ones(12, np.float32)), ["video_test_1", "shape (12,)"]),
+    "integer features": (lambda r: _save(_feature(r, "video_test_1", "rgb"), np.ones((12, 4), np.int64)), ["video_test_1", "dtype int64"]),
+    "corrupt npy": (lambda r: _feature(r, "video_test_1", "rgb").write_bytes(b"garbage"), ["video_test_1", "cannot read"]),
+    "test id without annotation": (lambda r: (r / "gt.json").write_text(json.dumps({"database": {k: v for k, v in _gt(r)["database"].items() if k != "video_test_2"}})), ["video_test_2", "no annotation entry"]),
+    "unknown label": (lambda r: (r / "classes.txt").write_text("Walk\nJump\n"), ["video_validation_2", '"Swim"', "not in the class list"]),
+    "malformed JSON": (lambda r: (r / "gt.json").write_text('{"database": {"a": [1, 2}}'), ["gt.json", "malformed JSON", "line 1"]),
+    "no database": (lambda r: (r / "gt.json").write_text("[]"), ["gt.json", '"database"']),
+    "non-numeric segment": (lambda r: (r / "gt.json").write_text(json.dumps({"database": {**_gt(r)["database"], "video_test_1": {"subset": "test", "annotations": [{"segment": ["1.0", "abc"], "label": "Walk"}]}}})), ["video_test_1", "'abc' is not a number"]),
+    "segment ends before start": (lambda r: (r / "gt.json").write_text(json.dumps({"database": {**_gt(r)["database"], "video_test_1": {"subset": "test", "annotations": [{"segment": [5, 1], "label": "Walk"}]}}})), ["video_test_1", "ends before it starts"]),
+    "duplicate id in split": (lambda r: (r / "split_test.txt").write_text("video_test_1\nvideo_test_2\nvideo_test_1\n"), ["split_test.txt", "video_test_1", "twice"]),
+    "video in both splits": (lambda r: (r / "split_train.txt").write_text("video_validation_1\nvideo_test_1\n"), ["video_test_1", "both"]),
+    "missing split file": (lambda r: (r / "split_train.txt").unlink(), ["split_train.txt", "not found"]),
+    "missing gt.json": (lambda r: (r / "gt.json").unlink(), ["gt.json", "not found"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_line_and_nonzero_exit(dataset, capsys, case):
+    corrupt, expected = BAD_INPUTS[case]
+    corrupt(dataset)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--root", str(dataset)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    for fragment in expected:
+        assert fragment in err, (fragment, err)
+
+
+def test_subset_mismatch_with_configured_subset(dataset, capsys):
+    with pytest.raises(SystemExit):
+        main(["check", "--root", str(dataset), "--train-subset", "training"])
+    err = capsys.readouterr().err
+    assert "video_validation_1" in err and 'subset "validation"' in err and '"training"' in err
+
+
+def test_prediction_only_allows_unannotated_test_videos(dataset):
+    BAD_INPUTS["test id without annotation"][0](dataset)
+    with pytest.raises(DatasetError):
+        read_dataset(DatasetLayout(dataset))
+    assert read_dataset(DatasetLayout(dataset), require_test_annotations=False).test_ids[-1] == "video_test_2"
+
+
+def test_ignored_labels_are_dropped(dataset):
+    gt = _gt(dataset)
+    gt["database"]["video_test_1"]["annotations"].append({"segment": [6, 7], "label": "Ambiguous"})
+    (dataset / "gt.json").write_text(json.dumps(gt))
+    with pytest.raises(DatasetError, match="Ambiguous"):
+        read_dataset(DatasetLayout(dataset))
+    index = read_dataset(DatasetLayout(dataset, ignored_labels=("Ambiguous",)))
+    assert index.annotations["video_test_1"].labels == ("Walk",)
+
+
+def test_console_script_reports_without_traceback(dataset):
+    _feature(dataset, "video_test_1", "rgb").write_bytes(b"garbage")
+    utal = Path(sys.executable).parent / "utal"
+    proc = subprocess.run([str(utal), "check", "--root", str(dataset)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert "video_test_1" in proc.stderr

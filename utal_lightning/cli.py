@@ -1,0 +1,153 @@
+"""The ``utal`` command.
+
+Tool commands (no Lightning import, so they start fast):
+  utal synth     --preset NAME --out DIR --seed S      write a synthetic benchmark (SPEC 6)
+  utal check     --root DIR                            validate a dataset (SPEC 1.1) and summarize it
+  utal evaluate  --gt GT --pred PRED --subset S --tiou T [T ...]   ActivityNet-protocol mAP (SPEC 5)
+  utal baseline  --root DIR --out PRED                 a label-free mean-pooling detector (a floor for mAP)
+
+Bad input exits with status 2 and one line ``error: <file or video>: <problem>`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from utal_lightning.errors import DatasetError
+
+
+def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", required=True, type=Path, help="dataset root in the SPEC 1.1 layout")
+    parser.add_argument("--train-split", default="train", help="name of split_<name>.txt and features/<name>/ for training")
+    parser.add_argument("--test-split", default="test", help="name of split_<name>.txt and features/<name>/ for testing")
+    parser.add_argument("--train-subset", default=None, help='gt.json subset of the training videos (THUMOS "validation", ActivityNet "training")')
+    parser.add_argument("--test-subset", default=None, help='gt.json subset of the test videos (THUMOS "test", ActivityNet "validation")')
+    parser.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help='drop annotations with this label (e.g. THUMOS "Ambiguous"); repeatable')
+
+
+def _layout(args: argparse.Namespace):
+    from utal_lightning.data.layout import DatasetLayout
+
+    return DatasetLayout(
+        root=args.root,
+        train_split=args.train_split,
+        test_split=args.test_split,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        ignored_labels=tuple(args.ignore_label),
+    )
+
+
+def _tious(args: argparse.Namespace) -> np.ndarray:
+    from utal_lightning.eval.detection_map import ANET_TIOUS, THUMOS_TIOUS
+
+    if args.tiou:
+        return np.asarray(args.tiou, dtype=np.float64)
+    if args.preset:
+        return {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}[args.preset]
+    raise DatasetError("give the tIoU thresholds with --tiou T [T ...] or --preset thumos|anet")
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from utal_lightning.data.synthetic import PRESETS, write_synthetic_dataset
+
+    if args.preset not in PRESETS:
+        raise DatasetError(f'unknown preset "{args.preset}" (choose from {", ".join(PRESETS)})')
+    out = write_synthetic_dataset(args.preset, args.out, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote synthetic preset {args.preset!r} (seed {args.seed}) to {out}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from utal_lightning.data.summary import check_dataset, format_summary
+
+    summary = check_dataset(_layout(args), require_test_annotations=not args.no_test_annotations)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from utal_lightning.eval.detection_map import detection_map
+    from utal_lightning.eval.io import read_detections, read_ground_truth
+    from utal_lightning.utils import atomic_write_json
+
+    tious = _tious(args)
+    gt = read_ground_truth(args.gt, args.subset, args.ignore_label)
+    pred = read_detections(args.pred)
+    result = detection_map(
+        gt.videos, gt.segments, gt.labels, pred.videos, pred.segments, pred.labels, pred.scores, tious
+    )
+    report: dict[str, object] = result.as_dict()
+    if args.per_class:
+        report["per_class"] = result.per_class()
+    if args.out:
+        atomic_write_json(args.out, report)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from utal_lightning.baseline import run_mean_pooling_baseline
+
+    report = run_mean_pooling_baseline(
+        _layout(args), args.out, num_segments=args.num_segments, seed=args.seed, num_clusters=args.num_clusters
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="utal", description="Unsupervised temporal action localization (FEEL, COPL).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = commands.add_parser("synth", help="write a synthetic benchmark in the SPEC 1.1 layout")
+    synth.add_argument("--preset", required=True, help="tiny | small | thumos | anet")
+    synth.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    synth.set_defaults(run=cmd_synth)
+
+    check = commands.add_parser("check", help="validate a dataset and print a summary")
+    _add_layout_arguments(check)
+    check.add_argument("--no-test-annotations", action="store_true", help="allow test videos without ground truth (prediction only)")
+    check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    check.set_defaults(run=cmd_check)
+
+    evaluate = commands.add_parser("evaluate", help="mAP of ActivityNet-format detections (ActivityNet protocol)")
+    evaluate.add_argument("--gt", required=True, type=Path, help="gt.json")
+    evaluate.add_argument("--pred", required=True, type=Path, help='detections JSON {"results": {vid: [...]}}')
+    evaluate.add_argument("--subset", default=None, help="evaluate the gt.json videos of this subset (default: all)")
+    evaluate.add_argument("--tiou", type=float, nargs="+", help="tIoU thresholds")
+    evaluate.add_argument("--preset", choices=["thumos", "anet"], help="thresholds 0.1:0.1:0.7 (thumos) or 0.5:0.05:0.95 (anet)")
+    evaluate.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help="drop ground truth with this label")
+    evaluate.add_argument("--per-class", action="store_true", help="also report the AP of every class")
+    evaluate.add_argument("--out", type=Path, help="also write the report to this JSON file")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    baseline = commands.add_parser("baseline", help="label-free mean-pooling detector: writes detections JSON")
+    _add_layout_arguments(baseline)
+    baseline.add_argument("--out", required=True, type=Path, help="detections JSON to write")
+    baseline.add_argument("--num-segments", type=int, default=None, help="test grid T (default: all snippets up to 750)")
+    baseline.add_argument("--num-clusters", type=int, default=None, help="K (default: the number of classes)")
+    baseline.add_argument("--seed", type=int, default=0)
+    baseline.set_defaults(run=cmd_baseline)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""ActivityNet-format files: ground truth for evaluation and detection results (SPEC 5)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from utal_lightning.data.layout import VideoAnnotation, read_annotations
+from utal_lightning.errors import DatasetError
+from utal_lightning.utils import atomic_write_json
+
+
+@dataclass(frozen=True)
+class SegmentTable:
+    """Flat columns of temporal segments: one row per segment (ground truth or detection)."""
+
+    videos: list[str]
+    segments: np.ndarray  # (n, 2) float64 seconds
+    labels: list[str]
+    scores: np.ndarray  # (n,) float64; ones for ground truth
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+
+def _table(rows: list[tuple[str, float, float, str, float]]) -> SegmentTable:
+    return SegmentTable(
+        videos=[r[0] for r in rows],
+        segments=np.asarray([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(-1, 2),
+        labels=[r[3] for r in rows],
+        scores=np.asarray([r[4] for r in rows], dtype=np.float64),
+    )
+
+
+def ground_truth_table(annotations: Mapping[str, VideoAnnotation], video_ids: Iterable[str] | None = None) -> SegmentTable:
+    """Ground-truth segments of ``video_ids`` (default: all) in file order."""
+    ids = annotations.keys() if video_ids is None else video_ids
+    rows = [
+        (vid, float(start), float(end), label, 1.0)
+        for vid in ids
+        for (start, end), label in zip(annotations[vid].segments, annotations[vid].labels)
+    ]
+    return _table(rows)
+
+
+def read_ground_truth(gt_path: str | Path, subset: str | None = None, ignored_labels: Iterable[str] = ()) -> SegmentTable:
+    """Segments of the gt.json videos whose ``subset`` is ``subset`` (all videos when None)."""
+    annotations = read_annotations(gt_path, ignored_labels)
+    ids = [vid for vid, a in annotations.items() if subset is None or a.subset == subset]
+    if not ids:
+        subsets = sorted({str(a.subset) for a in annotations.values()})
+        raise DatasetError(f'{gt_path}: no video has subset "{subset}" (subsets present: {", ".join(subsets)})')
+    return ground_truth_table(annotations, ids)
+
+
+def read_detections(pred_path: str | Path) -> SegmentTable:
+    """Detections from ``{"results": {vid: [{"segment": [s, e], "label": name, "score": x}]}}``."""
+    pred_path = Path(pred_path)
+    if not pred_path.is_file():
+        raise DatasetError(f"{pred_path}: file not found")
+    try:
+        with pred_path.open(encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{pred_path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict):
+        raise DatasetError(f'{pred_path}: expected an object with a "results" object mapping video ids to detection lists')
+    rows = []
+    for vid, detections in results.items():
+        if not isinstance(detections, list):
+            raise DatasetError(f'{pred_path}: video "{vid}": detections are not a list')
+        for j, d in enumerate(detections):
+            try:
+                start, end = (float(v) for v in d["segment"])
+                rows.append((vid, start, end, str(d["label"]), float(d["score"])))
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(
+                    f'{pred_path}: video "{vid}" detection {j}: expected {{"segment": [start, end], "label", "score"}}'
+                ) from None
+            if not (np.isfinite(rows[-1][1:3]).all() and np.isfinite(rows[-1][4])):
+                raise DatasetError(f'{pred_path}: video "{vid}" detection {j}: non-finite segment or score')
+    return _table(rows)
+
+
+def detections_to_json(
+    video_ids: Sequence[str], detections: Sequence[np.ndarray], classes: Sequence[str]
+) -> dict[str, object]:
+    """ActivityNet result JSON from per-video arrays of rows ``[start, end, score, class_index]``."""
+    results = {
+        vid: [
+            {"segment": [round(float(s), 4), round(float(e), 4)], "label": classes[int(c)], "score": float(score)}
+            for s, e, score, c in np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+        ]
+        for vid, rows in zip(video_ids, detections)
+    }
+    return {"version": "utal-lightning", "results": results, "external_data": {}}
+
+
+def write_detections(path: str | Path, video_ids: Sequence[str], detections: Sequence[np.ndarray], classes: Sequence[str]) -> Path:
+    """Write ActivityNet-format detections atomically."""
+    return atomic_write_json(path, detections_to_json(video_ids, detections, classes), indent=None)
