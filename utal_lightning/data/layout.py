@@ -1,0 +1,312 @@
+"""Read and validate the on-disk dataset layout of SPEC 1.1 (CoLA / FEEL style).
+
+```
+<root>/gt.json                     {"database": {vid: {"subset", "duration"?, "annotations": [{"segment", "label"}]}}}
+<root>/split_<split>.txt           one video id per line
+<root>/features/<split>/{rgb,flow}/<vid>.npy   (L, D_rgb) and (L, D_flow); "v_<vid>.npy" is found for <vid>
+<root>/classes.txt                 optional: class names, one a line
+```
+
+Everything here fails with a :class:`DatasetError` whose one-line message names the file or video and
+the problem, before any training starts. Features are not read here (see ``store.py``); this module
+only answers *which* videos, *which* classes, *what* ground truth and *where* the files are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from utal_lightning.errors import DatasetError
+
+SNIPPET_SECONDS = 16 / 25
+"""One I3D snippet is 16 frames at 25 fps (SPEC 1)."""
+
+MODALITIES = ("rgb", "flow")
+"""Feature modalities, in concatenation order: RGB first (SPEC 1)."""
+
+
+@dataclass(frozen=True)
+class VideoAnnotation:
+    """Ground truth of one video: segments in seconds and their class names (may be empty)."""
+
+    video_id: str
+    subset: str | None
+    duration: float | None
+    segments: np.ndarray  # (n, 2) float64 [start, end] seconds
+    labels: tuple[str, ...]
+
+    def main_label(self) -> str | None:
+        """The class with the longest total annotated duration (SPEC 5: the class of a multi-label
+        video for clustering metrics). Ties go to the label annotated first."""
+        if not self.labels:
+            return None
+        totals: dict[str, float] = {}
+        for label, (start, end) in zip(self.labels, self.segments):
+            totals[label] = totals.get(label, 0.0) + float(end - start)
+        return max(totals, key=lambda label: totals[label])  # max keeps the first of equal keys
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Where a dataset lives and how its gt.json subsets map to the train/test splits.
+
+    The mapping is configuration (SPEC 1.1): THUMOS'14 trains on the "validation" subset and tests on
+    "test"; ActivityNet v1.2 trains on "training" and tests on "validation".
+    """
+
+    root: Path
+    train_split: str = "train"  # names split_<name>.txt and features/<name>/
+    test_split: str = "test"
+    train_subset: str | None = None  # gt.json subset of training videos; ids come from it if the split file is absent
+    test_subset: str | None = None  # gt.json subset of test videos; also the subset evaluated by mAP
+    ignored_labels: tuple[str, ...] = ()  # annotation labels dropped on read (e.g. THUMOS "Ambiguous")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "ignored_labels", tuple(self.ignored_labels))
+
+    @property
+    def gt_path(self) -> Path:
+        return self.root / "gt.json"
+
+    @property
+    def classes_path(self) -> Path:
+        return self.root / "classes.txt"
+
+    def split_path(self, split: str) -> Path:
+        return self.root / f"split_{split}.txt"
+
+    def subset_of(self, split: str) -> str | None:
+        return {self.train_split: self.train_subset, self.test_split: self.test_subset}.get(split)
+
+    def feature_path(self, split: str, modality: str, video_id: str) -> Path:
+        """``features/<split>/<modality>/<vid>.npy``, else the ``v_<vid>.npy`` ActivityNet convention.
+
+        Returns the first candidate when neither exists (the caller reports it as missing).
+        """
+        folder = self.root / "features" / split / modality
+        candidates = [folder / f"{video_id}.npy", folder / f"v_{video_id}.npy"]
+        for path in candidates:
+            if path.is_file():
+                return path
+        return candidates[0]
+
+
+# Presets for the two public benchmarks' subset names (SPEC 1.1).
+SUBSET_PRESETS: dict[str, dict[str, str]] = {
+    "thumos": {"train_subset": "validation", "test_subset": "test"},
+    "anet": {"train_subset": "training", "test_subset": "validation"},
+}
+
+
+@dataclass
+class DatasetIndex:
+    """A validated dataset: classes, split membership and ground truth (no features)."""
+
+    layout: DatasetLayout
+    classes: list[str]
+    splits: dict[str, list[str]]  # split name -> video ids in file order
+    annotations: dict[str, VideoAnnotation] = field(repr=False)  # every gt.json entry (all subsets)
+
+    @property
+    def train_ids(self) -> list[str]:
+        return self.splits[self.layout.train_split]
+
+    @property
+    def test_ids(self) -> list[str]:
+        return self.splits[self.layout.test_split]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_targets(self, video_ids: Sequence[str]) -> np.ndarray:
+        """Class index of each video's main label (SPEC 5), -1 where a video has no annotation.
+
+        For metrics only: nothing that trains may read this for test videos.
+        """
+        index = {name: i for i, name in enumerate(self.classes)}
+        targets = np.full(len(video_ids), -1, dtype=np.int64)
+        for i, vid in enumerate(video_ids):
+            annotation = self.annotations.get(vid)
+            label = annotation.main_label() if annotation is not None else None
+            if label is not None:
+                targets[i] = index[label]
+        return targets
+
+    def multi_hot_labels(self, video_ids: Sequence[str]) -> np.ndarray:
+        """(N, K) 0/1 video-level labels from the ground truth (weakly supervised mode, metrics)."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        labels = np.zeros((len(video_ids), len(self.classes)), dtype=np.float32)
+        for i, vid in enumerate(video_ids):
+            annotation = self.annotations.get(vid)
+            for label in annotation.labels if annotation is not None else ():
+                labels[i, index[label]] = 1.0
+        return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# gt.json
+
+
+def _parse_seconds(value: object, where: str) -> float:
+    """A time in seconds from a number or a numeric string ("18.6" occurs in real files)."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(seconds):
+        raise DatasetError(f"{where}: {value!r} is not a finite number")
+    return seconds
+
+
+def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) -> dict[str, VideoAnnotation]:
+    """Parse and validate a gt.json in the ActivityNet style (``{"database": {vid: {...}}}``).
+
+    Segments may be numbers or numeric strings. A missing ``annotations`` key means no segments.
+    """
+    gt_path = Path(gt_path)
+    ignored = set(ignored_labels)
+    if not gt_path.is_file():
+        raise DatasetError(f"{gt_path}: file not found")
+    try:
+        with gt_path.open(encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{gt_path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{gt_path}: not UTF-8 text ({e.reason})") from None
+    database = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(database, dict):
+        raise DatasetError(f'{gt_path}: expected an object with a "database" object mapping video ids to entries')
+
+    annotations: dict[str, VideoAnnotation] = {}
+    for vid, entry in database.items():
+        where = f'{gt_path}: video "{vid}"'
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{where}: entry is not an object")
+        items = entry.get("annotations", [])
+        if not isinstance(items, list):
+            raise DatasetError(f'{where}: "annotations" is not a list')
+        duration = entry.get("duration")
+        duration = None if duration is None else _parse_seconds(duration, f"{where} duration")
+        subset = entry.get("subset")
+        segments, labels = [], []
+        for j, item in enumerate(items):
+            item_where = f"{where} annotation {j}"
+            if not isinstance(item, dict) or "segment" not in item or "label" not in item:
+                raise DatasetError(f'{item_where}: expected {{"segment": [start, end], "label": name}}')
+            segment, label = item["segment"], item["label"]
+            if not isinstance(segment, (list, tuple)) or len(segment) != 2:
+                raise DatasetError(f"{item_where}: segment {segment!r} is not a [start, end] pair")
+            if not isinstance(label, str) or not label:
+                raise DatasetError(f"{item_where}: label {label!r} is not a class name")
+            start, end = (_parse_seconds(v, f"{item_where} segment") for v in segment)
+            if end < start:
+                raise DatasetError(f"{item_where}: segment ends before it starts ({start} > {end})")
+            if label in ignored:
+                continue
+            segments.append((start, end))
+            labels.append(label)
+        annotations[vid] = VideoAnnotation(
+            video_id=vid,
+            subset=None if subset is None else str(subset),
+            duration=duration,
+            segments=np.asarray(segments, dtype=np.float64).reshape(-1, 2),
+            labels=tuple(labels),
+        )
+    return annotations
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason})") from None
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in seen:
+            raise DatasetError(f'{path}: {what} "{name}" listed twice (lines {seen[name]} and {line_no})')
+        seen[name] = line_no
+        names.append(name)
+    return names
+
+
+def read_classes(layout: DatasetLayout, annotations: dict[str, VideoAnnotation]) -> list[str]:
+    """classes.txt if present, else the sorted labels found in gt.json (SPEC 1.1)."""
+    if layout.classes_path.is_file():
+        classes = _read_lines(layout.classes_path, "class")
+        if not classes:
+            raise DatasetError(f"{layout.classes_path}: no class names")
+        return classes
+    return sorted({label for annotation in annotations.values() for label in annotation.labels})
+
+
+def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, VideoAnnotation]) -> list[str]:
+    """Video ids of a split: split_<split>.txt, else the gt.json entries of the split's subset."""
+    path = layout.split_path(split)
+    subset = layout.subset_of(split)
+    if path.is_file():
+        ids = _read_lines(path, "video")
+        if subset is not None:
+            for vid in ids:
+                annotation = annotations.get(vid)
+                if annotation is not None and annotation.subset != subset:
+                    raise DatasetError(
+                        f'{path}: video "{vid}" has subset "{annotation.subset}" in gt.json, '
+                        f'but the {split} split is configured as subset "{subset}"'
+                    )
+    elif subset is not None:
+        ids = [vid for vid, annotation in annotations.items() if annotation.subset == subset]
+    else:
+        raise DatasetError(f"{path}: file not found (and no gt.json subset is configured for the {split} split)")
+    if not ids:
+        raise DatasetError(f"{path}: the {split} split has no videos")
+    return ids
+
+
+def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -> DatasetIndex:
+    """Read and validate gt.json, the class list and the split files of ``layout`` (not the features).
+
+    Training videos need no annotation entry (UTAL learns without labels). Test videos need one for
+    mAP unless ``require_test_annotations`` is False (prediction only). Every label of a video in a
+    split must be in the class list, and no video may be in both splits.
+    """
+    if not layout.root.is_dir():
+        raise DatasetError(f"{layout.root}: dataset root is not a directory")
+    annotations = read_annotations(layout.gt_path, layout.ignored_labels)
+    classes = read_classes(layout, annotations)
+    known = set(classes)
+    splits = {split: read_split_ids(layout, split, annotations) for split in (layout.train_split, layout.test_split)}
+
+    overlap = set(splits[layout.train_split]) & set(splits[layout.test_split])
+    if overlap:
+        vid = sorted(overlap)[0]
+        raise DatasetError(
+            f'video "{vid}" is in both the {layout.train_split} and the {layout.test_split} split '
+            f"({len(overlap)} such videos): test videos must not be trained on"
+        )
+    for split, ids in splits.items():
+        for vid in ids:
+            annotation = annotations.get(vid)
+            if annotation is None:
+                if split == layout.test_split and require_test_annotations:
+                    raise DatasetError(f'{layout.gt_path}: test video "{vid}" has no annotation entry (needed for mAP)')
+                continue
+            unknown = [label for label in annotation.labels if label not in known]
+            if unknown:
+                source = layout.classes_path if layout.classes_path.is_file() else layout.gt_path
+                raise DatasetError(
+                    f'{layout.gt_path}: video "{vid}" has label "{unknown[0]}", which is not in the class list ({source})'
+                )
+    return DatasetIndex(layout=layout, classes=classes, splits=splits, annotations=annotations)

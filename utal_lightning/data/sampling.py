@@ -1,0 +1,40 @@
+"""Temporal sampling of a video's snippets to a fixed grid of T (SPEC 1.2), batched, on any device."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from utal_lightning.data.layout import SNIPPET_SECONDS
+
+
+def train_positions(lengths: Tensor, num_segments: int, generator: torch.Generator | None = None) -> Tensor:
+    """SPEC 1.2, train: exactly T snippet indices per video, one drawn uniformly from each bin.
+
+    Bin ``i`` has edges ``s_i = i*L/T``; its index is drawn from ``[floor(s_i), floor(s_{i+1})]``
+    (both ends included), the last bin from ``[floor(s_{T-1}), L-1]``. Videos shorter than T repeat
+    snippets. ``lengths`` is (B,); returns (B, T) int64 on the same device.
+    """
+    lengths = lengths.to(torch.int64)
+    device = lengths.device
+    bins = torch.arange(num_segments + 1, device=device, dtype=torch.int64)
+    # Integer arithmetic: floor(i * L / T) exactly, with no float rounding at bin edges.
+    edges = torch.div(bins[None, :] * lengths[:, None], num_segments, rounding_mode="floor")  # (B, T+1)
+    low, high = edges[:, :-1], edges[:, 1:].clone()
+    high[:, -1] = lengths - 1
+    high = torch.maximum(high, low)
+    uniform = torch.rand(low.shape, generator=generator, device=device if generator is None else generator.device)
+    offsets = (uniform.to(device) * (high - low + 1).to(uniform.dtype)).floor().to(torch.int64)
+    return low + torch.minimum(offsets, high - low)
+
+
+def test_positions(length: int, num_segments: int, device: torch.device | str | None = None) -> Tensor:
+    """SPEC 1.2, test: ``floor(i*L/T)`` for i < T when L > T; all L snippets when L <= T."""
+    if length <= num_segments:
+        return torch.arange(length, device=device, dtype=torch.int64)
+    return torch.div(torch.arange(num_segments, device=device, dtype=torch.int64) * length, num_segments, rounding_mode="floor")
+
+
+def position_to_seconds(position: Tensor | float, length: int | Tensor, num_used: int | Tensor) -> Tensor | float:
+    """SPEC 1.2: seconds of grid position ``p`` = ``p * L / T_used * 16/25`` (L = the original length)."""
+    return position * (length / num_used) * SNIPPET_SECONDS

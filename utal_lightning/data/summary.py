@@ -1,0 +1,76 @@
+"""``utal check``: validate every file of a dataset and summarize what a run would see."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from utal_lightning.data.layout import DatasetLayout, read_dataset
+from utal_lightning.data.store import iter_video_features, scan_split
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {"min": 0, "median": 0, "mean": 0, "max": 0}
+    return {
+        "min": float(values.min()),
+        "median": float(np.median(values)),
+        "mean": round(float(values.mean()), 2),
+        "max": float(values.max()),
+    }
+
+
+def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -> dict[str, object]:
+    """Read gt.json, classes and splits, then every feature file (headers first, then data).
+
+    Raises :class:`DatasetError` on the first problem; returns a JSON-ready summary otherwise.
+    """
+    index = read_dataset(layout, require_test_annotations=require_test_annotations)
+    summary: dict[str, object] = {
+        "root": str(layout.root),
+        "classes": index.classes,
+        "num_classes": index.num_classes,
+        "splits": {},
+    }
+    for split, ids in index.splits.items():
+        scan = scan_split(layout, split, ids)
+        for _ in iter_video_features(scan):  # reads every video once: NaN/Inf check
+            pass
+        annotated = [index.annotations[v] for v in ids if v in index.annotations]
+        segments = np.asarray([len(a.labels) for a in annotated], dtype=np.float64)
+        label_counts = Counter(label for a in annotated for label in set(a.labels))
+        summary["splits"][split] = {  # type: ignore[index]
+            "subset": layout.subset_of(split),
+            "videos": len(ids),
+            "annotated_videos": len(annotated),
+            "feature_dim": {"rgb": scan.rgb_dim, "flow": scan.flow_dim},
+            "snippets_per_video": _stats(scan.lengths.astype(np.float64)),
+            "segments_per_video": _stats(segments),
+            "segments": int(segments.sum()),
+            "multi_label_videos": sum(len(set(a.labels)) > 1 for a in annotated),
+            "videos_per_class": {c: label_counts.get(c, 0) for c in index.classes},
+        }
+    return summary
+
+
+def format_summary(summary: dict[str, object]) -> str:
+    """Human-readable text of :func:`check_dataset`'s summary."""
+    classes = summary["classes"]
+    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")  # type: ignore[index]
+    lines = [f"dataset {summary['root']}: OK", f"classes: {summary['num_classes']} ({shown})"]
+    for split, s in summary["splits"].items():  # type: ignore[union-attr]
+        length, segs = s["snippets_per_video"], s["segments_per_video"]
+        subset = f" (gt.json subset {s['subset']!r})" if s["subset"] else ""
+        lines += [
+            f"{split}{subset}: {s['videos']} videos, {s['annotated_videos']} annotated, "
+            f"features rgb {s['feature_dim']['rgb']} + flow {s['feature_dim']['flow']}",
+            f"  snippets per video: min {length['min']:g}, median {length['median']:g}, "
+            f"mean {length['mean']:g}, max {length['max']:g}",
+            f"  segments: {s['segments']} (per annotated video: mean {segs['mean']:g}, max {segs['max']:g}); "
+            f"multi-label videos: {s['multi_label_videos']}",
+        ]
+        empty = [c for c, n in s["videos_per_class"].items() if n == 0]
+        if s["annotated_videos"] and empty:
+            lines.append(f"  classes with no video: {', '.join(empty)}")
+    return "\n".join(lines)
