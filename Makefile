@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` (the main job on synthetic data) and `make test`.
+# Each sets itself up on a fresh machine: a virtual environment, torch first (the local CPU wheel,
+# so pip does not pull a multi-GB CUDA build), then this package with its test extras.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.utal-installed
+SEED ?= 0
+DATA ?= data/synthetic_small
+RUN ?= runs/synthetic_small/baseline
+
+.PHONY: install demo test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/utal synth --preset small --out $(DATA) --seed $(SEED) --overwrite
+	$(BIN)/utal check --root $(DATA)
+	$(BIN)/utal baseline --root $(DATA) --out $(RUN)/detections.json --seed $(SEED)
+	$(BIN)/utal evaluate --gt $(DATA)/gt.json --pred $(RUN)/detections.json --subset test --preset thumos --out $(RUN)/map.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) data runs
