@@ -55,11 +55,10 @@ def _tious(args: argparse.Namespace) -> np.ndarray:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from utal_lightning.data.synthetic import PRESETS, write_synthetic_dataset
+    from utal_lightning.data.synthetic import override_config, write_synthetic_dataset
 
-    if args.preset not in PRESETS:
-        raise DatasetError(f'unknown preset "{args.preset}" (choose from {", ".join(PRESETS)})')
-    out = write_synthetic_dataset(args.preset, args.out, seed=args.seed, overwrite=args.overwrite)
+    config = override_config(args.preset, args.set)
+    out = write_synthetic_dataset(config, args.out, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote synthetic preset {args.preset!r} (seed {args.seed}) to {out}")
     return 0
 
@@ -111,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    synth.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field, e.g. --set num_train=10; repeatable")
     synth.set_defaults(run=cmd_synth)
 
     check = commands.add_parser("check", help="validate a dataset and print a summary")

@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+
+from tests.reference_map import reference_detection_map
+from utal_lightning.cli import main
+
+
+def _write(tmp_path, seed=0):
+    rng = np.random.default_rng(seed)
+    database, results = {}, {}
+    gt_rows, pred_rows = [], []
+    for v in range(12):
+        vid = f"video_{v}"
+        subset = "test" if v < 8 else "validation"
+        annotations = []
+        for _ in range(rng.integers(1, 4)):
+            s = float(rng.uniform(0, 50))
+            e = s + float(rng.uniform(1, 10))
+            label = ["Walk", "Jump", "Swim"][rng.integers(0, 3)]
+            annotations.append({"segment": [f"{s}", f"{e}"], "label": label})  # strings, as in real files
+            if subset == "test":
+                gt_rows.append((vid, s, e, label))
+        database[vid] = {"subset": subset, "annotations": annotations}
+        dets = []
+        for _ in range(rng.integers(0, 6)):
+            s = float(rng.uniform(0, 50))
+            e = s + float(rng.uniform(1, 10))
+            label = ["Walk", "Jump", "Swim", "Fly"][rng.integers(0, 4)]
+            score = float(rng.random())
+            dets.append({"segment": [s, e], "label": label, "score": score})
+            pred_rows.append((vid, s, e, label, score))
+        results[vid] = dets
+    (tmp_path / "gt.json").write_text(json.dumps({"database": database}))
+    (tmp_path / "pred.json").write_text(json.dumps({"results": results}))
+    return gt_rows, pred_rows
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_evaluate_prints_map_per_threshold_matching_the_reference(tmp_path, capsys, seed):
+    gt_rows, pred_rows = _write(tmp_path, seed)
+    tious = [0.1, 0.3, 0.5]
+    argv = ["evaluate", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"), "--subset", "test"]
+    assert main(argv + ["--tiou", *map(str, tious), "--out", str(tmp_path / "map.json")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report) == ["0.1", "0.3", "0.5", "average_mAP"]
+    _, ap = reference_detection_map(
+        [r[0] for r in gt_rows], [r[1:3] for r in gt_rows], [r[3] for r in gt_rows],
+        [r[0] for r in pred_rows], [r[1:3] for r in pred_rows], [r[3] for r in pred_rows], [r[4] for r in pred_rows], tious,
+    )
+    expected = [float(np.mean(row)) for row in ap]
+    assert [report[k] for k in ("0.1", "0.3", "0.5")] == pytest.approx(expected, abs=1e-12)
+    assert report["average_mAP"] == pytest.approx(np.mean(expected), abs=1e-12)
+    assert json.loads((tmp_path / "map.json").read_text()) == report
+
+
+def test_evaluate_presets_and_per_class(tmp_path, capsys):
+    _write(tmp_path)
+    base = ["evaluate", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"), "--subset", "test"]
+    main(base + ["--preset", "anet", "--per-class"])
+    report = json.loads(capsys.readouterr().out)
+    assert [k for k in report if k[0].isdigit()] == ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"]
+    assert set(report["per_class"]) <= {"Walk", "Jump", "Swim"}  # "Fly" is not in the ground truth: ignored
+    main(base + ["--preset", "thumos"])
+    assert list(json.loads(capsys.readouterr().out))[:7] == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]
+
+
+def test_evaluate_without_thresholds_or_with_unknown_subset_fails_clearly(tmp_path, capsys):
+    _write(tmp_path)
+    base = ["evaluate", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json")]
+    with pytest.raises(SystemExit) as info:
+        main(base + ["--subset", "test"])
+    assert info.value.code == 2 and "--tiou" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["--subset", "testing", "--preset", "thumos"])
+    assert 'no video has subset "testing"' in capsys.readouterr().err
