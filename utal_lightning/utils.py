@@ -28,5 +28,21 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def read_json(path: str | Path) -> object:
+    """Parse a JSON file; a missing or malformed file is a one-line :class:`DatasetError`."""
+    from utal_lightning.errors import DatasetError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    try:
+        with path.open(encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason})") from None
+
+
 def atomic_write_json(path: str | Path, obj: object, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")

@@ -14,7 +14,6 @@ only answers *which* videos, *which* classes, *what* ground truth and *where* th
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from utal_lightning.errors import DatasetError
+from utal_lightning.utils import read_json
 
 SNIPPET_SECONDS = 16 / 25
 """One I3D snippet is 16 frames at 25 fps (SPEC 1)."""
@@ -173,15 +173,7 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
     """
     gt_path = Path(gt_path)
     ignored = set(ignored_labels)
-    if not gt_path.is_file():
-        raise DatasetError(f"{gt_path}: file not found")
-    try:
-        with gt_path.open(encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{gt_path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise DatasetError(f"{gt_path}: not UTF-8 text ({e.reason})") from None
+    data = read_json(gt_path)
     database = data.get("database") if isinstance(data, dict) else None
     if not isinstance(database, dict):
         raise DatasetError(f'{gt_path}: expected an object with a "database" object mapping video ids to entries')

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 
 from utal_lightning.data.layout import VideoAnnotation, read_annotations
 from utal_lightning.errors import DatasetError
-from utal_lightning.utils import atomic_write_json
+from utal_lightning.utils import atomic_write_json, read_json
 
 
 @dataclass(frozen=True)
@@ -60,13 +59,7 @@ def read_ground_truth(gt_path: str | Path, subset: str | None = None, ignored_la
 def read_detections(pred_path: str | Path) -> SegmentTable:
     """Detections from ``{"results": {vid: [{"segment": [s, e], "label": name, "score": x}]}}``."""
     pred_path = Path(pred_path)
-    if not pred_path.is_file():
-        raise DatasetError(f"{pred_path}: file not found")
-    try:
-        with pred_path.open(encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{pred_path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    data = read_json(pred_path)
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, dict):
         raise DatasetError(f'{pred_path}: expected an object with a "results" object mapping video ids to detection lists')
