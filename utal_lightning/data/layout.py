@@ -98,13 +98,6 @@ class DatasetLayout:
         return candidates[0]
 
 
-# Presets for the two public benchmarks' subset names (SPEC 1.1).
-SUBSET_PRESETS: dict[str, dict[str, str]] = {
-    "thumos": {"train_subset": "validation", "test_subset": "test"},
-    "anet": {"train_subset": "training", "test_subset": "validation"},
-}
-
-
 @dataclass
 class DatasetIndex:
     """A validated dataset: classes, split membership and ground truth (no features)."""
