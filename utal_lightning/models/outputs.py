@@ -1,0 +1,23 @@
+"""The one output type every localization model returns, so every strategy works with every model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+@dataclass
+class LocalizationOutput:
+    """What a localization model says about a batch of videos sampled to T snippets.
+
+    ``attention`` is the class-specific actionness in [0, 1] (``sigmoid(sum_k CAS)``, SPEC 3.1);
+    ``agnostic_attention`` the class-agnostic one (IOCNet's ``A_ca``), or None for models without
+    that branch (CoLA): a strategy that needs it falls back to ``attention``.
+    """
+
+    cas: Tensor  # (B, T, K) class activation sequence used for localization
+    attention: Tensor  # (B, T) class-specific actionness in [0, 1]
+    video_scores: Tensor  # (B, K) video-level class probabilities (softmax)
+    embeddings: Tensor  # (B, T, E) snippet embeddings
+    agnostic_attention: Tensor | None = None  # (B, T) class-agnostic actionness in [0, 1]
