@@ -1,5 +1,9 @@
 """The ``utal`` command.
 
+Training commands (LightningCLI, configs in configs/):
+  utal fit --config configs/synthetic_feel.yaml       train (the outer loop runs inside one fit)
+  utal test | predict --config ... --ckpt_path CKPT    evaluate / write detections JSON
+
 Tool commands (no Lightning import, so they start fast):
   utal synth     --preset NAME --out DIR --seed S      write a synthetic benchmark (SPEC 6)
   utal check     --root DIR                            validate a dataset (SPEC 1.1) and summarize it
@@ -102,7 +106,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="utal", description="Unsupervised temporal action localization (FEEL, COPL).")
+    parser = argparse.ArgumentParser(
+        prog="utal",
+        description="Unsupervised temporal action localization (FEEL, COPL). "
+        "Training: utal fit|validate|test|predict --config CONFIG (see utal fit --help).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = commands.add_parser("synth", help="write a synthetic benchmark in the SPEC 1.1 layout")
@@ -140,7 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from utal_lightning.lightning_cli import run  # imports Lightning: only for training commands
+
+        try:
+            run(argv)
+        except DatasetError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

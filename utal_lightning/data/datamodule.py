@@ -1,0 +1,217 @@
+"""The LightningDataModule: holds the pseudolabel state and builds loaders from it.
+
+Loaders carry video indices; the collate step samples positions (SPEC 1.2) and gathers features
+from the :class:`FeatureStore`, which reads every video once per process. The pseudolabel state
+(labels, P, iteration, epoch plan, history) is plain tensors/ints in ``state_dict``, so it lives in
+checkpoints; ``train_dataloader`` is called again every epoch (``reload_dataloaders_every_n_epochs=1``)
+and always reflects the current state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from utal_lightning.data.layout import DatasetLayout, read_dataset
+from utal_lightning.data.sampling import test_positions
+from utal_lightning.data.store import FeatureStore, scan_split
+from utal_lightning.errors import DatasetError
+
+
+class _Indices(Dataset):
+    def __init__(self, indices: Tensor) -> None:
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> int:
+        return int(self.indices[i])
+
+
+class _TestVideos(Dataset):
+    """Test videos one at a time on SPEC 1.2's test grid (all snippets when L <= T), gathered lazily."""
+
+    def __init__(self, store: FeatureStore, num_segments: int) -> None:
+        self.store, self.num_segments = store, num_segments
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        positions = test_positions(int(self.store.lengths[i]), self.num_segments)
+        video_index = torch.tensor([i])
+        return {
+            "video_index": video_index,
+            "features": self.store.gather(video_index, positions[None]),
+            "seconds_per_step": self.store.seconds_per_position(i, len(positions)),
+        }
+
+
+class UTALDataModule(L.LightningDataModule):
+    """Videos of a dataset in the SPEC 1.1 layout, and the outer loop's pseudolabel state.
+
+    Args:
+        root: dataset root (SPEC 1.1 layout).
+        num_segments: T, snippets a video is sampled to (THUMOS 750, ActivityNet 50).
+        batch_size: videos per training batch.
+        num_clusters: K, pseudo-classes (default: the size of the class list).
+        train_split / test_split: names of ``split_<name>.txt`` and ``features/<name>/``.
+        train_subset / test_subset: gt.json subset names of the splits (THUMOS validation/test,
+            ActivityNet training/validation); used when split files are absent, else cross-checked.
+        ignored_labels: annotation labels to drop (e.g. THUMOS "Ambiguous").
+        pool_batch_size: videos per batch of the pseudolabel stage's no-grad pass.
+        seed: seeds the training samplers (with the iteration and epoch).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        num_segments: int = 750,
+        batch_size: int = 16,
+        num_clusters: int | None = None,
+        train_split: str = "train",
+        test_split: str = "test",
+        train_subset: str | None = None,
+        test_subset: str | None = None,
+        ignored_labels: Sequence[str] = (),
+        pool_batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.layout = DatasetLayout(
+            root=Path(root),
+            train_split=train_split,
+            test_split=test_split,
+            train_subset=train_subset,
+            test_subset=test_subset,
+            ignored_labels=tuple(ignored_labels),
+        )
+        if not self.layout.root.is_dir():
+            raise DatasetError(
+                f"{self.layout.root}: dataset root not found (for the synthetic demo data run "
+                f"`utal synth --preset small --out {self.layout.root}`)"
+            )
+        # Validate the layout and every feature header now, before any training starts.
+        self.index = read_dataset(self.layout)
+        train_scan = scan_split(self.layout, train_split, self.index.train_ids)
+        scan_split(self.layout, test_split, self.index.test_ids)
+        self.feature_dim = train_scan.feature_dim
+        self.rgb_dim = train_scan.rgb_dim
+        self.num_clusters = num_clusters or self.index.num_classes
+        self.num_segments = num_segments
+        self.batch_size = batch_size
+        self.pool_batch_size = pool_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_store: FeatureStore | None = None
+        self.test_store: FeatureStore | None = None
+
+        n = len(self.index.train_ids)
+        # Pseudolabel state (checkpointed): cluster per training video, P mask, 1-based iteration
+        # (0 = not labelled yet), epochs of each iteration so far, per-iteration records.
+        self.labels = torch.full((n,), -1, dtype=torch.int64)
+        self.selected = torch.zeros(n, dtype=torch.bool)
+        self.iteration = 0
+        self.epoch_plan: list[int] = []
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels.clone(),
+            "selected": self.selected.clone(),
+            "iteration": self.iteration,
+            "epoch_plan": list(self.epoch_plan),
+            "history": [dict(h) for h in self.history],
+            "train_ids": list(self.index.train_ids),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["train_ids"] != list(self.index.train_ids):
+            raise DatasetError(
+                f"{self.layout.root}: the checkpoint's training videos differ from this dataset's "
+                f"({len(state['train_ids'])} vs {len(self.index.train_ids)} videos): refusing to resume on other data"
+            )
+        self.labels = state["labels"].clone()
+        self.selected = state["selected"].clone()
+        self.iteration = int(state["iteration"])
+        self.epoch_plan = [int(e) for e in state["epoch_plan"]]
+        self.history = [dict(h) for h in state["history"]]
+
+    def set_pseudolabels(self, labels: Tensor, selected: Tensor, epochs: int, record: dict[str, Any]) -> None:
+        """Start the next outer iteration with these labels, P and epoch count."""
+        self.labels = labels.detach().cpu().to(torch.int64)
+        self.selected = selected.detach().cpu().to(torch.bool)
+        self.iteration += 1
+        self.epoch_plan.append(int(epochs))
+        self.history.append(record)
+
+    @property
+    def iteration_end_epoch(self) -> int:
+        """Epochs completed when the current iteration ends (sum of the plan so far)."""
+        return sum(self.epoch_plan)
+
+    # ------------------------------------------------------------------ data
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_store is None and stage in (None, "fit"):
+            self.train_store = FeatureStore.load(self.layout, self.layout.train_split, self.index.train_ids)
+        if self.test_store is None:
+            self.test_store = FeatureStore.load(self.layout, self.layout.test_split, self.index.test_ids)
+
+    @property
+    def selected_indices(self) -> Tensor:
+        return torch.nonzero(self.selected).reshape(-1)
+
+    def _epoch_generator(self) -> torch.Generator:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.iteration * 10_007 + epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.iteration == 0:
+            raise RuntimeError("no pseudolabels yet: the PseudoLabelRefresh callback labels videos at fit start")
+        indices = self.selected_indices
+        generator = self._epoch_generator()
+        return DataLoader(
+            _Indices(indices),
+            batch_size=self.batch_size,
+            sampler=RandomSampler(_Indices(indices), generator=generator),
+            collate_fn=lambda batch: self._train_batch(torch.tensor(batch), generator),
+            num_workers=self.num_workers,
+            drop_last=False,
+        )
+
+    def _train_batch(self, video_index: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        store = self.train_store
+        positions = store.sample_train(video_index, self.num_segments, generator)
+        targets = torch.nn.functional.one_hot(self.labels[video_index], self.num_clusters).float()
+        return {"video_index": video_index, "features": store.gather(video_index, positions), "targets": targets}
+
+    def pooling_batches(self) -> Iterator[dict[str, Tensor]]:
+        """All training videos on a fixed, deterministic grid of T positions, in batches.
+
+        Position ``i`` is ``floor(i * L / T)``: SPEC 1.2's test grid when L >= T; shorter videos
+        repeat snippets so every video has T positions and batches stack.
+        """
+        store = self.train_store
+        grid = torch.arange(self.num_segments)
+        for start in range(0, len(store), self.pool_batch_size):
+            video_index = torch.arange(start, min(start + self.pool_batch_size, len(store)))
+            positions = torch.div(grid[None, :] * store.lengths[video_index, None], self.num_segments, rounding_mode="floor")
+            yield {"video_index": video_index, "features": store.gather(video_index, positions)}
+
+    def test_videos(self) -> _TestVideos:
+        return _TestVideos(self.test_store, self.num_segments)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_videos(), batch_size=None, num_workers=self.num_workers)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

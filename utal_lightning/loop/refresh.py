@@ -1,0 +1,184 @@
+"""The outer loop (SPEC 2) as a Callback: it decides *when* to relabel; the strategy decides *how*.
+
+One ``fit`` runs every iteration: the Callback labels the videos at the start of a fresh run and
+again when an iteration's epochs are done, hands labels and P to the DataModule (which rebuilds the
+train loader every epoch), extends ``max_epochs`` by the next iteration's epoch count (adaptive
+epochs change it at run time), and records metrics. Test mAP is computed at each iteration's end
+for the logs only: nothing here reads test labels to decide anything.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from utal_lightning.eval.clustering import clustering_scores
+from utal_lightning.loop.summary import write_summary
+from utal_lightning.models.modules import test_metrics
+from utal_lightning.pseudo.select import adaptive_epochs
+from utal_lightning.pseudo.strategies import PseudoLabelStrategy
+
+
+class PseudoLabelRefresh(L.Callback):
+    """Relabel at fit start (fresh runs) and at every iteration boundary.
+
+    Args:
+        strategy: how to pool, cluster, refine and select (e.g. ``FEELStrategy``).
+        max_iterations: I_max, outer iterations.
+        epochs_per_iteration: E_max, epochs of an iteration that selects every video.
+        adaptive_epochs: FEEL's ``E_i = max(1, round(E_max * |P_i| / N))``; else E_max every iteration.
+        restart_each_iteration: re-initialize the model (and optimizer state) at every new
+            iteration (FEEL's released code) instead of continuing from the previous weights (COPL).
+        test_each_iteration: log test mAP at the end of each iteration (logged only).
+    """
+
+    def __init__(
+        self,
+        strategy: PseudoLabelStrategy,
+        max_iterations: int = 10,
+        epochs_per_iteration: int = 20,
+        adaptive_epochs: bool = True,
+        restart_each_iteration: bool = False,
+        test_each_iteration: bool = True,
+    ) -> None:
+        self.strategy = strategy
+        self.max_iterations = max_iterations
+        self.epochs_per_iteration = epochs_per_iteration
+        self.adaptive_epochs = adaptive_epochs
+        self.restart_each_iteration = restart_each_iteration
+        self.test_each_iteration = test_each_iteration
+
+    # ------------------------------------------------------------------ hooks
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        if datamodule.iteration == 0:  # a fresh run; a resumed one restored its state already
+            self._relabel(trainer, pl_module, use_model=False)
+        self._check_consistency(trainer)
+        trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
+            return
+        if self.test_each_iteration:
+            result = pl_module.evaluate_videos(datamodule, datamodule.test_videos())
+            metrics = test_metrics(result)
+            datamodule.history[-1]["test"] = result.as_dict()
+            pl_module.log_dict({**metrics, "outer/iteration": float(datamodule.iteration)})
+        if datamodule.iteration < self.max_iterations:
+            self._relabel(trainer, pl_module, use_model=True)
+            if self.restart_each_iteration:
+                self._restart(trainer, pl_module)
+            trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
+        if trainer.is_global_zero:
+            write_summary(trainer.default_root_dir, datamodule.history)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            write_summary(trainer.default_root_dir, trainer.datamodule.history)
+            self._print_table(trainer.datamodule.history)
+
+    # ------------------------------------------------------------------ state (RNG: Lightning saves none)
+    def state_dict(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        return {
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "python_rng": random.getstate(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch_rng"])
+        name, keys, *rest = state["numpy_rng"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+
+    # ------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def _relabel(self, trainer: L.Trainer, pl_module: L.LightningModule, use_model: bool) -> None:
+        datamodule = trainer.datamodule
+        iteration = datamodule.iteration + 1
+        started = time.perf_counter()
+        pooled = []
+        for batch in datamodule.pooling_batches():
+            features = batch["features"].to(pl_module.device)
+            output = pl_module.localize(features) if use_model else None
+            pooled.append(self.strategy.video_features(output, features).float())
+        video_features = torch.cat(pooled)
+        result = self.strategy.assign(
+            video_features, datamodule.num_clusters, iteration, self.max_iterations, seed=datamodule.seed + iteration
+        )
+        n, n_selected = len(result.labels), int(result.selected.sum())
+        epochs = (
+            adaptive_epochs(self.epochs_per_iteration, n_selected, n) if self.adaptive_epochs else self.epochs_per_iteration
+        )
+        record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
+        datamodule.set_pseudolabels(result.labels, result.selected, epochs, record)
+        metrics = {
+            f"cluster/{k}": float(record[k]) for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "accuracy_selected")
+        }
+        metrics.update({"select/fraction": record["selected_fraction"], "outer/iteration": float(iteration),
+                        "time/pseudolabel_s": record["pseudolabel_seconds"]})
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        rank_zero_info(
+            f"outer iteration {iteration}/{self.max_iterations}: NMI {record['nmi']:.3f}, |P|/N {record['selected_fraction']:.2f}, "
+            f"accuracy of P {record['accuracy_selected']:.3f}, {epochs} epochs"
+        )
+
+    @staticmethod
+    def _record(datamodule: Any, result: Any, iteration: int, epochs: int, seconds: float) -> dict[str, Any]:
+        """Pseudolabel quality against the training ground truth (metrics only)."""
+        targets = datamodule.index.class_targets(datamodule.index.train_ids)
+        k = datamodule.num_clusters
+        everyone = clustering_scores(result.labels, targets, num_clusters=k)
+        selected = result.selected.cpu().numpy()
+        chosen = clustering_scores(result.labels.cpu()[selected], targets[selected], num_clusters=k)
+        return {
+            "iteration": iteration,
+            **{k_: round(v, 6) for k_, v in everyone.items()},
+            "nmi_selected": round(chosen["nmi"], 6),
+            "accuracy_selected": round(chosen["accuracy"], 6),
+            "selected_fraction": round(float(selected.mean()), 6),
+            "num_selected": int(selected.sum()),
+            "epochs": epochs,
+            "pseudolabel_seconds": round(seconds, 3),
+        }
+
+    @staticmethod
+    def _restart(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Re-initialize every layer and forget the optimizer's moments (FEEL restarts each iteration)."""
+        for module in pl_module.modules():
+            if module is not pl_module and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        for optimizer in trainer.optimizers:
+            optimizer.state.clear()
+
+    def _check_consistency(self, trainer: L.Trainer) -> None:
+        """A checkpoint's epoch must lie inside the iteration its labels belong to (never resume on stale labels)."""
+        datamodule = trainer.datamodule
+        end, start = datamodule.iteration_end_epoch, datamodule.iteration_end_epoch - datamodule.epoch_plan[-1]
+        if not start <= trainer.current_epoch <= end:
+            raise RuntimeError(
+                f"checkpoint state disagrees: epoch {trainer.current_epoch} is outside outer iteration "
+                f"{datamodule.iteration} (epochs {start}-{end - 1}); refusing to train on stale pseudolabels"
+            )
+
+    @staticmethod
+    def _print_table(history: list[dict[str, Any]]) -> None:
+        header = f"{'iter':>4} {'NMI':>6} {'ARI':>6} {'acc':>6} {'acc(P)':>6} {'|P|/N':>6} {'epochs':>6} {'mAP@0.5':>8} {'mAP avg':>8}"
+        lines = [header]
+        for h in history:
+            test = h.get("test", {})
+            lines.append(
+                f"{h['iteration']:>4} {h['nmi']:>6.3f} {h['ari']:>6.3f} {h['accuracy']:>6.3f} {h['accuracy_selected']:>6.3f} "
+                f"{h['selected_fraction']:>6.2f} {h['epochs']:>6} {test.get('0.5', float('nan')):>8.4f} {test.get('average_mAP', float('nan')):>8.4f}"
+            )
+        rank_zero_info("\n".join(lines))

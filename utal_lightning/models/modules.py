@@ -1,0 +1,202 @@
+"""Thin LightningModules: training steps per model, one shared inference / test path (SPEC 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
+from utal_lightning.eval.detect import detect_with_mapping, detection_map_on_videos
+from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
+from utal_lightning.loop.summary import write_summary
+from utal_lightning.models.cola import CoLA, cola_loss
+from utal_lightning.models.outputs import LocalizationOutput
+
+COLA_THUMOS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 0.25, 0.025), 3))
+
+
+def test_metrics(result: DetectionMAP, prefix: str = "test") -> dict[str, float]:
+    """Log keys ``test/mAP@0.5`` ... and ``test/mAP_avg``."""
+    metrics = {f"{prefix}/mAP@{t:g}": float(m) for t, m in zip(result.tious, result.mAP)}
+    metrics[f"{prefix}/mAP_avg"] = result.average_mAP
+    return metrics
+
+
+class LocalizationModule(L.LightningModule):
+    """What every localization model shares: Adam, the eval-mode forward used by the pseudolabel
+    stage, and detection + mAP on the test split (SPEC 5).
+
+    Args:
+        class_threshold: keep classes with video score >= this (0.2 THUMOS, 0.1 ActivityNet), else the argmax.
+        proposal_thresholds: thresholds on the normalized localization map (SPEC 5).
+        nms_iou: per-class NMS IoU (0.6 CoLA's code, 0.7 FEEL's text).
+        upsample_scale: linear upsampling factor before thresholding.
+        class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority" (FEEL/TCAM protocol).
+        tious: tIoU thresholds of the test mAP (THUMOS 0.1:0.1:0.7, ActivityNet 0.5:0.05:0.95).
+        lr, weight_decay: Adam.
+    """
+
+    def __init__(
+        self,
+        class_threshold: float = 0.2,
+        proposal_thresholds: Sequence[float] = COLA_THUMOS_THRESHOLDS,
+        nms_iou: float = 0.6,
+        upsample_scale: int = 24,
+        class_mapping: str = "hungarian",
+        tious: Sequence[float] = tuple(THUMOS_TIOUS.tolist()),
+        lr: float = 1e-4,
+        weight_decay: float = 5e-4,
+    ) -> None:
+        super().__init__()
+        if class_mapping not in ("hungarian", "majority"):
+            raise ValueError(f"class_mapping must be 'hungarian' or 'majority', got {class_mapping!r}")
+        self.class_threshold = class_threshold
+        self.proposal_thresholds = tuple(proposal_thresholds)
+        self.nms_iou = nms_iou
+        self.upsample_scale = upsample_scale
+        self.class_mapping = class_mapping
+        self.tious = tuple(tious)
+        self.lr, self.weight_decay = lr, weight_decay
+        self._test_detections: dict[int, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ models
+    @property
+    def inference_model(self) -> nn.Module:
+        """The network used for pooling and inference (IOCNet: the EMA teacher)."""
+        return self.model
+
+    @torch.no_grad()
+    def localize(self, features: Tensor) -> LocalizationOutput:
+        """Eval-mode forward of :attr:`inference_model` (restores the training mode after)."""
+        model = self.inference_model
+        was_training = model.training
+        model.eval()
+        try:
+            return model(features.to(self.device))
+        finally:
+            model.train(was_training)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    # ------------------------------------------------------------------ inference
+    def cluster_to_class(self, datamodule: Any) -> Tensor:
+        """(K, C) evaluation map from the training pseudolabels and the *training* ground truth (SPEC 3.5)."""
+        targets = torch.as_tensor(datamodule.index.class_targets(datamodule.index.train_ids))
+        labels = datamodule.labels
+        known = (targets >= 0) & (labels >= 0)
+        confusion = contingency_matrix(labels[known], targets[known], datamodule.num_clusters, datamodule.index.num_classes)
+        return hungarian_mapping(confusion) if self.class_mapping == "hungarian" else majority_mapping(confusion)
+
+    def detect(self, batch: dict[str, Any], mapping: Tensor) -> np.ndarray:
+        """Detections ``[start_s, end_s, score, class]`` of one test video."""
+        output = self.localize(batch["features"])
+        rows = detect_with_mapping(
+            output.cas[0].float().cpu(),
+            output.video_scores[0].float().cpu(),
+            mapping,
+            float(batch["seconds_per_step"]),
+            self.proposal_thresholds,
+            self.class_threshold,
+            self.nms_iou,
+            scale=self.upsample_scale,
+        )
+        return rows.numpy()
+
+    def evaluate_videos(self, datamodule: Any, videos: Iterable[dict[str, Any]]) -> DetectionMAP:
+        """Detect on every test video and compute mAP (a manual pass, usable inside ``fit``)."""
+        mapping = self.cluster_to_class(datamodule)
+        detections = {int(b["video_index"][0]): self.detect(b, mapping) for b in videos}
+        return self._map(datamodule, detections)
+
+    def _map(self, datamodule: Any, detections: dict[int, np.ndarray]) -> DetectionMAP:
+        ids = datamodule.index.test_ids
+        rows = [detections.get(i, np.zeros((0, 4))) for i in range(len(ids))]
+        return detection_map_on_videos(datamodule.index.annotations, ids, rows, datamodule.index.classes, self.tious)
+
+    # ------------------------------------------------------------------ test / predict
+    def on_test_epoch_start(self) -> None:
+        self._mapping = self.cluster_to_class(self.trainer.datamodule)
+        self._test_detections = {}
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._test_detections[int(batch["video_index"][0])] = self.detect(batch, self._mapping)
+
+    def on_test_epoch_end(self) -> None:
+        datamodule = self.trainer.datamodule
+        result = self._map(datamodule, self._test_detections)
+        metrics = test_metrics(result)
+        self.log_dict(metrics)
+        if self.trainer.is_global_zero:
+            write_summary(self.trainer.default_root_dir, datamodule.history, test={**result.as_dict(), "per_class": result.per_class()})
+
+    def on_predict_epoch_start(self) -> None:
+        self._mapping = self.cluster_to_class(self.trainer.datamodule)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> tuple[int, np.ndarray]:
+        return int(batch["video_index"][0]), self.detect(batch, self._mapping)
+
+
+class CoLAModule(LocalizationModule):
+    """CoLA (SPEC 4.1) trained on pseudolabels: ``L = L_cls + lambda * L_ctr``.
+
+    Args:
+        num_classes: K (linked from the data's ``num_clusters``).
+        feature_dim: input width (linked from the data: 2048 for I3D rgb + flow).
+        hidden_dim: embedding width (2048 in the paper).
+        dropout: after the embedding (0.7).
+        embed_kernel / cls_kernel / cls_depthwise_kernel: temporal kernels (THUMOS 3 / 1 / None; ActivityNet 9 / 9 / 7).
+        r_easy, r_hard, m, M: snippet mining (THUMOS 5, 20, 3, 6; ActivityNet 10, 8, 3, 6).
+        lambda_ctr: weight of the snippet contrastive loss (0.01 THUMOS, 0.005 ActivityNet).
+        temperature: InfoNCE temperature (0.07).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dim: int = 2048,
+        hidden_dim: int = 2048,
+        dropout: float = 0.7,
+        embed_kernel: int = 3,
+        cls_kernel: int = 1,
+        cls_depthwise_kernel: int | None = None,
+        r_easy: int = 5,
+        r_hard: int = 20,
+        m: int = 3,
+        M: int = 6,
+        lambda_ctr: float = 0.01,
+        temperature: float = 0.07,
+        **inference: Any,
+    ) -> None:
+        super().__init__(**inference)
+        self.save_hyperparameters()
+        self.model = CoLA(
+            num_classes=num_classes,
+            feature_dim=feature_dim,
+            hidden_dim=hidden_dim,
+            dropout=dropout,
+            embed_kernel=embed_kernel,
+            cls_kernel=cls_kernel,
+            cls_depthwise_kernel=cls_depthwise_kernel,
+            r_easy=r_easy,
+            r_hard=r_hard,
+            m=m,
+            M=M,
+        )
+        self.lambda_ctr = lambda_ctr
+        self.temperature = temperature
+
+    def forward(self, features: Tensor) -> LocalizationOutput:
+        return self.model(features)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        output = self.model(batch["features"])
+        loss, parts = cola_loss(self.model, output, batch["targets"], self.lambda_ctr, self.temperature)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["targets"]))
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=len(batch["targets"]))
+        return loss
