@@ -53,9 +53,9 @@ def _check_mask(mask: Tensor, size: int) -> None:
         raise ValueError(f"structure size must be >= 1, got {size}")
 
 
-def _window_max(x: Tensor, left: int, right: int) -> Tensor:
-    """out[:, i] = max(x[:, i - left .. i + right]) with zero padding; x float (B, T)."""
-    padded = F.pad(x.unsqueeze(1), (left, right), value=0.0)
+def _window_max(x: Tensor, left: int, right: int, border: float) -> Tensor:
+    """out[:, i] = max(x[:, i - left .. i + right]), positions outside the row = ``border``; x float (B, T)."""
+    padded = F.pad(x.unsqueeze(1), (left, right), value=border)
     return F.max_pool1d(padded, kernel_size=left + right + 1, stride=1).squeeze(1)
 
 
@@ -69,7 +69,7 @@ def binary_erosion_1d(mask: Tensor, size: int) -> Tensor:
     c = size // 2
     # all(window) == not any(not x in window); outside the row counts as "not x" (border value 0).
     inv = (~mask.bool()).float()
-    return _window_max(inv, c, size - 1 - c) == 0
+    return _window_max(inv, c, size - 1 - c, border=1.0) == 0
 
 
 def binary_dilation_1d(mask: Tensor, size: int) -> Tensor:
@@ -80,7 +80,7 @@ def binary_dilation_1d(mask: Tensor, size: int) -> Tensor:
     """
     _check_mask(mask, size)
     c = size // 2
-    return _window_max(mask.bool().float(), size - 1 - c, c) > 0
+    return _window_max(mask.bool().float(), size - 1 - c, c, border=0.0) > 0
 
 
 class MinedSnippets(NamedTuple):

@@ -1,0 +1,170 @@
+"""CoLA, FEEL's localization model (SPEC 4.1), as a plain ``nn.Module`` (no Lightning).
+
+``forward`` returns a :class:`LocalizationOutput`; training additionally needs the snippet mining
+(:meth:`CoLA.mine`) and the losses (:meth:`CoLA.loss`, built on ``losses.cola_loss``), so a thin
+LightningModule only calls ``out = model(x); total, parts = model.loss(out, labels)`` (or the
+function form ``cola_loss(model, out, labels, lambda_ctr, temperature)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from utal_lightning.models.losses import cola_loss as _cola_loss_from_mined
+from utal_lightning.models.mining import MinedSnippets, mine_snippets, num_selected, random_keep_mask
+from utal_lightning.models.outputs import LocalizationOutput
+
+__all__ = ["CoLA", "cola_loss"]
+
+
+class CoLA(nn.Module):
+    """CoLA (SPEC 4.1), defaults = CoLA's released THUMOS configuration.
+
+    * ``embed = ReLU(Conv1d(D, hidden, embed_kernel, 'same'))``; ``embeddings`` are taken before the
+      dropout (as CoLA's code), the classifier sees ``Dropout(dropout)(embed)``.
+    * ``CAS = ReLU(Conv1d(hidden, K, cls_kernel, 'same', bias=False))``; with
+      ``cls_depthwise_kernel`` set (ActivityNet variant: ``embed_kernel=9, cls_kernel=9,
+      cls_depthwise_kernel=7, cls_depthwise_dilation=2``) a bias-free depthwise conv over the K class
+      channels follows the classifier conv, before the ReLU.
+    * actionness = ``sum_k CAS``; attention = ``sigmoid(actionness)``; video scores = softmax over
+      classes of the per-class mean of the top ``max(1, T // r_easy)`` CAS values.
+    * ``hard_threshold`` (FEEL's tau_c variant): when set, hard mining binarizes
+      ``attention > hard_threshold`` (i.e. ``actionness > logit(hard_threshold)``) instead of
+      ``actionness > median``.
+
+    Weights: Xavier-uniform, zero biases (CoLA's ``weight_init``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dim: int = 2048,
+        hidden_dim: int = 2048,
+        dropout: float = 0.7,
+        embed_kernel: int = 3,
+        cls_kernel: int = 1,
+        cls_depthwise_kernel: int | None = None,
+        cls_depthwise_dilation: int = 2,
+        r_easy: int = 5,
+        r_hard: int = 20,
+        m: int = 3,
+        M: int = 6,
+        drop_rate: float = 0.6,
+        hard_threshold: float | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if min(r_easy, r_hard, m, M) < 1:
+            raise ValueError("r_easy, r_hard, m and M must be >= 1")
+        if hard_threshold is not None and not 0.0 < hard_threshold < 1.0:
+            raise ValueError(f"hard_threshold is on the attention scale, must be in (0, 1): {hard_threshold}")
+        self.num_classes = num_classes
+        self.r_easy = r_easy
+        self.r_hard = r_hard
+        self.m = m
+        self.M = M
+        self.drop_rate = drop_rate
+        self.hard_threshold = hard_threshold
+
+        self.embed = nn.Sequential(
+            nn.Conv1d(feature_dim, hidden_dim, kernel_size=embed_kernel, padding="same"),
+            nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(p=dropout)
+        cls_layers: list[nn.Module] = [
+            nn.Conv1d(hidden_dim, num_classes, kernel_size=cls_kernel, padding="same", bias=False)
+        ]
+        if cls_depthwise_kernel is not None:
+            cls_layers.append(
+                nn.Conv1d(
+                    num_classes,
+                    num_classes,
+                    kernel_size=cls_depthwise_kernel,
+                    dilation=cls_depthwise_dilation,
+                    padding="same",
+                    groups=num_classes,
+                    bias=False,
+                )
+            )
+        cls_layers.append(nn.ReLU())
+        self.classifier = nn.Sequential(*cls_layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv1d):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, features: Tensor) -> LocalizationOutput:
+        """``features`` (B, T, D) -> CAS (B, T, K), attention (B, T), video scores (B, K), embeddings (B, T, hidden)."""
+        if features.dim() != 3:
+            raise ValueError(f"features must be (B, T, D), got shape {tuple(features.shape)}")
+        T = features.shape[1]
+        x = self.embed(features.transpose(1, 2))  # (B, hidden, T)
+        embeddings = x.transpose(1, 2)
+        cas = self.classifier(self.dropout(x)).transpose(1, 2)  # (B, T, K)
+        actionness = cas.sum(dim=2)
+        k_easy = num_selected(T, self.r_easy)
+        video_scores = torch.softmax(cas.topk(k_easy, dim=1).values.mean(dim=1), dim=1)
+        return LocalizationOutput(
+            cas=cas,
+            attention=torch.sigmoid(actionness),
+            video_scores=video_scores,
+            embeddings=embeddings,
+        )
+
+    def mine(
+        self,
+        output: LocalizationOutput | Tensor,
+        generator: torch.Generator | None = None,
+        drop_mask: Tensor | None = None,
+    ) -> MinedSnippets:
+        """The four CoLA snippet sets (SPEC 4.1) from an output or an actionness tensor (B, T).
+
+        The easy sets are drawn from a random ``1 - drop_rate`` subset of snippets: ``drop_mask``
+        (True = keep) when given, else a fresh mask from ``generator`` (on the actionness' device)
+        in training mode, else none (eval mode or ``drop_rate == 0``).
+        """
+        actionness = output.cas.sum(dim=2) if isinstance(output, LocalizationOutput) else output
+        actionness = actionness.detach()
+        if drop_mask is None and self.training and self.drop_rate > 0:
+            drop_mask = random_keep_mask(
+                actionness.shape, self.drop_rate, generator=generator, device=actionness.device
+            )
+        threshold = None if self.hard_threshold is None else math.log(self.hard_threshold / (1 - self.hard_threshold))
+        return mine_snippets(actionness, self.r_easy, self.r_hard, self.m, self.M, drop_mask, threshold)
+
+    def loss(
+        self,
+        output: LocalizationOutput,
+        labels: Tensor,
+        lambda_ctr: float = 0.01,
+        temperature: float = 0.07,
+        generator: torch.Generator | None = None,
+        drop_mask: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``L = L_cls + lambda_ctr * L_ctr`` (SPEC 4.1) on ``output``; returns ``(total, parts)``."""
+        mined = self.mine(output, generator=generator, drop_mask=drop_mask)
+        return _cola_loss_from_mined(output, labels, mined, lambda_ctr=lambda_ctr, temperature=temperature)
+
+
+def cola_loss(
+    model: CoLA,
+    output: LocalizationOutput,
+    labels: Tensor,
+    lambda_ctr: float = 0.01,
+    temperature: float = 0.07,
+    generator: torch.Generator | None = None,
+    drop_mask: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SPEC 4.1 ``L = L_cls + lambda_ctr * L_ctr``: mine with ``model`` (random drop in training
+    mode), then the losses. Returns ``(total, parts)``, parts = detached ``{"cls", "ctr", "total"}``."""
+    return model.loss(
+        output, labels, lambda_ctr=lambda_ctr, temperature=temperature, generator=generator, drop_mask=drop_mask
+    )

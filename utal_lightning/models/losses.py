@@ -1,0 +1,131 @@
+"""CoLA's training losses (SPEC 4.1) as pure functions: tensors in, tensors out, no Lightning.
+
+``L = L_cls + lambda * L_ctr`` with ``L_cls`` the BCE between the video softmax and the normalized
+label (CoLA's ``ActionLoss``) and ``L_ctr`` the snippet contrastive InfoNCE (CoLA's ``SniCoLoss``).
+
+Normalization (as CoLA's released code): the embeddings of each snippet set are averaged *first*,
+then the query and the positive are L2-normalized along the channel dim; each negative is
+L2-normalized on its own. Nothing is normalized before averaging.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from utal_lightning.models.mining import MinedSnippets
+from utal_lightning.models.outputs import LocalizationOutput
+
+__all__ = [
+    "cola_classification_loss",
+    "cola_loss",
+    "gather_snippets",
+    "info_nce",
+    "snippet_contrastive_loss",
+]
+
+
+def cola_classification_loss(video_scores: Tensor, labels: Tensor) -> Tensor:
+    """SPEC 4.1 ``L_cls``: BCE between the video softmax (B, K) and the label normalized to sum 1.
+
+    ``labels`` is one-hot or multi-hot (B, K); each row is divided by its sum (a multi-label video
+    with n classes gets target 1/n on each), then ``mean`` BCE over all B*K entries (``nn.BCELoss``).
+    An all-zero label row stays all-zero (no division by zero).
+    """
+    labels = labels.to(video_scores.dtype)
+    target = labels / labels.sum(dim=1, keepdim=True).clamp_min(torch.finfo(labels.dtype).tiny)
+    return F.binary_cross_entropy(video_scores, target)
+
+
+def gather_snippets(embeddings: Tensor, idx: Tensor) -> Tensor:
+    """``embeddings`` (B, T, E) at time indices ``idx`` (B, k) -> (B, k, E)."""
+    return embeddings.gather(1, idx.unsqueeze(-1).expand(-1, -1, embeddings.shape[-1]))
+
+
+def _masked_mean(x: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Mean of (B, k, E) over k using only ``valid`` (B, k) slots; also (B,) "has any valid"."""
+    if valid is None:
+        return x.mean(dim=1), None
+    w = valid.to(x.dtype).unsqueeze(-1)
+    count = w.sum(dim=1)
+    return (x * w).sum(dim=1) / count.clamp_min(1.0), count.squeeze(-1) > 0
+
+
+def info_nce(
+    query: Tensor, positive: Tensor, negatives: Tensor, temperature: float = 0.07, row_valid: Tensor | None = None
+) -> Tensor:
+    """SPEC 4.1 InfoNCE (CoLA's ``SniCoLoss.NCE``) for one direction of ``L_ctr``.
+
+    query, positive (B, E); negatives (B, N, E). Each is L2-normalized along E; logits
+    ``[q.k, q.n_1, ..., q.n_N] / temperature``; cross entropy with the positive as target, averaged
+    over the videos with ``row_valid`` (all when None; 0 with a live graph when none is valid).
+    """
+    q = F.normalize(query, dim=-1)
+    k = F.normalize(positive, dim=-1)
+    n = F.normalize(negatives, dim=-1)
+    l_pos = (q * k).sum(dim=-1, keepdim=True)  # (B, 1)
+    l_neg = torch.einsum("be,bne->bn", q, n)  # (B, N)
+    logits = torch.cat([l_pos, l_neg], dim=1) / temperature
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    per_video = F.cross_entropy(logits, target, reduction="none")
+    if row_valid is None:
+        return per_video.mean()
+    w = row_valid.to(per_video.dtype)
+    return (per_video * w).sum() / w.sum().clamp_min(1.0)
+
+
+def snippet_contrastive_loss(
+    embeddings: Tensor,
+    easy_act: Tensor,
+    easy_bkg: Tensor,
+    hard_act: Tensor,
+    hard_bkg: Tensor,
+    temperature: float = 0.07,
+    hard_act_valid: Tensor | None = None,
+    hard_bkg_valid: Tensor | None = None,
+) -> Tensor:
+    """SPEC 4.1 ``L_ctr`` (CoLA's SniCoLoss): two InfoNCE terms, summed.
+
+    * query = mean hard-action embedding, positive = mean easy-action embedding, negatives = each
+      easy-background embedding;
+    * query = mean hard-background embedding, positive = mean easy-background embedding, negatives =
+      each easy-action embedding.
+
+    ``embeddings`` (B, T, E); the four sets are (B, k) time indices (see ``mine_snippets``). The hard
+    means use only the ``*_valid`` slots when given; a video whose band is empty is left out of that
+    term's batch mean.
+    """
+    ea = gather_snippets(embeddings, easy_act)
+    eb = gather_snippets(embeddings, easy_bkg)
+    ha, ha_rows = _masked_mean(gather_snippets(embeddings, hard_act), hard_act_valid)
+    hb, hb_rows = _masked_mean(gather_snippets(embeddings, hard_bkg), hard_bkg_valid)
+    act_term = info_nce(ha, ea.mean(dim=1), eb, temperature, ha_rows)
+    bkg_term = info_nce(hb, eb.mean(dim=1), ea, temperature, hb_rows)
+    return act_term + bkg_term
+
+
+def cola_loss(
+    output: LocalizationOutput,
+    labels: Tensor,
+    mined: MinedSnippets,
+    lambda_ctr: float = 0.01,
+    temperature: float = 0.07,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SPEC 4.1 ``L = L_cls + lambda * L_ctr`` for one batch; ``mined`` from ``mine_snippets``.
+
+    Returns ``(total, parts)`` with ``parts`` = detached ``{"cls", "ctr", "total"}`` for logging.
+    """
+    l_cls = cola_classification_loss(output.video_scores, labels)
+    l_ctr = snippet_contrastive_loss(
+        output.embeddings,
+        mined.easy_act,
+        mined.easy_bkg,
+        mined.hard_act,
+        mined.hard_bkg,
+        temperature=temperature,
+        hard_act_valid=mined.hard_act_valid,
+        hard_bkg_valid=mined.hard_bkg_valid,
+    )
+    total = l_cls + lambda_ctr * l_ctr
+    return total, {"cls": l_cls.detach(), "ctr": l_ctr.detach(), "total": total.detach()}
