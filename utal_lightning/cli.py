@@ -152,12 +152,13 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from utal_lightning.lightning_cli import run  # imports Lightning: only for training commands
 
         try:
-            run(argv)
+            run(None if from_command_line else argv)
         except DatasetError as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None

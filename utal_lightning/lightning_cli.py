@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.eval.io import write_detections
+from utal_lightning.loop.refresh import PseudoLabelRefresh
 from utal_lightning.models.modules import LocalizationModule
 
 DETECTIONS_FILE = "detections.json"
+
+
+def checkpoint_dir(default_root_dir: str | None) -> str:
+    return str(Path(default_root_dir or ".") / "checkpoints")
 
 
 class DetectionWriter(BasePredictionWriter):
@@ -35,6 +41,13 @@ class DetectionWriter(BasePredictionWriter):
 
 class UTALCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
+        # The outer loop and checkpointing are top-level config groups (`loop:`, `checkpoint:`), so
+        # `--loop.strategy.use_cci false` works from the command line; both are added as callbacks.
+        parser.add_lightning_class_args(PseudoLabelRefresh, "loop")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
+        # A stable checkpoint folder (not lightning_logs/version_N/): resumes and requeues find it.
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
         # The model's input width and class count follow the data: never typed twice.
         parser.link_arguments("data.feature_dim", "model.init_args.feature_dim", apply_on="instantiate")
         parser.link_arguments("data.num_clusters", "model.init_args.num_classes", apply_on="instantiate")
@@ -43,7 +56,14 @@ class UTALCLI(LightningCLI):
         self.trainer.callbacks.append(DetectionWriter(Path(self.trainer.default_root_dir) / DETECTIONS_FILE))
 
 
-def run(argv: Sequence[str]) -> None:
+def run(argv: Sequence[str] | None) -> None:
+    """Run LightningCLI on ``argv`` (None: ``sys.argv``)."""
+    for message in (
+        ".*isinstance.treespec, LeafSpec.*",  # Lightning's pytree shim on recent torch
+        ".*tensorboardX.*",  # CSV is our default logger on purpose
+        ".*is smaller than the logging interval.*",  # small synthetic epochs
+    ):
+        warnings.filterwarnings("ignore", message=message)
     UTALCLI(
         LocalizationModule,
         UTALDataModule,
@@ -52,5 +72,5 @@ def run(argv: Sequence[str]) -> None:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0},
         parser_kwargs={"prog": "utal"},
-        args=list(argv),
+        args=None if argv is None else list(argv),
     )

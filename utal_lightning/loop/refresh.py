@@ -53,14 +53,20 @@ class PseudoLabelRefresh(L.Callback):
         self.adaptive_epochs = adaptive_epochs
         self.restart_each_iteration = restart_each_iteration
         self.test_each_iteration = test_each_iteration
+        self._restored_epoch: int | None = None
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
         if datamodule.iteration == 0:  # a fresh run; a resumed one restored its state already
             self._relabel(trainer, pl_module, use_model=False)
-        self._check_consistency(trainer)
+        elif self._restored_epoch is not None:
+            self._check_consistency(datamodule, self._restored_epoch)
         trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # current_epoch still reads 0 in on_fit_start of a resumed run: remember the checkpoint's epoch.
+        self._restored_epoch = int(checkpoint["epoch"])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
@@ -161,14 +167,16 @@ class PseudoLabelRefresh(L.Callback):
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
 
-    def _check_consistency(self, trainer: L.Trainer) -> None:
-        """A checkpoint's epoch must lie inside the iteration its labels belong to (never resume on stale labels)."""
-        datamodule = trainer.datamodule
-        end, start = datamodule.iteration_end_epoch, datamodule.iteration_end_epoch - datamodule.epoch_plan[-1]
-        if not start <= trainer.current_epoch <= end:
+    @staticmethod
+    def _check_consistency(datamodule: Any, epoch: int) -> None:
+        """A checkpoint taken at ``epoch`` must belong to the iteration its labels are for: inside it,
+        or its boundary epoch (the last one of the previous iteration). Never resume on stale labels."""
+        end = datamodule.iteration_end_epoch
+        start = end - datamodule.epoch_plan[-1]
+        if not start - 1 <= epoch <= end - 1:
             raise RuntimeError(
-                f"checkpoint state disagrees: epoch {trainer.current_epoch} is outside outer iteration "
-                f"{datamodule.iteration} (epochs {start}-{end - 1}); refusing to train on stale pseudolabels"
+                f"checkpoint state disagrees: it was taken at epoch {epoch}, but its pseudolabels are those of outer "
+                f"iteration {datamodule.iteration} (epochs {start}-{end - 1}); refusing to train on stale pseudolabels"
             )
 
     @staticmethod
