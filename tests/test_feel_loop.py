@@ -111,3 +111,19 @@ def test_stale_labels_are_refused(small, tmp_path):
     torch.save(checkpoint, tmp_path / "stale.ckpt")
     with pytest.raises(RuntimeError, match="stale pseudolabels"):
         fit("synthetic_feel.yaml", small, tmp_path / "resumed", *short, "--ckpt_path", str(tmp_path / "stale.ckpt"))
+
+
+def test_test_and_predict_from_checkpoint(feel_run, small, tmp_path):
+    summary, root = feel_run
+    common = ["--config", str(CONFIGS / "synthetic_feel.yaml"), "--data.init_args.root", str(small),
+              "--trainer.enable_progress_bar=false", "--ckpt_path", str(root / "checkpoints" / "last.ckpt")]
+    main(["test", *common, "--trainer.default_root_dir", str(tmp_path / "test")])
+    tested = json.loads((tmp_path / "test" / "summary.json").read_text())
+    # the restored model and labels reproduce the last iteration's logged test mAP
+    assert tested["final"]["test"]["0.5"] == pytest.approx(summary["iterations"][-1]["test"]["0.5"], abs=1e-9)
+    assert set(tested["final"]["test"]["per_class"]) <= set(f"class_{k:02d}" for k in range(5))
+    main(["predict", *common, "--trainer.default_root_dir", str(tmp_path / "predict")])
+    results = json.loads((tmp_path / "predict" / "detections.json").read_text())["results"]
+    assert list(results) == (small / "split_test.txt").read_text().split()
+    assert all({"segment", "label", "score"} <= set(d) for ds in results.values() for d in ds)
+    assert sum(len(ds) for ds in results.values()) > 0
