@@ -127,3 +127,11 @@ def test_test_and_predict_from_checkpoint(feel_run, small, tmp_path):
     assert list(results) == (small / "split_test.txt").read_text().split()
     assert all({"segment", "label", "score"} <= set(d) for ds in results.values() for d in ds)
     assert sum(len(ds) for ds in results.values()) > 0
+
+
+def test_ablation_fragment_merges(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "thumos_feel.yaml"), "--config", str(CONFIGS / "ablations" / "cola_utal.yaml"), "--print_config"])
+    printed = capsys.readouterr().out
+    assert "use_cci: false" in printed and "iis_schedule: none" in printed and "adaptive_epochs: false" in printed
+    assert "cci_k1: 20" in printed  # the rest of the strategy's arguments survive the merge
