@@ -75,9 +75,8 @@ class FEELStrategy(PseudoLabelStrategy):
         labels, centres = kmeans(video_features, num_clusters, seed=seed, n_init=self.kmeans_n_init)
         if self.use_cci:
             refined = cci_refine(video_features, centres, k1=self.cci_k1, k2=self.cci_k2, gamma=self.cci_gamma)
-            labels, distance = refined.labels, refined.distance
+            labels, rank = refined.labels, refined.rank
         else:
-            distance = torch.cdist(video_features.double(), centres.double())
-        rank = rank_within_clusters(distance, labels)
+            rank = rank_within_clusters(torch.cdist(video_features.double(), centres.double()), labels)
         beta = iis_beta(iteration, max_iterations, self.iis_schedule, self.iis_mu)
         return PseudoLabels(labels=labels, selected=iis_select(labels, rank, beta), rank=rank)
