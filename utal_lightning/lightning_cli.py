@@ -51,6 +51,7 @@ class UTALCLI(LightningCLI):
         # The model's input width and class count follow the data: never typed twice.
         parser.link_arguments("data.feature_dim", "model.init_args.feature_dim", apply_on="instantiate")
         parser.link_arguments("data.num_clusters", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.rgb_dim", "model.init_args.rgb_dim", apply_on="instantiate")
 
     def before_predict(self) -> None:
         self.trainer.callbacks.append(DetectionWriter(Path(self.trainer.default_root_dir) / DETECTIONS_FILE))

@@ -119,6 +119,7 @@ class UTALDataModule(L.LightningDataModule):
         # (0 = not labelled yet), epochs of each iteration so far, per-iteration records.
         self.labels = torch.full((n,), -1, dtype=torch.int64)
         self.selected = torch.zeros(n, dtype=torch.bool)
+        self.targets: Tensor | None = None  # (N, K) multi-hot training targets where not one-hot labels (weak mode)
         self.iteration = 0
         self.epoch_plan: list[int] = []
         self.history: list[dict[str, Any]] = []
@@ -128,6 +129,7 @@ class UTALDataModule(L.LightningDataModule):
         return {
             "labels": self.labels.clone(),
             "selected": self.selected.clone(),
+            "targets": None if self.targets is None else self.targets.clone(),
             "iteration": self.iteration,
             "epoch_plan": list(self.epoch_plan),
             "history": [dict(h) for h in self.history],
@@ -142,14 +144,18 @@ class UTALDataModule(L.LightningDataModule):
             )
         self.labels = state["labels"].clone()
         self.selected = state["selected"].clone()
+        self.targets = None if state.get("targets") is None else state["targets"].clone()
         self.iteration = int(state["iteration"])
         self.epoch_plan = [int(e) for e in state["epoch_plan"]]
         self.history = [dict(h) for h in state["history"]]
 
-    def set_pseudolabels(self, labels: Tensor, selected: Tensor, epochs: int, record: dict[str, Any]) -> None:
-        """Start the next outer iteration with these labels, P and epoch count."""
+    def set_pseudolabels(
+        self, labels: Tensor, selected: Tensor, epochs: int, record: dict[str, Any], targets: Tensor | None = None
+    ) -> None:
+        """Start the next outer iteration with these labels, P, epoch count (and multi-hot targets, if not one-hot)."""
         self.labels = labels.detach().cpu().to(torch.int64)
         self.selected = selected.detach().cpu().to(torch.bool)
+        self.targets = None if targets is None else targets.detach().cpu().float()
         self.iteration += 1
         self.epoch_plan.append(int(epochs))
         self.history.append(record)
@@ -175,9 +181,17 @@ class UTALDataModule(L.LightningDataModule):
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.iteration * 10_007 + epoch)
 
     def train_dataloader(self) -> DataLoader:
+        """One epoch over P, or over P and U (mixed in shuffled batches) for models that learn from
+        unlabeled videos too (``uses_unlabeled``, e.g. IOCNet): a batch's ``supervised`` mask marks P.
+
+        One shuffled stream (rather than two loaders) keeps the P:U ratio of every batch close to
+        the sets' ratio, works unchanged when U is empty, and shards under DDP like any sampler.
+        """
         if self.iteration == 0:
             raise RuntimeError("no pseudolabels yet: the PseudoLabelRefresh callback labels videos at fit start")
-        indices = self.selected_indices
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        uses_unlabeled = bool(getattr(module, "uses_unlabeled", False))
+        indices = torch.arange(len(self.labels)) if uses_unlabeled else self.selected_indices
         generator = self._epoch_generator()
         return DataLoader(
             _Indices(indices),
@@ -191,8 +205,16 @@ class UTALDataModule(L.LightningDataModule):
     def _train_batch(self, video_index: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         store = self.train_store
         positions = store.sample_train(video_index, self.num_segments, generator)
-        targets = torch.nn.functional.one_hot(self.labels[video_index], self.num_clusters).float()
-        return {"video_index": video_index, "features": store.gather(video_index, positions), "targets": targets}
+        if self.targets is not None:
+            targets = self.targets[video_index]
+        else:
+            targets = torch.nn.functional.one_hot(self.labels[video_index], self.num_clusters).float()
+        return {
+            "video_index": video_index,
+            "features": store.gather(video_index, positions),
+            "targets": targets,
+            "supervised": self.selected[video_index],
+        }
 
     def pooling_batches(self) -> Iterator[dict[str, Tensor]]:
         """All training videos on a fixed, deterministic grid of T positions, in batches.

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from utal_lightning.eval.clustering import clustering_scores
+from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
 from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.modules import test_metrics
 from utal_lightning.pseudo.select import adaptive_epochs
@@ -70,17 +70,25 @@ class PseudoLabelRefresh(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
+        if self.strategy.observes_epochs:
+            num_videos = len(datamodule.labels)
+            for video_index, _, output in self._passes(datamodule, pl_module, use_model=True):
+                self.strategy.observe(output, video_index, num_videos)
         if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
             return
         if self.test_each_iteration:
-            result = pl_module.evaluate_videos(datamodule, datamodule.test_videos())
-            metrics = test_metrics(result)
-            datamodule.history[-1]["test"] = result.as_dict()
-            pl_module.log_dict({**metrics, "outer/iteration": float(datamodule.iteration)})
+            metrics = {"outer/iteration": float(datamodule.iteration)}
+            for name, model in pl_module.evaluation_models().items():
+                result = pl_module.evaluate_videos(datamodule, datamodule.test_videos(), model=model)
+                metrics.update(test_metrics(result, prefix=f"test{name}"))
+                datamodule.history[-1][f"test{name}"] = result.as_dict()
+            pl_module.log_dict(metrics)
         if datamodule.iteration < self.max_iterations:
             self._relabel(trainer, pl_module, use_model=True)
             if self.restart_each_iteration:
-                self._restart(trainer, pl_module)
+                pl_module.reset_weights()
+                for optimizer in trainer.optimizers:  # forget Adam's moments too
+                    optimizer.state.clear()
             trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, datamodule.history)
@@ -94,12 +102,14 @@ class PseudoLabelRefresh(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         np_state = np.random.get_state()
         return {
+            "strategy": self.strategy.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
             "python_rng": random.getstate(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.strategy.load_state_dict(state.get("strategy", {}))
         torch.set_rng_state(state["torch_rng"])
         name, keys, *rest = state["numpy_rng"]
         np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
@@ -107,26 +117,41 @@ class PseudoLabelRefresh(L.Callback):
         random.setstate((version, tuple(internal), gauss))
 
     # ------------------------------------------------------------------ stages
+    @staticmethod
+    @torch.no_grad()
+    def _passes(datamodule: Any, pl_module: L.LightningModule, use_model: bool):
+        """No-grad pass over every training video on its fixed grid: (video_index, features, output or None)."""
+        for batch in datamodule.pooling_batches():
+            features = batch["features"].to(pl_module.device)
+            yield batch["video_index"], features, pl_module.localize(features) if use_model else None
+
     @torch.no_grad()
     def _relabel(self, trainer: L.Trainer, pl_module: L.LightningModule, use_model: bool) -> None:
         datamodule = trainer.datamodule
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
-        pooled = []
-        for batch in datamodule.pooling_batches():
-            features = batch["features"].to(pl_module.device)
-            output = pl_module.localize(features) if use_model else None
-            pooled.append(self.strategy.video_features(output, features).float())
-        video_features = torch.cat(pooled)
+        video_features = torch.cat([
+            self.strategy.video_features(output, features, video_index).float()
+            for video_index, features, output in self._passes(datamodule, pl_module, use_model)
+        ])
+        ground_truth = None
+        if self.strategy.needs_ground_truth:  # weak supervision: training labels by design
+            ids = datamodule.index.train_ids
+            ground_truth = (
+                torch.as_tensor(datamodule.index.class_targets(ids)),
+                torch.as_tensor(datamodule.index.multi_hot_labels(ids)),
+            )
         result = self.strategy.assign(
-            video_features, datamodule.num_clusters, iteration, self.max_iterations, seed=datamodule.seed + iteration
+            video_features, datamodule.num_clusters, iteration, self.max_iterations,
+            seed=datamodule.seed + iteration, ground_truth=ground_truth,
         )
         n, n_selected = len(result.labels), int(result.selected.sum())
         epochs = (
             adaptive_epochs(self.epochs_per_iteration, n_selected, n) if self.adaptive_epochs else self.epochs_per_iteration
         )
         record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
-        datamodule.set_pseudolabels(result.labels, result.selected, epochs, record)
+        datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
+        self.strategy.start_iteration()
         metrics = {
             f"cluster/{k}": float(record[k]) for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "accuracy_selected")
         }
@@ -146,26 +171,28 @@ class PseudoLabelRefresh(L.Callback):
         k = datamodule.num_clusters
         everyone = clustering_scores(result.labels, targets, num_clusters=k)
         selected = result.selected.cpu().numpy()
-        chosen = clustering_scores(result.labels.cpu()[selected], targets[selected], num_clusters=k)
+        labels = result.labels.cpu()
+        chosen = clustering_scores(labels[selected], targets[selected], num_clusters=k)
+        # accuracy of P and U under the *whole set's* cluster-to-class assignment (comparable numbers)
+        known = targets >= 0
+        correct, in_p = np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+        if known.any():
+            confusion = contingency_matrix(labels[known], torch.as_tensor(targets[known]), k, int(targets.max()) + 1)
+            mapped = hungarian_mapping(confusion).argmax(1)[labels].numpy()
+            correct, in_p = (mapped == targets)[known], selected[known]
         return {
             "iteration": iteration,
             **{k_: round(v, 6) for k_, v in everyone.items()},
             "nmi_selected": round(chosen["nmi"], 6),
             "accuracy_selected": round(chosen["accuracy"], 6),
+            "accuracy_P": round(float(correct[in_p].mean()), 6) if in_p.any() else None,
+            "accuracy_U": round(float(correct[~in_p].mean()), 6) if (~in_p).any() else None,
             "selected_fraction": round(float(selected.mean()), 6),
             "num_selected": int(selected.sum()),
+            "num_unselected": int((~selected).sum()),
             "epochs": epochs,
             "pseudolabel_seconds": round(seconds, 3),
         }
-
-    @staticmethod
-    def _restart(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Re-initialize every layer and forget the optimizer's moments (FEEL restarts each iteration)."""
-        for module in pl_module.modules():
-            if module is not pl_module and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        for optimizer in trainer.optimizers:
-            optimizer.state.clear()
 
     @staticmethod
     def _check_consistency(datamodule: Any, epoch: int) -> None:

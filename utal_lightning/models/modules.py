@@ -9,12 +9,16 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
 from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
 from utal_lightning.eval.detect import detect_with_mapping, detection_map_on_videos
 from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
 from utal_lightning.loop.summary import write_summary
+from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.cola import CoLA, cola_loss
+from utal_lightning.models.copl_losses import iocnet_loss
+from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.outputs import LocalizationOutput
 
 COLA_THUMOS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 0.25, 0.025), 3))
@@ -39,7 +43,11 @@ class LocalizationModule(L.LightningModule):
         class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority" (FEEL/TCAM protocol).
         tious: tIoU thresholds of the test mAP (THUMOS 0.1:0.1:0.7, ActivityNet 0.5:0.05:0.95).
         lr, weight_decay: Adam.
+        rgb_dim: width of the RGB channels at the front of the input (linked from the data); used by
+            models that treat the modalities separately (IOCNet).
     """
+
+    uses_unlabeled = False  # True: the DataModule also serves the unlabeled set U (see its train_dataloader)
 
     def __init__(
         self,
@@ -51,8 +59,10 @@ class LocalizationModule(L.LightningModule):
         tious: Sequence[float] = tuple(THUMOS_TIOUS.tolist()),
         lr: float = 1e-4,
         weight_decay: float = 5e-4,
+        rgb_dim: int = 1024,
     ) -> None:
         super().__init__()
+        self.rgb_dim = rgb_dim
         if class_mapping not in ("hungarian", "majority"):
             raise ValueError(f"class_mapping must be 'hungarian' or 'majority', got {class_mapping!r}")
         self.class_threshold = class_threshold
@@ -70,10 +80,14 @@ class LocalizationModule(L.LightningModule):
         """The network used for pooling and inference (IOCNet: the EMA teacher)."""
         return self.model
 
+    def evaluation_models(self) -> dict[str, nn.Module]:
+        """Models whose test mAP is logged, by metric-key suffix ("" = the inference model)."""
+        return {"": self.inference_model}
+
     @torch.no_grad()
-    def localize(self, features: Tensor) -> LocalizationOutput:
-        """Eval-mode forward of :attr:`inference_model` (restores the training mode after)."""
-        model = self.inference_model
+    def localize(self, features: Tensor, model: nn.Module | None = None) -> LocalizationOutput:
+        """Eval-mode forward of ``model`` (default :attr:`inference_model`), restoring its mode after."""
+        model = model or self.inference_model
         was_training = model.training
         model.eval()
         try:
@@ -84,6 +98,12 @@ class LocalizationModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
+    def reset_weights(self) -> None:
+        """Re-initialize every layer (an outer iteration that restarts from scratch)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
     # ------------------------------------------------------------------ inference
     def cluster_to_class(self, datamodule: Any) -> Tensor:
         """(K, C) evaluation map from the training pseudolabels and the *training* ground truth (SPEC 3.5)."""
@@ -93,9 +113,9 @@ class LocalizationModule(L.LightningModule):
         confusion = contingency_matrix(labels[known], targets[known], datamodule.num_clusters, datamodule.index.num_classes)
         return hungarian_mapping(confusion) if self.class_mapping == "hungarian" else majority_mapping(confusion)
 
-    def detect(self, batch: dict[str, Any], mapping: Tensor) -> np.ndarray:
+    def detect(self, batch: dict[str, Any], mapping: Tensor, model: nn.Module | None = None) -> np.ndarray:
         """Detections ``[start_s, end_s, score, class]`` of one test video."""
-        output = self.localize(batch["features"])
+        output = self.localize(batch["features"], model)
         rows = detect_with_mapping(
             output.cas[0].float().cpu(),
             output.video_scores[0].float().cpu(),
@@ -108,10 +128,10 @@ class LocalizationModule(L.LightningModule):
         )
         return rows.numpy()
 
-    def evaluate_videos(self, datamodule: Any, videos: Iterable[dict[str, Any]]) -> DetectionMAP:
+    def evaluate_videos(self, datamodule: Any, videos: Iterable[dict[str, Any]], model: nn.Module | None = None) -> DetectionMAP:
         """Detect on every test video and compute mAP (a manual pass, usable inside ``fit``)."""
         mapping = self.cluster_to_class(datamodule)
-        detections = {int(b["video_index"][0]): self.detect(b, mapping) for b in videos}
+        detections = {int(b["video_index"][0]): self.detect(b, mapping, model) for b in videos}
         return self._map(datamodule, detections)
 
     def _map(self, datamodule: Any, detections: dict[int, np.ndarray]) -> DetectionMAP:
@@ -200,3 +220,102 @@ class CoLAModule(LocalizationModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["targets"]))
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=len(batch["targets"]))
         return loss
+
+
+def ema_with_warmup(decay: float):
+    """SPEC 4.2 teacher update: ``decay_n = min(d, (1 + n) / (10 + n))`` at update n (mean-teacher
+    warm-up), as an ``AveragedModel`` ``avg_fn``."""
+
+    def average(teacher: Tensor, student: Tensor, num_averaged: Tensor) -> Tensor:
+        n = num_averaged.to(teacher.dtype)
+        d = torch.clamp((1 + n) / (10 + n), max=decay)
+        return d * teacher + (1 - d) * student
+
+    return average
+
+
+class IOCNetModule(LocalizationModule):
+    """IOCNet (SPEC 4.2) as a student with an EMA teacher, trained on P (``L_sup``) and on P and U (``L_un``).
+
+    The student sees temporally shifted features, the teacher the originals; the teacher
+    (``torch.optim.swa_utils.AveragedModel``, no gradients, updated after every optimizer step, saved
+    in checkpoints) is the model used for HAS pooling and inference. With ``use_co=False`` there is no
+    shift and no teacher (COPL Table 7's single model on unaugmented data).
+
+    Args:
+        num_classes, feature_dim: linked from the data (and ``rgb_dim``, an inference argument).
+        hidden_dim: branch width (512).
+        h_beta: beta of h_cs (1/3 THUMOS, 1/2 ActivityNet).
+        top_l_divisor: l = T // divisor (8 THUMOS, 2 ActivityNet).
+        asl_q: q of L_asl (0.7). ci_mu1, ci_mu2: L_CI weights (5, 0.1).
+        lambda_c: weight of L_C (0.01). lambda_co: weight of L_CO (10 THUMOS, 1 ActivityNet).
+        use_ci, use_c, use_co: loss ablations (COPL Table 7).
+        shift_channels: channels moved by the temporal shift (512 of 2048).
+        ema_decay: the teacher's EMA decay d (0.999).
+    """
+
+    uses_unlabeled = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dim: int = 2048,
+        hidden_dim: int = 512,
+        h_beta: float = 1 / 3,
+        top_l_divisor: int = 8,
+        asl_q: float = 0.7,
+        ci_mu1: float = 5.0,
+        ci_mu2: float = 0.1,
+        lambda_c: float = 0.01,
+        lambda_co: float = 10.0,
+        use_ci: bool = True,
+        use_c: bool = True,
+        use_co: bool = True,
+        shift_channels: int = 512,
+        ema_decay: float = 0.999,
+        **inference: Any,
+    ) -> None:
+        super().__init__(**inference)
+        self.save_hyperparameters()
+        self.model = IOCNet(
+            num_classes=num_classes, feature_dim=feature_dim, rgb_dim=self.rgb_dim, hidden_dim=hidden_dim,
+            h_beta=h_beta, top_l_divisor=top_l_divisor,
+        )
+        self.teacher = AveragedModel(self.model, avg_fn=ema_with_warmup(ema_decay), use_buffers=True) if use_co else None
+        if self.teacher is not None:
+            self.teacher.requires_grad_(False)
+        self.loss_weights = dict(q=asl_q, mu1=ci_mu1, mu2=ci_mu2, lambda1=lambda_c, lambda2=lambda_co, use_ci=use_ci, use_c=use_c, use_co=use_co)
+        self.shift_channels = min(shift_channels, feature_dim)
+
+    @property
+    def inference_model(self) -> nn.Module:
+        return self.teacher.module if self.teacher is not None else self.model
+
+    def evaluation_models(self) -> dict[str, nn.Module]:
+        return {"": self.inference_model, "_student": self.model} if self.teacher is not None else {"": self.model}
+
+    def forward(self, features: Tensor) -> LocalizationOutput:
+        return self.model(features)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        features = batch["features"]
+        teacher_output = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_output = self.teacher.module(features)
+            features = temporal_shift(features, self.shift_channels)  # global RNG: seeded, checkpointed
+        output = self.model(features)
+        loss, parts = iocnet_loss(output, teacher_output, batch["targets"], batch["supervised"], **self.loss_weights)
+        size = len(batch["targets"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "total"}, batch_size=size)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.teacher is not None:
+            self.teacher.update_parameters(self.model)
+
+    def reset_weights(self) -> None:
+        self.model.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+        if self.teacher is not None:  # the next update copies the fresh student
+            self.teacher.n_averaged.zero_()

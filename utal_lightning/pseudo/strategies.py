@@ -15,8 +15,11 @@ from torch import Tensor
 from utal_lightning.models.outputs import LocalizationOutput
 from utal_lightning.pseudo.cci import cci_refine, rank_within_clusters
 from utal_lightning.pseudo.cluster import kmeans
+from utal_lightning.pseudo.has import has_attention, has_pool, vote
+from utal_lightning.pseudo.plri import plri_confidence, plri_split
 from utal_lightning.pseudo.pooling import attention_pool
 from utal_lightning.pseudo.select import iis_beta, iis_select
+from utal_lightning.pseudo.spectral import pairwise_distances, spectral_clustering
 
 
 @dataclass
@@ -26,19 +29,50 @@ class PseudoLabels:
     labels: Tensor  # (N,) int64 cluster of each video
     selected: Tensor  # (N,) bool: the pseudolabeled set P (the rest is U)
     rank: Tensor  # (N,) int64 rank inside its cluster, 0 = most confident
+    targets: Tensor | None = None  # (N, K) multi-hot training targets when not one-hot(labels)
 
 
 class PseudoLabelStrategy:
-    """Interface: pool each video (per batch, from the model's output), then label all videos."""
+    """Interface: pool each video (per batch, from the model's output), then label all videos.
 
-    def video_features(self, output: LocalizationOutput | None, features: Tensor) -> Tensor:
+    A strategy that ``observes_epochs`` sees a no-grad pass of the inference model over every
+    training video after each epoch (``observe``), e.g. to vote across epochs; its state goes into
+    checkpoints through the loop Callback. One that ``needs_ground_truth`` (weak supervision only)
+    receives the training videos' ground truth in ``assign``.
+    """
+
+    observes_epochs: bool = False
+    needs_ground_truth: bool = False
+
+    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
         """Global features (B, D) of a batch of videos sampled to T snippets; ``output`` is None
         at iteration 1 (no model yet)."""
         raise NotImplementedError
 
-    def assign(self, video_features: Tensor, num_clusters: int, iteration: int, max_iterations: int, seed: int) -> PseudoLabels:
-        """Cluster, refine and select (iteration is 1-based)."""
+    def assign(
+        self,
+        video_features: Tensor,
+        num_clusters: int,
+        iteration: int,
+        max_iterations: int,
+        seed: int,
+        ground_truth: tuple[Tensor, Tensor] | None = None,
+    ) -> PseudoLabels:
+        """Cluster, refine and select (iteration is 1-based). ``ground_truth`` = (main class (N,),
+        multi-hot (N, C)) of the training videos, given only to strategies that need it."""
         raise NotImplementedError
+
+    def start_iteration(self) -> None:
+        """New labels were handed out: forget per-iteration state."""
+
+    def observe(self, output: LocalizationOutput, video_index: Tensor, num_videos: int) -> None:
+        """One epoch's no-grad output for a batch of training videos (strategies that observe epochs)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class FEELStrategy(PseudoLabelStrategy):
@@ -65,13 +99,13 @@ class FEELStrategy(PseudoLabelStrategy):
         self.iis_schedule, self.iis_mu = iis_schedule, iis_mu
         self.kmeans_n_init = kmeans_n_init
 
-    def video_features(self, output: LocalizationOutput | None, features: Tensor) -> Tensor:
+    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
         if output is None:
             return attention_pool(features)
         attention = output.agnostic_attention if output.agnostic_attention is not None else output.attention
         return attention_pool(features, attention)
 
-    def assign(self, video_features: Tensor, num_clusters: int, iteration: int, max_iterations: int, seed: int) -> PseudoLabels:
+    def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, centres = kmeans(video_features, num_clusters, seed=seed, n_init=self.kmeans_n_init)
         if self.use_cci:
             refined = cci_refine(video_features, centres, k1=self.cci_k1, k2=self.cci_k2, gamma=self.cci_gamma)
@@ -80,3 +114,102 @@ class FEELStrategy(PseudoLabelStrategy):
             rank = rank_within_clusters(torch.cdist(video_features.double(), centres.double()), labels)
         beta = iis_beta(iteration, max_iterations, self.iis_schedule, self.iis_mu)
         return PseudoLabels(labels=labels, selected=iis_select(labels, rank, beta), rank=rank)
+
+
+class COPLStrategy(PseudoLabelStrategy):
+    """COPL (SPEC 3.1, 3.2, 3.4): HAS pooling with cross-epoch voting, spectral clustering, PLRI.
+
+    Votes come from the inference model's (IOCNet: the EMA teacher's) no-grad pass over every
+    training video on its fixed grid after each epoch of an iteration (SPEC 3.1: a fixed grid is
+    needed to add attention across epochs; random training crops would not line up). Iteration 1
+    pools by the mean. Models without a class-agnostic branch (CoLA) use their class-specific
+    attention for both HAS branches.
+
+    Args:
+        has_gamma: keep ``max(1, T // gamma)`` snippets (20 THUMOS, 2 ActivityNet).
+        has_alpha: vote decay (0.9 THUMOS, 0.5 ActivityNet); the newest epoch weighs most.
+        has_branch: "both" (COPL), or "cs" / "ca" (single-branch ablations, COPL Tables 3-4).
+        has_filter: keep only snippets above the median in both branches (ablation: off).
+        has_voting: accumulate across epochs (ablation: off = the last epoch only).
+        plri_delta: P = {confidence >= delta}.
+        plri_form: "affinity" (SPEC 3.4's reading of Eq. 6-10) or "distance" (classic silhouette).
+        spectral_n_init: k-means restarts on the spectral embedding.
+    """
+
+    observes_epochs = True
+
+    def __init__(
+        self,
+        has_gamma: float = 20.0,
+        has_alpha: float = 0.9,
+        has_branch: str = "both",
+        has_filter: bool = True,
+        has_voting: bool = True,
+        plri_delta: float = 0.0,
+        plri_form: str = "affinity",
+        spectral_n_init: int = 10,
+    ) -> None:
+        if has_branch not in ("both", "cs", "ca"):
+            raise ValueError(f"has_branch must be both, cs or ca, got {has_branch!r}")
+        if plri_form not in ("affinity", "distance"):
+            raise ValueError(f"plri_form must be affinity or distance, got {plri_form!r}")
+        self.has_gamma, self.has_alpha = has_gamma, has_alpha
+        self.has_branch, self.has_filter, self.has_voting = has_branch, has_filter, has_voting
+        self.plri_delta, self.plri_form = plri_delta, plri_form
+        self.spectral_n_init = spectral_n_init
+        self.votes: Tensor | None = None  # (N, T) accumulated HAS attention of this iteration
+
+    def _has(self, output: LocalizationOutput) -> Tensor:
+        agnostic = output.agnostic_attention if output.agnostic_attention is not None else output.attention
+        return has_attention(output.attention, agnostic, self.has_gamma, branch=self.has_branch, use_filter=self.has_filter)
+
+    def observe(self, output: LocalizationOutput, video_index: Tensor, num_videos: int) -> None:
+        current = self._has(output).float().cpu()
+        if self.votes is None:
+            self.votes = torch.zeros(num_videos, current.shape[1])
+        index = video_index.cpu()
+        self.votes[index] = vote(self.votes[index], current, self.has_alpha) if self.has_voting else current
+
+    def start_iteration(self) -> None:
+        self.votes = None
+
+    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
+        if output is None:
+            return attention_pool(features)
+        weights = self.votes[video_index.cpu()].to(features.device) if self.votes is not None else self._has(output)
+        return has_pool(features, weights)
+
+    def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
+        labels, affinity = spectral_clustering(video_features, num_clusters, seed=seed, n_init=self.spectral_n_init)
+        distances = pairwise_distances(video_features) if self.plri_form == "distance" else None
+        confidence = plri_confidence(affinity, labels, form=self.plri_form, distances=distances)
+        selected = plri_split(confidence, labels, self.plri_delta)
+        rank = rank_within_clusters(-confidence[:, None].expand(-1, int(labels.max()) + 1).double(), labels)
+        return PseudoLabels(labels=labels, selected=selected, rank=rank)
+
+    def state_dict(self) -> dict:
+        return {"votes": self.votes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.votes = state.get("votes")
+
+
+class GroundTruthLabels(PseudoLabelStrategy):
+    """Weakly supervised mode (the papers' "Weakly" rows): the training videos' ground-truth
+    video-level labels (multi-hot), every annotated video selected, one iteration."""
+
+    needs_ground_truth = True
+
+    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
+        return attention_pool(features)  # unused: labels come from the ground truth
+
+    def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
+        if ground_truth is None:
+            raise ValueError("GroundTruthLabels needs the training videos' ground truth")
+        main_class, multi_hot = ground_truth
+        if multi_hot.shape[1] != num_clusters:
+            raise ValueError(f"weak supervision needs num_clusters == number of classes ({multi_hot.shape[1]}), got {num_clusters}")
+        annotated = main_class >= 0
+        return PseudoLabels(
+            labels=main_class.clamp(min=0), selected=annotated, rank=torch.zeros_like(main_class), targets=multi_hot
+        )

@@ -1,0 +1,245 @@
+"""IOCNet (SPEC 4.2) model and the temporal feature shift: shapes, plain references, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utal_lightning.models.augment import temporal_shift
+from utal_lightning.models.iocnet import IOCNet, IOCNetOutput
+from utal_lightning.models.outputs import LocalizationOutput
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared, loaded CPU (100x slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+D, RGB, H = 12, 5, 8  # small dims; rgb_dim deliberately not D/2
+
+
+def _model(K: int, **kw) -> IOCNet:
+    torch.manual_seed(0)
+    return IOCNet(K, feature_dim=D, rgb_dim=RGB, hidden_dim=H, **kw).double()
+
+
+def _ref_forward(m: IOCNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A straight re-statement of SPEC 4.2 with functional convs on explicitly split inputs."""
+    xt = x.transpose(1, 2)
+    emb = F.relu(F.conv1d(xt, m.embed[0].weight, m.embed[0].bias, padding=1))
+    cas = F.conv1d(emb, m.classifier.weight, m.classifier.bias).transpose(1, 2)
+    xr, xf = xt[:, : m.rgb_dim], xt[:, m.rgb_dim :]
+    er = F.relu(F.conv1d(xr, m.embed_rgb[0].weight, m.embed_rgb[0].bias, padding=1))
+    ef = F.relu(F.conv1d(xf, m.embed_flow[0].weight, m.embed_flow[0].bias, padding=1))
+    ar = torch.sigmoid(F.conv1d(er, m.attention_rgb.weight, m.attention_rgb.bias))[:, 0]
+    af = torch.sigmoid(F.conv1d(ef, m.attention_flow.weight, m.attention_flow.bias))[:, 0]
+    return {
+        "cas": cas,
+        "emb": emb.transpose(1, 2),
+        "emb_rgb": er.transpose(1, 2),
+        "emb_flow": ef.transpose(1, 2),
+        "a_rgb": ar,
+        "a_flow": af,
+        "a_cs": torch.sigmoid(cas.sum(2)),
+    }
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+@pytest.mark.parametrize("T", [7, 64, 750])
+@pytest.mark.parametrize("K", [1, 5, 20])
+def test_forward_shapes_ranges_and_reference(T, K):
+    m = _model(K)
+    B = 2
+    x = torch.rand(B, T, D, dtype=torch.float64, generator=torch.Generator().manual_seed(T * 100 + K))
+    out = m(x)
+    assert isinstance(out, IOCNetOutput) and isinstance(out, LocalizationOutput)
+    l = max(1, T // 8)
+    assert out.cas.shape == (B, T, K)
+    assert out.attention.shape == out.agnostic_attention.shape == (B, T)
+    assert out.agnostic_rgb.shape == out.agnostic_flow.shape == (B, T)
+    assert out.video_scores.shape == out.video_logits.shape == (B, K)
+    assert out.h_cs.shape == (B, T, K)
+    assert out.embeddings.shape == out.embeddings_rgb.shape == out.embeddings_flow.shape == (B, T, H)
+    assert out.top_l_index.shape == (B, l, K) and out.top_l_index.dtype == torch.long
+    for a in (out.attention, out.agnostic_attention, out.agnostic_rgb, out.agnostic_flow):
+        assert ((a >= 0) & (a <= 1)).all()
+    torch.testing.assert_close(out.video_scores.sum(1), torch.ones(B, dtype=torch.float64))
+
+    ref = _ref_forward(m, x)
+    torch.testing.assert_close(out.cas, ref["cas"])
+    torch.testing.assert_close(out.embeddings, ref["emb"])
+    torch.testing.assert_close(out.embeddings_rgb, ref["emb_rgb"])
+    torch.testing.assert_close(out.embeddings_flow, ref["emb_flow"])
+    torch.testing.assert_close(out.agnostic_rgb, ref["a_rgb"])
+    torch.testing.assert_close(out.agnostic_flow, ref["a_flow"])
+    torch.testing.assert_close(out.attention, ref["a_cs"])
+    torch.testing.assert_close(out.agnostic_attention, (ref["a_rgb"] + ref["a_flow"]) / 2)
+
+    # h_cs = beta * softmax_k(CAS) + (1 - beta) * (A_R + A_F) / 2, elementwise
+    beta = 1 / 3
+    for b in range(B):
+        for t in range(0, T, max(1, T // 9)):
+            cas_row = ref["cas"][b, t].tolist()
+            z = sum(math.exp(v) for v in cas_row)
+            for k in range(K):
+                sm = math.exp(cas_row[k]) / z
+                want = beta * sm + (1 - beta) * (ref["a_rgb"][b, t].item() + ref["a_flow"][b, t].item()) / 2
+                assert out.h_cs[b, t, k].item() == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+    # video logits = per class, mean CAS logit over the top-l snippets by h_cs (plain loop)
+    for b in range(B):
+        for k in range(K):
+            h = out.h_cs[b, :, k].tolist()
+            top = sorted(range(T), key=lambda t: -h[t])[:l]
+            assert sorted(out.top_l_index[b, :, k].tolist()) == sorted(top)
+            want = sum(ref["cas"][b, t, k].item() for t in top) / l
+            assert out.video_logits[b, k].item() == pytest.approx(want, rel=1e-9, abs=1e-12)
+    torch.testing.assert_close(out.video_scores, torch.softmax(out.video_logits, 1))
+
+
+def test_activitynet_config_top_l_and_beta():
+    m = _model(4, h_beta=0.5, top_l_divisor=2)
+    x = torch.rand(3, 50, D, dtype=torch.float64)
+    out = m(x)
+    assert out.top_l_index.shape == (3, 25, 4)
+    want = 0.5 * torch.softmax(out.cas, 2) + 0.5 * out.agnostic_attention.unsqueeze(2)
+    torch.testing.assert_close(out.h_cs, want)
+    # T = 1: l = 1
+    assert m(torch.rand(2, 1, D, dtype=torch.float64)).top_l_index.shape == (2, 1, 4)
+
+
+def test_rgb_flow_split_uses_rgb_dim():
+    m = _model(3)
+    assert m.embed_rgb[0].weight.shape[1] == RGB and m.embed_flow[0].weight.shape[1] == D - RGB
+    x = torch.rand(2, 20, D, dtype=torch.float64)
+    base = m(x)
+    x_flow = x.clone()
+    x_flow[..., RGB:] += torch.rand(2, 20, D - RGB, dtype=torch.float64)  # touch flow channels only
+    out = m(x_flow)
+    torch.testing.assert_close(out.agnostic_rgb, base.agnostic_rgb)
+    torch.testing.assert_close(out.embeddings_rgb, base.embeddings_rgb)
+    assert not torch.allclose(out.agnostic_flow, base.agnostic_flow)
+    x_rgb = x.clone()
+    x_rgb[..., :RGB] += torch.rand(2, 20, RGB, dtype=torch.float64)  # touch RGB channels only
+    out = m(x_rgb)
+    torch.testing.assert_close(out.agnostic_flow, base.agnostic_flow)
+    torch.testing.assert_close(out.embeddings_flow, base.embeddings_flow)
+    assert not torch.allclose(out.agnostic_rgb, base.agnostic_rgb)
+
+
+def test_gradients_reach_every_parameter():
+    m = _model(4)
+    out = m(torch.rand(2, 16, D, dtype=torch.float64))
+    (out.video_logits.sum() + out.agnostic_rgb.sum() + out.agnostic_flow.sum()).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_dropout_hits_heads_not_embeddings():
+    torch.manual_seed(0)
+    m = IOCNet(3, feature_dim=D, rgb_dim=RGB, hidden_dim=32, dropout=0.5).train()
+    x = torch.rand(2, 16, D)
+    a, b = m(x), m(x)
+    torch.testing.assert_close(a.embeddings, b.embeddings)
+    assert not torch.allclose(a.cas, b.cas)
+    m.eval()
+    torch.testing.assert_close(m(x).cas, m(x).cas)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        IOCNet(0)
+    with pytest.raises(ValueError):
+        IOCNet(3, feature_dim=8, rgb_dim=8)
+    with pytest.raises(ValueError):
+        IOCNet(3, top_l_divisor=0)
+    m = IOCNet(3, feature_dim=8, rgb_dim=4, hidden_dim=4)
+    with pytest.raises(ValueError):
+        m(torch.rand(2, 10))
+    with pytest.raises(ValueError):
+        m(torch.rand(2, 10, 9))
+
+
+# -------------------------------------------------------------------------- temporal shift
+
+
+def _ref_shift(x: torch.Tensor, fwd: list[int], bwd: list[int]) -> torch.Tensor:
+    B, T, Dx = x.shape
+    out = x.clone()
+    for b in range(B):
+        for c in fwd:
+            for t in range(T):
+                out[b, t, c] = x[b, t - 1, c] if t >= 1 else 0.0
+        for c in bwd:
+            for t in range(T):
+                out[b, t, c] = x[b, t + 1, c] if t + 1 < T else 0.0
+    return out
+
+
+def _classify_channels(x: torch.Tensor, y: torch.Tensor) -> tuple[list[int], list[int], list[int]]:
+    """Which channels of y are x unchanged / shifted forward / shifted backward (plain definitions)."""
+    same, fwd, bwd = [], [], []
+    for c in range(x.shape[2]):
+        xc, yc = x[:, :, c], y[:, :, c]
+        f = torch.cat([torch.zeros_like(xc[:, :1]), xc[:, :-1]], 1)
+        bk = torch.cat([xc[:, 1:], torch.zeros_like(xc[:, :1])], 1)
+        kinds = [torch.equal(yc, xc), torch.equal(yc, f), torch.equal(yc, bk)]
+        assert sum(kinds) == 1, f"channel {c} is neither unchanged nor shifted by one step"
+        (same if kinds[0] else fwd if kinds[1] else bwd).append(c)
+    return same, fwd, bwd
+
+
+@pytest.mark.parametrize("c", [0, 1, 5, 16, 64])
+def test_temporal_shift_matches_plain_loop(c):
+    Dx, T = 64, 9
+    x = torch.rand(3, T, Dx, dtype=torch.float64) + 0.5  # strictly positive: zero fill is visible
+    x_before = x.clone()
+    y = temporal_shift(x, num_channels=c, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(x, x_before)  # input untouched
+    same, fwd, bwd = _classify_channels(x, y)
+    assert len(fwd) == c // 2 and len(bwd) == c - c // 2 and len(same) == Dx - c
+    for ch in fwd:
+        assert (y[:, 0, ch] == 0).all()
+    for ch in bwd:
+        assert (y[:, -1, ch] == 0).all()
+    # the documented draw: randperm(D)[:c], first c // 2 forward, the rest backward
+    perm = torch.randperm(Dx, generator=torch.Generator().manual_seed(7))[:c].tolist()
+    assert sorted(fwd) == sorted(perm[: c // 2]) and sorted(bwd) == sorted(perm[c // 2 :])
+    torch.testing.assert_close(y, _ref_shift(x, perm[: c // 2], perm[c // 2 :]))
+
+
+def test_temporal_shift_seeded_and_same_channels_for_the_batch():
+    x = torch.rand(4, 12, 128) + 0.5
+    a = temporal_shift(x, 32, torch.Generator().manual_seed(3))
+    b = temporal_shift(x, 32, torch.Generator().manual_seed(3))
+    c = temporal_shift(x, 32, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, c)
+    # per video, the moved channels are the same (one draw per batch)
+    kinds = [_classify_channels(x[i : i + 1], a[i : i + 1]) for i in range(4)]
+    assert all(k == kinds[0] for k in kinds)
+    # without a generator it still shifts 32 channels
+    _, fwd, bwd = _classify_channels(x, temporal_shift(x, 32))
+    assert len(fwd) == len(bwd) == 16
+
+
+def test_temporal_shift_edges():
+    x = torch.rand(2, 1, 10) + 0.5
+    y = temporal_shift(x, 4, torch.Generator().manual_seed(0))
+    assert int((y == 0).sum()) == 2 * 4  # T = 1: every drawn channel is zero-filled
+    assert int((y == x).sum()) == 2 * 6
+    with pytest.raises(ValueError):
+        temporal_shift(x, 11)
+    with pytest.raises(ValueError):
+        temporal_shift(torch.rand(3, 4), 1)
+    z = temporal_shift(x, 0)
+    torch.testing.assert_close(z, x)
+    assert z.data_ptr() != x.data_ptr()
