@@ -113,11 +113,15 @@ class LocalizationModule(L.LightningModule):
         confusion = contingency_matrix(labels[known], targets[known], datamodule.num_clusters, datamodule.index.num_classes)
         return hungarian_mapping(confusion) if self.class_mapping == "hungarian" else majority_mapping(confusion)
 
+    def localization_map(self, output: LocalizationOutput) -> Tensor:
+        """(B, T, K) map whose thresholded runs are proposals (SPEC 5): CoLA's CAS."""
+        return output.cas
+
     def detect(self, batch: dict[str, Any], mapping: Tensor, model: nn.Module | None = None) -> np.ndarray:
         """Detections ``[start_s, end_s, score, class]`` of one test video."""
         output = self.localize(batch["features"], model)
         rows = detect_with_mapping(
-            output.cas[0].float().cpu(),
+            self.localization_map(output)[0].float().cpu(),
             output.video_scores[0].float().cpu(),
             mapping,
             float(batch["seconds_per_step"]),
@@ -296,6 +300,10 @@ class IOCNetModule(LocalizationModule):
 
     def forward(self, features: Tensor) -> LocalizationOutput:
         return self.model(features)
+
+    def localization_map(self, output: LocalizationOutput) -> Tensor:
+        """COPL localizes with the action selection function h_cs (SPEC 5); class scores still come from the CAS."""
+        return output.h_cs
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         features = batch["features"]
