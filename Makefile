@@ -9,7 +9,7 @@ STAMP := $(VENV)/.utal-installed
 SEED ?= 0
 DATA ?= data/synthetic_small
 RUN ?= runs/synthetic_small/baseline
-CONFIG ?= configs/synthetic_feel.yaml
+CONFIGS ?= configs/synthetic_copl.yaml configs/synthetic_feel.yaml
 
 .PHONY: install demo test clean
 
@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/utal check --root $(DATA)
 	$(BIN)/utal baseline --root $(DATA) --out $(RUN)/detections.json --seed $(SEED)
 	$(BIN)/utal evaluate --gt $(DATA)/gt.json --pred $(RUN)/detections.json --subset test --preset thumos --out $(RUN)/map.json
-	$(BIN)/utal fit --config $(CONFIG) --data.init_args.root $(DATA)
+	for config in $(CONFIGS); do $(BIN)/utal fit --config $$config --data.init_args.root $(DATA) --trainer.enable_progress_bar=false || exit 1; done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
