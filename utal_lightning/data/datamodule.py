@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from utal_lightning.data.layout import DatasetLayout, read_dataset
 from utal_lightning.data.sampling import test_positions
@@ -216,21 +216,24 @@ class UTALDataModule(L.LightningDataModule):
             "supervised": self.selected[video_index],
         }
 
-    def pooling_batches(self) -> Iterator[dict[str, Tensor]]:
-        """All training videos on a fixed, deterministic grid of T positions, in batches.
+    def pooling_batches(self, videos: Tensor | None = None) -> Iterator[dict[str, Tensor]]:
+        """Training videos (default all; a rank's shard under DDP) on a fixed grid of T positions, in batches.
 
         Position ``i`` is ``floor(i * L / T)``: SPEC 1.2's test grid when L >= T; shorter videos
         repeat snippets so every video has T positions and batches stack.
         """
         store = self.train_store
+        videos = torch.arange(len(store)) if videos is None else videos
         grid = torch.arange(self.num_segments)
-        for start in range(0, len(store), self.pool_batch_size):
-            video_index = torch.arange(start, min(start + self.pool_batch_size, len(store)))
+        for start in range(0, len(videos), self.pool_batch_size):
+            video_index = videos[start : start + self.pool_batch_size]
             positions = torch.div(grid[None, :] * store.lengths[video_index, None], self.num_segments, rounding_mode="floor")
             yield {"video_index": video_index, "features": store.gather(video_index, positions)}
 
-    def test_videos(self) -> _TestVideos:
-        return _TestVideos(self.test_store, self.num_segments)
+    def test_videos(self, videos: Tensor | None = None) -> Dataset:
+        """Test videos one at a time (default all; a rank's shard under DDP)."""
+        dataset = _TestVideos(self.test_store, self.num_segments)
+        return dataset if videos is None else Subset(dataset, videos.tolist())
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_videos(), batch_size=None, num_workers=self.num_workers)

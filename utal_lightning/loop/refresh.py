@@ -16,13 +16,15 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from torch import Tensor
 from lightning.pytorch.utilities import rank_zero_info
 
 from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
 from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.modules import test_metrics
 from utal_lightning.pseudo.select import adaptive_epochs
-from utal_lightning.pseudo.strategies import PseudoLabelStrategy
+from utal_lightning.loop.distributed import gather_objects, gather_rows, shard
+from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 
 
 class PseudoLabelRefresh(L.Callback):
@@ -71,15 +73,16 @@ class PseudoLabelRefresh(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
         if self.strategy.observes_epochs:
-            num_videos = len(datamodule.labels)
-            for video_index, _, output in self._passes(datamodule, pl_module, use_model=True):
-                self.strategy.observe(output, video_index, num_videos)
+            index, rows = self._pass(trainer, pl_module, lambda output, features, video_index: self.strategy.epoch_observation(output))
+            self.strategy.observe(gather_rows(trainer, index, rows, len(datamodule.labels)))
         if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
             return
         if self.test_each_iteration:
             metrics = {"outer/iteration": float(datamodule.iteration)}
+            mine = datamodule.test_videos(shard(len(datamodule.index.test_ids), trainer.global_rank, trainer.world_size))
             for name, model in pl_module.evaluation_models().items():
-                result = pl_module.evaluate_videos(datamodule, datamodule.test_videos(), model=model)
+                parts = gather_objects(trainer, pl_module.detect_videos(datamodule, mine, model=model))
+                result = pl_module.score_detections(datamodule, {i: rows for part in parts for i, rows in part.items()})
                 metrics.update(test_metrics(result, prefix=f"test{name}"))
                 datamodule.history[-1][f"test{name}"] = result.as_dict()
             pl_module.log_dict(metrics)
@@ -119,21 +122,48 @@ class PseudoLabelRefresh(L.Callback):
     # ------------------------------------------------------------------ stages
     @staticmethod
     @torch.no_grad()
-    def _passes(datamodule: Any, pl_module: L.LightningModule, use_model: bool):
-        """No-grad pass over every training video on its fixed grid: (video_index, features, output or None)."""
-        for batch in datamodule.pooling_batches():
+    def _pass(trainer: L.Trainer, pl_module: L.LightningModule, row_fn: Any, use_model: bool = True) -> tuple[Tensor, Tensor]:
+        """No-grad pass over this rank's shard of the training videos on their fixed grid:
+        ``row_fn(output or None, features, video_index)`` per batch -> (video indices, rows)."""
+        datamodule = trainer.datamodule
+        videos = shard(len(datamodule.labels), trainer.global_rank, trainer.world_size)
+        index, rows = [], []
+        for batch in datamodule.pooling_batches(videos):
             features = batch["features"].to(pl_module.device)
-            yield batch["video_index"], features, pl_module.localize(features) if use_model else None
+            output = pl_module.localize(features) if use_model else None
+            index.append(batch["video_index"])
+            rows.append(row_fn(output, features, batch["video_index"]))
+        return torch.cat(index), torch.cat(rows)
 
     @torch.no_grad()
     def _relabel(self, trainer: L.Trainer, pl_module: L.LightningModule, use_model: bool) -> None:
         datamodule = trainer.datamodule
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
-        video_features = torch.cat([
-            self.strategy.video_features(output, features, video_index).float()
-            for video_index, features, output in self._passes(datamodule, pl_module, use_model)
-        ])
+        index, rows = self._pass(
+            trainer, pl_module, lambda output, features, video_index: self.strategy.video_features(output, features, video_index).float(),
+            use_model=use_model,
+        )
+        video_features = gather_rows(trainer, index, rows, len(datamodule.labels))
+        # Cluster, refine and select once (rank 0), then every rank takes the same result.
+        decision = self._decide(trainer, datamodule, video_features, iteration, started) if trainer.is_global_zero else None
+        result, epochs, record = trainer.strategy.broadcast(decision, src=0)
+        datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
+        self.strategy.start_iteration()
+        metrics = {
+            f"cluster/{k}": float(record[k]) for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "accuracy_selected")
+        }
+        metrics.update({"select/fraction": record["selected_fraction"], "outer/iteration": float(iteration),
+                        "time/pseudolabel_s": record["pseudolabel_seconds"]})
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        rank_zero_info(
+            f"outer iteration {iteration}/{self.max_iterations}: NMI {record['nmi']:.3f}, |P|/N {record['selected_fraction']:.2f}, "
+            f"accuracy of P {record['accuracy_selected']:.3f}, {epochs} epochs"
+        )
+
+    def _decide(self, trainer: L.Trainer, datamodule: Any, video_features: Tensor, iteration: int, started: float) -> tuple:
+        """Rank 0: cluster, refine, select; the epoch count and the iteration's record."""
         ground_truth = None
         if self.strategy.needs_ground_truth:  # weak supervision: training labels by design
             ids = datamodule.index.train_ids
@@ -150,19 +180,8 @@ class PseudoLabelRefresh(L.Callback):
             adaptive_epochs(self.epochs_per_iteration, n_selected, n) if self.adaptive_epochs else self.epochs_per_iteration
         )
         record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
-        datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
-        self.strategy.start_iteration()
-        metrics = {
-            f"cluster/{k}": float(record[k]) for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "accuracy_selected")
-        }
-        metrics.update({"select/fraction": record["selected_fraction"], "outer/iteration": float(iteration),
-                        "time/pseudolabel_s": record["pseudolabel_seconds"]})
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-        rank_zero_info(
-            f"outer iteration {iteration}/{self.max_iterations}: NMI {record['nmi']:.3f}, |P|/N {record['selected_fraction']:.2f}, "
-            f"accuracy of P {record['accuracy_selected']:.3f}, {epochs} epochs"
-        )
+        cpu = PseudoLabels(*(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets)))
+        return cpu, epochs, record
 
     @staticmethod
     def _record(datamodule: Any, result: Any, iteration: int, epochs: int, seconds: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
 from utal_lightning.eval.detect import detect_with_mapping, detection_map_on_videos
 from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
+from utal_lightning.loop.distributed import gather_objects
 from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.cola import CoLA, cola_loss
@@ -132,13 +133,13 @@ class LocalizationModule(L.LightningModule):
         )
         return rows.numpy()
 
-    def evaluate_videos(self, datamodule: Any, videos: Iterable[dict[str, Any]], model: nn.Module | None = None) -> DetectionMAP:
-        """Detect on every test video and compute mAP (a manual pass, usable inside ``fit``)."""
+    def detect_videos(self, datamodule: Any, videos: Iterable[dict[str, Any]], model: nn.Module | None = None) -> dict[int, np.ndarray]:
+        """Detections of these test videos by video index (a manual pass, usable inside ``fit``)."""
         mapping = self.cluster_to_class(datamodule)
-        detections = {int(b["video_index"][0]): self.detect(b, mapping, model) for b in videos}
-        return self._map(datamodule, detections)
+        return {int(b["video_index"][0]): self.detect(b, mapping, model) for b in videos}
 
-    def _map(self, datamodule: Any, detections: dict[int, np.ndarray]) -> DetectionMAP:
+    def score_detections(self, datamodule: Any, detections: dict[int, np.ndarray]) -> DetectionMAP:
+        """mAP over all test videos (a video without detections counts as such)."""
         ids = datamodule.index.test_ids
         rows = [detections.get(i, np.zeros((0, 4))) for i in range(len(ids))]
         return detection_map_on_videos(datamodule.index.annotations, ids, rows, datamodule.index.classes, self.tious)
@@ -153,9 +154,11 @@ class LocalizationModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         datamodule = self.trainer.datamodule
-        result = self._map(datamodule, self._test_detections)
+        # Under DDP every rank saw a shard (padded by the sampler): merge by video index, once each.
+        merged = {i: rows for part in gather_objects(self.trainer, self._test_detections) for i, rows in part.items()}
+        result = self.score_detections(datamodule, merged)
         metrics = test_metrics(result)
-        self.log_dict(metrics)
+        self.log_dict(metrics, rank_zero_only=True)
         if self.trainer.is_global_zero:
             write_summary(self.trainer.default_root_dir, datamodule.history, test={**result.as_dict(), "per_class": result.per_class()})
 

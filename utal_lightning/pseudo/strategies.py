@@ -65,8 +65,12 @@ class PseudoLabelStrategy:
     def start_iteration(self) -> None:
         """New labels were handed out: forget per-iteration state."""
 
-    def observe(self, output: LocalizationOutput, video_index: Tensor, num_videos: int) -> None:
-        """One epoch's no-grad output for a batch of training videos (strategies that observe epochs)."""
+    def epoch_observation(self, output: LocalizationOutput) -> Tensor:
+        """(B, ...) what to remember of one epoch's no-grad output for a batch of training videos."""
+        raise NotImplementedError
+
+    def observe(self, observations: Tensor) -> None:
+        """One epoch's observations of all N training videos (gathered across ranks, in video order)."""
 
     def state_dict(self) -> dict:
         return {}
@@ -163,12 +167,12 @@ class COPLStrategy(PseudoLabelStrategy):
         agnostic = output.agnostic_attention if output.agnostic_attention is not None else output.attention
         return has_attention(output.attention, agnostic, self.has_gamma, branch=self.has_branch, use_filter=self.has_filter)
 
-    def observe(self, output: LocalizationOutput, video_index: Tensor, num_videos: int) -> None:
-        current = self._has(output).float().cpu()
-        if self.votes is None:
-            self.votes = torch.zeros(num_videos, current.shape[1])
-        index = video_index.cpu()
-        self.votes[index] = vote(self.votes[index], current, self.has_alpha) if self.has_voting else current
+    def epoch_observation(self, output: LocalizationOutput) -> Tensor:
+        return self._has(output).float()
+
+    def observe(self, observations: Tensor) -> None:
+        current = observations.float().cpu()
+        self.votes = vote(self.votes, current, self.has_alpha) if self.has_voting else current
 
     def start_iteration(self) -> None:
         self.votes = None
