@@ -23,6 +23,7 @@ from utal_lightning.eval.clustering import clustering_scores, contingency_matrix
 from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.modules import test_metrics
 from utal_lightning.pseudo.select import adaptive_epochs
+from utal_lightning.loop import plots
 from utal_lightning.loop.distributed import gather_objects, gather_rows, shard
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 
@@ -85,7 +86,9 @@ class PseudoLabelRefresh(L.Callback):
                 result = pl_module.score_detections(datamodule, {i: rows for part in parts for i, rows in part.items()})
                 metrics.update(test_metrics(result, prefix=f"test{name}"))
                 datamodule.history[-1][f"test{name}"] = result.as_dict()
-            pl_module.log_dict(metrics)
+            pl_module.log_dict(metrics, rank_zero_only=True)
+            if trainer.is_global_zero:
+                plots.log_figures(trainer, {"outer/attention": self._attention_figure(datamodule, pl_module)}, step=datamodule.iteration)
         if datamodule.iteration < self.max_iterations:
             self._relabel(trainer, pl_module, use_model=True)
             if self.restart_each_iteration:
@@ -180,6 +183,7 @@ class PseudoLabelRefresh(L.Callback):
             adaptive_epochs(self.epochs_per_iteration, n_selected, n) if self.adaptive_epochs else self.epochs_per_iteration
         )
         record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
+        self._pseudolabel_figures(trainer, datamodule, video_features, result, record, iteration)
         cpu = PseudoLabels(*(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets)))
         return cpu, epochs, record
 
@@ -212,6 +216,49 @@ class PseudoLabelRefresh(L.Callback):
             "epochs": epochs,
             "pseudolabel_seconds": round(seconds, 3),
         }
+
+    @staticmethod
+    def _pseudolabel_figures(trainer, datamodule, video_features: Tensor, result: PseudoLabels, record: dict, iteration: int) -> None:
+        """Rank 0, each iteration: selection curve, cluster-vs-class confusion, 2-D embedding (PNG files; W&B images)."""
+        targets = datamodule.index.class_targets(datamodule.index.train_ids)
+        labels = result.labels.cpu().numpy()
+        correct = None
+        if (targets >= 0).any():
+            k, c = datamodule.num_clusters, datamodule.index.num_classes
+            known = targets >= 0
+            mapping = hungarian_mapping(contingency_matrix(torch.as_tensor(labels[known]), torch.as_tensor(targets[known]), k, c))
+            correct = mapping.argmax(1).numpy()[labels] == targets
+        history = [*datamodule.history, record]
+        figures = {
+            "outer/selection_curve": plots.selection_curve(history),
+            "outer/confusion": plots.confusion_matrix_figure(labels, targets, datamodule.index.classes, datamodule.num_clusters),
+            "outer/embedding": plots.embedding_figure(
+                video_features.cpu().numpy(), labels, correct, result.selected.cpu().numpy()
+            ),
+        }
+        plots.log_figures(trainer, figures, step=iteration)
+
+    @staticmethod
+    def _attention_figure(datamodule, pl_module, num_videos: int = 3):
+        """Attention (and the top class's CAS) over time against the ground truth, for a few test videos."""
+        videos = []
+        dataset = datamodule.test_videos()
+        for i in range(min(num_videos, len(dataset))):
+            batch = dataset[i]
+            output = pl_module.localize(batch["features"])
+            vid = datamodule.index.test_ids[i]
+            annotation = datamodule.index.annotations.get(vid)
+            top = int(output.video_scores[0].argmax())
+            cas = pl_module.localization_map(output)[0, :, top].float().cpu()
+            videos.append({
+                "video_id": vid,
+                "seconds": (torch.arange(output.attention.shape[1]) * batch["seconds_per_step"]).numpy(),
+                "attention": output.attention[0].float().cpu().numpy(),
+                "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
+                "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
+                "labels": list(annotation.labels) if annotation is not None else [],
+            })
+        return plots.attention_figure(videos)
 
     @staticmethod
     def _check_consistency(datamodule: Any, epoch: int) -> None:

@@ -15,6 +15,7 @@ from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping
 from utal_lightning.eval.detect import detect_with_mapping, detection_map_on_videos
 from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
 from utal_lightning.loop.distributed import gather_objects
+from utal_lightning.loop.plots import log_table, per_class_ap_rows
 from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.cola import CoLA, cola_loss
@@ -96,6 +97,13 @@ class LocalizationModule(L.LightningModule):
         finally:
             model.train(was_training)
 
+    def log_progress(self, loss: Tensor, parts: dict[str, Tensor], batch_size: int) -> None:
+        """Training losses, and the outer iteration on the progress bar."""
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "total"}, batch_size=batch_size)
+        if self.trainer.datamodule is not None:
+            self.log("outer", float(self.trainer.datamodule.iteration), prog_bar=True, logger=False, batch_size=batch_size)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
@@ -161,6 +169,8 @@ class LocalizationModule(L.LightningModule):
         self.log_dict(metrics, rank_zero_only=True)
         if self.trainer.is_global_zero:
             write_summary(self.trainer.default_root_dir, datamodule.history, test={**result.as_dict(), "per_class": result.per_class()})
+            columns, rows = per_class_ap_rows(result.per_class())
+            log_table(self.trainer, "test/per_class_AP", columns, rows)
 
     def on_predict_epoch_start(self) -> None:
         self._mapping = self.cluster_to_class(self.trainer.datamodule)
@@ -224,8 +234,7 @@ class CoLAModule(LocalizationModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         output = self.model(batch["features"])
         loss, parts = cola_loss(self.model, output, batch["targets"], self.lambda_ctr, self.temperature)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["targets"]))
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=len(batch["targets"]))
+        self.log_progress(loss, parts, len(batch["targets"]))
         return loss
 
 
@@ -317,9 +326,7 @@ class IOCNetModule(LocalizationModule):
             features = temporal_shift(features, self.shift_channels)  # global RNG: seeded, checkpointed
         output = self.model(features)
         loss, parts = iocnet_loss(output, teacher_output, batch["targets"], batch["supervised"], **self.loss_weights)
-        size = len(batch["targets"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "total"}, batch_size=size)
+        self.log_progress(loss, parts, len(batch["targets"]))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
