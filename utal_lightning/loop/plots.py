@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from utal_lightning.utils import atomic_write_text
+from utal_lightning.utils import atomic_write, atomic_write_text
 
 FIGURES_FOLDER = "figures"
 _DPI = 100
@@ -334,19 +332,8 @@ def _safe_name(key: str) -> str:
 
 
 def _save_png(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=_DPI)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``fig`` to ``path`` as PNG, atomically."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
 
 
 def _close(fig: Figure) -> None:
