@@ -9,10 +9,12 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+import yaml
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.eval.io import write_detections
+from utal_lightning.loop.preemption import PreemptionCheckpoint, resolve_resume_path, slurm_plugins
 from utal_lightning.loop.refresh import PseudoLabelRefresh
 from utal_lightning.models.modules import LocalizationModule
 
@@ -39,12 +41,23 @@ class DetectionWriter(BasePredictionWriter):
         print(f"wrote detections of {len(rows)} videos to {self.path}")
 
 
+class LogConfigCallback(SaveConfigCallback):
+    """Writes config.yaml (LightningCLI's default) and also logs the full resolved config to every logger (W&B too)."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config})
+
+
 class UTALCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         # The outer loop and checkpointing are top-level config groups (`loop:`, `checkpoint:`), so
         # `--loop.strategy.use_cci false` works from the command line; both are added as callbacks.
         parser.add_lightning_class_args(PseudoLabelRefresh, "loop")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Preemption (SIGUSR1): flag in the handler, save + requeue + stop at the next batch (loop/preemption.py).
+        parser.add_lightning_class_args(PreemptionCheckpoint, "preemption")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
         # A stable checkpoint folder (not lightning_logs/version_N/): resumes and requeues find it.
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
@@ -52,6 +65,27 @@ class UTALCLI(LightningCLI):
         parser.link_arguments("data.feature_dim", "model.init_args.feature_dim", apply_on="instantiate")
         parser.link_arguments("data.num_clusters", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.rgb_dim", "model.init_args.rgb_dim", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        # Under SLURM: SLURMEnvironment(auto_requeue=False), so Lightning's in-handler save never runs.
+        trainer = self._get(self.config_init, "trainer", default={})
+        kwargs.setdefault("plugins", slurm_plugins(trainer.get("plugins"), self._get(self.config_init, "preemption")))
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        # No --ckpt_path and auto-resume on (default: in a SLURM batch job): the newest hpc_ckpt_* / last.ckpt.
+        config = self.config_init[self.subcommand]
+        config["ckpt_path"] = resolve_resume_path(self.trainer, config.get("ckpt_path"))
+
+    def before_instantiate_classes(self) -> None:
+        # A logger whose save_dir is null logs into the run directory (configs/wandb.yaml relies on it).
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+        for logger in loggers:
+            init_args = getattr(logger, "init_args", None)
+            if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
+                init_args.save_dir = trainer.default_root_dir or "."
 
     def before_predict(self) -> None:
         self.trainer.callbacks.append(DetectionWriter(Path(self.trainer.default_root_dir) / DETECTIONS_FILE))
@@ -70,6 +104,7 @@ def run(argv: Sequence[str] | None) -> None:
         UTALDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=LogConfigCallback,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0},
         parser_kwargs={"prog": "utal"},

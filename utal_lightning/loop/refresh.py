@@ -25,6 +25,7 @@ from utal_lightning.models.modules import test_metrics
 from utal_lightning.pseudo.select import adaptive_epochs
 from utal_lightning.loop import plots
 from utal_lightning.loop.distributed import gather_objects, gather_rows, shard
+from utal_lightning.loop.preemption import preemption_requested
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 
 
@@ -72,6 +73,8 @@ class PseudoLabelRefresh(L.Callback):
         self._restored_epoch = int(checkpoint["epoch"])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if preemption_requested(trainer):  # a partial epoch before a preemption stop: the resumed run redoes it
+            return
         datamodule = trainer.datamodule
         if self.strategy.observes_epochs:
             index, rows = self._pass(trainer, pl_module, lambda output, features, video_index: self.strategy.epoch_observation(output))

@@ -1,0 +1,368 @@
+"""Preemption that survives a SLURM requeue: the signal handler only sets a flag.
+
+Lightning's own SLURM auto-requeue (``SLURMEnvironment(auto_requeue=True)``) saves the checkpoint
+*inside* the SIGUSR1 handler, i.e. between two arbitrary bytecodes of the training step, and under DDP
+its ``save_checkpoint`` barrier can hang when the ranks are signalled at different moments (Lightning
+issue #21406). :class:`PreemptionCheckpoint` instead:
+
+1. at ``setup("fit")`` installs a handler for ``signal`` (default SIGUSR1) that only sets a flag
+   (and chains a previous Python-level handler); the CLI also hands the Trainer
+   ``SLURMEnvironment(auto_requeue=False)`` under SLURM (:func:`slurm_plugins`), so Lightning installs
+   no handler of its own for that signal (it would not anyway: it skips signals that already have one);
+2. at every ``on_train_epoch_start`` and ``on_train_batch_start`` all ranks agree on the flag with
+   ``strategy.reduce_boolean_decision(flag, all=False)`` (any rank signalled -> every rank saves; every
+   rank enters the collective at the same hooks in the same order);
+3. if set: every rank calls ``trainer.save_checkpoint(<default_root_dir>/hpc_ckpt_<N+1>.ckpt)`` (written
+   under a temporary name and renamed, so a SIGKILL during the write never leaves a truncated
+   ``hpc_ckpt_*``), global rank zero runs ``scontrol requeue <job id>`` when ``SLURM_JOB_ID`` is set
+   (configurable; failures are logged, never raised), and ``trainer.should_stop = True``.
+
+Why the *start* hooks and not ``on_train_batch_end``: Lightning calls the callbacks'
+``on_train_batch_end`` *before* the LightningModule's, and ``IOCNetModule.on_train_batch_end`` updates
+the EMA teacher; a checkpoint taken in a callback's ``on_train_batch_end`` misses that update (and the
+step's progress bookkeeping). At ``on_train_batch_start`` everything of the previous step is done. The
+price: the batch whose start saved still trains once (its update is thrown away with the process).
+
+What happens after ``should_stop`` mid-epoch: Lightning ends the epoch early and still runs the
+``on_train_epoch_end`` hooks on the partial epoch. This callback then stops ``ModelCheckpoint`` from
+writing a ``last.ckpt`` that would claim the partial epoch complete (it would be newer than the
+preemption checkpoint). Other callbacks' epoch-end work still runs (``PseudoLabelRefresh`` observes the
+partial epoch and, at an iteration's last epoch, relabels and rewrites summary.json); none of that is
+in the saved checkpoint, and the resumed run rewrites summary.json. Callbacks can ask
+:func:`preemption_requested` to skip such work.
+
+Resuming (:func:`resolve_resume_path`, used by ``utal fit`` when no ``--ckpt_path`` is given and
+``auto_resume`` is on): the newest readable file among ``<default_root_dir>/hpc_ckpt_*.ckpt`` and the
+ModelCheckpoint folders' ``last*.ckpt``. Lightning on its own (``_CheckpointConnector._parse_ckpt_path``)
+resumes from the highest-numbered ``hpc_ckpt_<N>.ckpt`` whenever ``SLURMEnvironment.detect()`` and
+``ckpt_path`` is None, regardless of ``auto_requeue``; but it never looks at ``last.ckpt``, so after one
+preemption and a later requeue without one (node failure, ``scontrol requeue`` by hand) it would go back
+to the stale ``hpc_ckpt_1.ckpt``; and it does nothing outside SLURM. An explicit path avoids both.
+
+Mid-epoch resume in Lightning 2.6: the fit loop restores its progress (epoch, global step, batches done
+in the epoch, k) and runs the epoch's remaining ``N - k`` batches, but our train loader is not
+resumable (no ``state_dict``), so the iterator starts again from the beginning: the resumed part is
+the *first* ``N - k`` batches of the epoch's order (the DataModule seeds it by (seed, iteration, epoch),
+so the same order as before the stop). Optimizer steps and epoch boundaries match an uninterrupted run;
+the samples of that one epoch do not (batches ``0..min(k, N-k)-1`` are seen twice, batches
+``max(k, N-k)..N-1`` not at all), so metrics are close to, not equal to, an uninterrupted run's.
+Lightning warns about it ("resuming from a checkpoint that ended before the epoch ended").
+
+SLURM: ``#SBATCH --requeue --signal=USR1@120`` and ``srun utal fit ...`` (the signal then reaches every
+task; with ``B:USR1`` only the batch shell gets it and must forward it). The lead time must cover one
+training step plus writing a checkpoint. The requeued job runs the same command; with ``auto_resume``
+(default: on in a SLURM batch job) it resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import signal as signal_module
+import subprocess
+import threading
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+log = logging.getLogger(__name__)
+
+HPC_PREFIX = "hpc_ckpt_"
+_HPC_NAME = re.compile(rf"^{HPC_PREFIX}(\d+)\.ckpt$")
+_LAST_NAME = re.compile(rf"^{ModelCheckpoint.CHECKPOINT_NAME_LAST}(-v?\d+)?{re.escape(ModelCheckpoint.FILE_EXTENSION)}$")
+
+
+def parse_signal(value: str | int | signal_module.Signals) -> signal_module.Signals:
+    """``"SIGUSR1"``, ``"USR1"``, ``"usr1"`` or ``10`` -> ``signal.SIGUSR1``."""
+    if isinstance(value, signal_module.Signals):
+        return value
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        return signal_module.Signals(int(value))
+    name = value.strip().upper()
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    try:
+        return signal_module.Signals[name]
+    except KeyError:
+        raise ValueError(f"unknown signal {value!r}") from None
+
+
+def slurm_job_id() -> str | None:
+    """The id ``scontrol requeue`` takes: ``<array job>_<task>`` for array jobs, else ``SLURM_JOB_ID``."""
+    array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and array_task:
+        return f"{array_job}_{array_task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def in_slurm_batch_job() -> bool:
+    """A SLURM job that is not an interactive shell (the job names Lightning treats as interactive)."""
+    return slurm_job_id() is not None and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+def preemption_requested(trainer: L.Trainer) -> bool:
+    """True once a :class:`PreemptionCheckpoint` of ``trainer`` has saved and asked the run to stop
+    (for callbacks that want to skip expensive epoch-end work on the partial epoch that follows)."""
+    return any(isinstance(cb, PreemptionCheckpoint) and cb.stopping for cb in trainer.callbacks)
+
+
+class PreemptionCheckpoint(L.Callback):
+    """Checkpoint, requeue and stop when ``signal`` arrives; the handler itself only sets a flag.
+
+    Args:
+        signal: the preemption signal (SLURM's ``--signal=USR1@<seconds>``).
+        requeue: on global rank zero, run ``requeue_command`` after saving when ``SLURM_JOB_ID`` is set.
+        requeue_command: the command, ``{job_id}`` replaced by the job id (``<array job>_<task>`` for
+            array jobs); split like a shell would (no shell runs it).
+        requeue_timeout: seconds to wait for the command.
+        auto_resume: ``utal fit`` without ``--ckpt_path`` resumes from the newest of
+            ``<default_root_dir>/hpc_ckpt_*.ckpt`` and ``<checkpoint dir>/last*.ckpt``. None: only in a SLURM
+            batch job (a requeued job restarts the same command line); True: always; False: never
+            (Lightning itself still resumes from the highest ``hpc_ckpt_<N>`` under SLURM).
+        chain_previous: also call a Python-level handler that was installed before ours.
+    """
+
+    def __init__(
+        self,
+        signal: str = "SIGUSR1",
+        requeue: bool = True,
+        requeue_command: str = "scontrol requeue {job_id}",
+        requeue_timeout: float = 60.0,
+        auto_resume: bool | None = None,
+        chain_previous: bool = True,
+    ) -> None:
+        self.signum = parse_signal(signal)
+        self.requeue = requeue
+        self.requeue_command = requeue_command
+        self.requeue_timeout = requeue_timeout
+        self.auto_resume = auto_resume
+        self.chain_previous = chain_previous
+        self.requested = False  # set by the signal handler, nothing else
+        self.stopping = False  # this run saved and was told to stop (the same on every rank)
+        self.saved_path: Path | None = None  # the checkpoint this run saved (local roots)
+        self.requeue_returncode: int | None = None
+        self._pending = False  # the ranks agreed, waiting for an accumulation boundary
+        self._previous_handler: Any = None
+        self._installed = False
+
+    # ------------------------------------------------------------------ signal
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs between two arbitrary bytecodes: set a flag, nothing else (no I/O, no locks, no collectives).
+        self.requested = True
+        previous = self._previous_handler
+        if self.chain_previous and callable(previous):
+            previous(signum, frame)
+
+    def install(self) -> None:
+        if self._installed:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            rank_zero_warn(f"PreemptionCheckpoint: not in the main thread, no {self.signum.name} handler installed")
+            return
+        previous = signal_module.getsignal(self.signum)
+        # never chain a bound handler of another PreemptionCheckpoint (a second fit in the same process)
+        owner = getattr(previous, "__self__", None)
+        self._previous_handler = None if isinstance(owner, PreemptionCheckpoint) else previous
+        signal_module.signal(self.signum, self._on_signal)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        if not self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        previous = self._previous_handler
+        signal_module.signal(self.signum, previous if previous is not None else signal_module.SIG_DFL)
+        self._previous_handler, self._installed = None, False
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self.requested = self.stopping = self._pending = False
+        self.saved_path, self.requeue_returncode = None, None
+        environment = getattr(trainer, "_accelerator_connector", None)
+        environment = getattr(environment, "cluster_environment", None)
+        if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
+            # Lightning skips a requeue signal that already has a handler, so ours wins either way.
+            rank_zero_warn(
+                "PreemptionCheckpoint: SLURMEnvironment(auto_requeue=True) is in use; pass "
+                "SLURMEnvironment(auto_requeue=False) (utal fit does) so only one mechanism requeues"
+            )
+        self.install()  # before the Trainer registers its handlers (it keeps ours for this signal)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.uninstall()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.uninstall()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._poll(trainer, at_boundary=True)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        # inside a gradient-accumulation window the accumulated gradients are not in a checkpoint
+        self._poll(trainer, at_boundary=batch_idx % max(1, trainer.accumulate_grad_batches) == 0)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.stopping:
+            return
+        # This epoch ended early because we stopped it: keep ModelCheckpoint (it runs after this hook)
+        # from writing a last.ckpt that claims the partial epoch complete. Its own guard is "already
+        # saved at this global step".
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                if hasattr(callback, "_last_global_step_saved"):
+                    callback._last_global_step_saved = trainer.global_step
+                else:  # a future Lightning: say so instead of failing silently
+                    rank_zero_warn("PreemptionCheckpoint: could not keep ModelCheckpoint from saving the partial epoch")
+
+    # ------------------------------------------------------------------ work (all ranks, same order)
+    def _poll(self, trainer: L.Trainer, at_boundary: bool) -> None:
+        if self.stopping:  # the same on every rank: all of them skip the collective from now on
+            return
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            self._pending = True
+        if self._pending and at_boundary:
+            self._preempt(trainer)
+
+    def _preempt(self, trainer: L.Trainer) -> None:
+        root = str(trainer.default_root_dir)
+        local = "://" not in root  # remote roots (s3://...): Lightning's own numbering, no rename
+        name = None
+        if trainer.is_global_zero:
+            name = str(next_hpc_path(root)) if local else trainer._checkpoint_connector.hpc_save_path(root)
+        path = trainer.strategy.broadcast(name, src=0)  # one name on every rank
+        # the temporary name must not contain "hpc_ckpt_": Lightning numbers every file that does
+        target = str(Path(path).with_name(f".preemption-{_HPC_NAME.match(Path(path).name).group(1)}.partial")) if local else path
+        rank_zero_info(f"preemption signal {self.signum.name}: saving {path} at global step {trainer.global_step}")
+        try:
+            trainer.save_checkpoint(target)  # every rank (sharded strategies write parts); ends in a barrier
+            if local and trainer.is_global_zero:
+                os.replace(target, path)  # a SIGKILL during the write leaves no truncated hpc_ckpt_*
+            trainer.strategy.barrier("PreemptionCheckpoint")
+        except Exception:
+            # Still requeue: the requeued job resumes from the newest checkpoint that exists (and under
+            # DDP the requeue also ends ranks left waiting in the save's barrier).
+            log.exception(f"preemption: saving {path} failed")
+            if trainer.is_global_zero and self.requeue:
+                self.requeue_returncode = self._requeue()
+            raise
+        self.saved_path = Path(path) if local else None
+        self.requested, self._pending, self.stopping = False, False, True
+        if trainer.is_global_zero and self.requeue:
+            self.requeue_returncode = self._requeue()
+        trainer.should_stop = True
+
+    def _requeue(self) -> int | None:
+        job_id = slurm_job_id()
+        if job_id is None:
+            log.info("preemption: not a SLURM job (no SLURM_JOB_ID): not requeueing; rerun to resume")
+            return None
+        command = shlex.split(self.requeue_command.format(job_id=job_id))
+        try:
+            result = subprocess.run(command, timeout=self.requeue_timeout, check=False)
+        except (OSError, subprocess.SubprocessError) as error:
+            log.warning(f"preemption: requeue command {command} failed: {error}")
+            return None
+        if result.returncode == 0:
+            log.info(f"preemption: requeued SLURM job {job_id}")
+        else:
+            log.warning(f"preemption: requeue command {command} exited with status {result.returncode}")
+        return result.returncode
+
+
+# ---------------------------------------------------------------------- paths
+def hpc_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    folder = Path(root)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _HPC_NAME.match(p.name))]
+    return sorted(found)
+
+
+def next_hpc_path(root: str | Path) -> Path:
+    """``<root>/hpc_ckpt_<N+1>.ckpt``, the name Lightning's SLURM resume (``hpc_ckpt_<max N>``) finds."""
+    existing = hpc_checkpoints(root)
+    return Path(root) / f"{HPC_PREFIX}{(existing[-1][0] if existing else 0) + 1}.ckpt"
+
+
+def readable_checkpoint(path: Path) -> bool:
+    """Cheap integrity check: a torch zip checkpoint must have its central directory (written last)."""
+    if path.is_dir():  # a sharded checkpoint (FSDP / DeepSpeed): trust it
+        return True
+    try:
+        if path.stat().st_size == 0:
+            return False
+        with path.open("rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+        if not is_zip:
+            return True  # a legacy (non-zip) torch.save: nothing cheap to check
+        with zipfile.ZipFile(path):
+            return True
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def resume_candidates(root: str | Path, checkpoint_dirs: Sequence[str | Path] = ()) -> list[Path]:
+    paths = [p for _, p in hpc_checkpoints(root)]
+    for folder in dict.fromkeys(Path(d) for d in checkpoint_dirs):
+        if folder.is_dir():
+            paths += [p for p in folder.iterdir() if _LAST_NAME.match(p.name)]
+    return paths
+
+
+def newest_checkpoint(paths: Sequence[Path]) -> Path | None:
+    """The most recently written readable checkpoint (ties: an hpc_ckpt, then the higher number);
+    unreadable ones (a write cut short) are skipped with a warning."""
+    usable = []
+    for path in paths:
+        if readable_checkpoint(path):
+            usable.append(path)
+        else:
+            rank_zero_warn(f"auto-resume: skipping unreadable checkpoint {path}")
+
+    def key(path: Path) -> tuple[float, int, int]:
+        match = _HPC_NAME.match(path.name)
+        return (path.stat().st_mtime, 1 if match else 0, int(match.group(1)) if match else 0)
+
+    return max(usable, key=key, default=None)
+
+
+def auto_resume_enabled(callback: PreemptionCheckpoint | None) -> bool:
+    if callback is None or callback.auto_resume is False:
+        return False
+    return callback.auto_resume is True or in_slurm_batch_job()
+
+
+def resolve_resume_path(trainer: L.Trainer, ckpt_path: Any) -> Any:
+    """``ckpt_path`` for ``trainer.fit``: the user's if given; else, with auto-resume on, the newest of
+    ``<default_root_dir>/hpc_ckpt_*.ckpt`` and the ModelCheckpoint folders' ``last*.ckpt`` (None if none)."""
+    if ckpt_path is not None:
+        return ckpt_path
+    callback = next((cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)), None)
+    if not auto_resume_enabled(callback):
+        return None
+    dirs = [cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+    path = newest_checkpoint(resume_candidates(trainer.default_root_dir, dirs))
+    if path is not None:
+        rank_zero_info(f"auto-resume: resuming from {path} (--preemption.auto_resume=false to start afresh)")
+    return None if path is None else str(path)
+
+
+def slurm_plugins(plugins: Any, callback: PreemptionCheckpoint | None) -> Any:
+    """The Trainer's ``plugins`` with ``SLURMEnvironment(auto_requeue=False)`` added under SLURM, unless a
+    cluster environment is given already (then unchanged). Outside SLURM: unchanged."""
+    if callback is None or not SLURMEnvironment.detect():
+        return plugins
+    given = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    if any(isinstance(p, ClusterEnvironment) for p in given):
+        return plugins
+    return [*given, SLURMEnvironment(auto_requeue=False, requeue_signal=callback.signum)]
