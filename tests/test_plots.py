@@ -194,9 +194,14 @@ def test_wandb_fragment_logs_into_the_run_directory(tmp_path, monkeypatch):
           "--data.init_args.root", str(data), "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar=false",
           "--loop.max_iterations=2", "--loop.epochs_per_iteration=1"])
     (offline,) = list((run / "wandb").glob("offline-run-*"))
-    assert any(p.stat().st_size > 0 for p in offline.rglob("*.wandb"))
+    (record,) = list(offline.glob("*.wandb"))
+    written = record.read_bytes()
+    assert b"COPLStrategy" in written  # the full resolved config
+    assert b"cluster/nmi" in written and b"test/mAP@0.5" in written  # the metrics
     images = [p for p in (offline / "files" / "media" / "images").rglob("*.png")]
     assert images and all(p.stat().st_size > 0 for p in images)
+    tables = list((offline / "files" / "media" / "table").rglob("*.json"))
+    assert tables and all(p.stat().st_size > 0 for p in tables)  # the per-class AP table of each iteration
     pngs = list((run / "figures").glob("*.png"))
     assert {p.name.rsplit("_", 1)[0] for p in pngs} >= {"outer_selection_curve", "outer_confusion", "outer_embedding", "outer_attention"}
     assert (run / "config.yaml").is_file()  # the resolved config, next to the W&B files

@@ -89,6 +89,8 @@ class PseudoLabelRefresh(L.Callback):
                 result = pl_module.score_detections(datamodule, {i: rows for part in parts for i, rows in part.items()})
                 metrics.update(test_metrics(result, prefix=f"test{name}"))
                 datamodule.history[-1][f"test{name}"] = result.as_dict()
+                if name == "" and trainer.is_global_zero:
+                    plots.log_table(trainer, "test/per_class_AP", *plots.per_class_ap_rows(result.per_class()), step=datamodule.iteration)
             pl_module.log_dict(metrics, rank_zero_only=True)
             if trainer.is_global_zero:
                 plots.log_figures(trainer, {"outer/attention": self._attention_figure(datamodule, pl_module)}, step=datamodule.iteration)
