@@ -193,6 +193,9 @@ def test_wandb_fragment_logs_into_the_run_directory(tmp_path, monkeypatch):
     main(["fit", "--config", str(root / "configs" / "synthetic_copl.yaml"), "--config", str(root / "configs" / "wandb.yaml"),
           "--data.init_args.root", str(data), "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar=false",
           "--loop.max_iterations=2", "--loop.epochs_per_iteration=1"])
+    import wandb
+
+    wandb.finish()  # what the end of the `utal` process does: flush the run
     (offline,) = list((run / "wandb").glob("offline-run-*"))
     (record,) = list(offline.glob("*.wandb"))
     written = record.read_bytes()
