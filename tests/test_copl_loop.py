@@ -85,7 +85,8 @@ def test_crossings_run(small, tmp_path, config):
 
 
 @pytest.mark.parametrize("switch", ["--loop.strategy.init_args.has_branch=cs", "--loop.strategy.init_args.has_filter=false",
-                                    "--loop.strategy.init_args.has_voting=false"])
+                                    "--loop.strategy.init_args.has_voting=false",
+                                    "--loop.strategy.init_args.spectral_affinity=knn"])
 def test_has_ablations_run(small, tmp_path, switch):
     summary = fit("synthetic_copl.yaml", small, tmp_path / "run", switch, "--loop.max_iterations=2", "--loop.epochs_per_iteration=2")
     assert len(summary["iterations"]) == 2

@@ -22,6 +22,7 @@ Cluster ids need not be contiguous (empty ids are skipped). Computed in float64,
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,6 +39,14 @@ def plri_confidence(W: Tensor, labels: Tensor, form: str = "affinity", distances
     """
     if form not in _FORMS:
         raise ValueError(f"unknown PLRI form {form!r} ({', '.join(_FORMS)})")
+    if not isinstance(W, Tensor):  # a scipy.sparse kNN affinity (spectral_clustering(affinity="knn"))
+        if form != "affinity":
+            raise ValueError("a sparse affinity supports form='affinity' only")
+        dense_free = W.tocsr().astype(np.float64)
+        dense_free.setdiag(0)  # "other" members only
+        return _confidence_from_sums(
+            lambda onehot: torch.from_numpy(dense_free @ onehot.numpy()), labels.cpu().long(), torch.float32, form
+        )
     if W.dim() != 2 or W.shape[0] != W.shape[1] or labels.shape != (W.shape[0],):
         raise ValueError(f"expected W (N, N) and labels (N,), got {tuple(W.shape)}, {tuple(labels.shape)}")
     n = W.shape[0]
@@ -59,14 +68,18 @@ def plri_confidence(W: Tensor, labels: Tensor, form: str = "affinity", distances
         m = (-torch.log(W.to(torch.float64).clamp(min=tiny, max=1.0))).sqrt()
     m = m.clone()
     m.fill_diagonal_(0)  # "other" members only: the diagonal never counts
+    return _confidence_from_sums(lambda onehot: m @ onehot, labels, out_dtype, form)
 
+
+def _confidence_from_sums(cluster_sums, labels: Tensor, out_dtype: torch.dtype, form: str) -> Tensor:
+    """Eq. 6-8 from ``cluster_sums(onehot (N, C)) -> (N, C)``: per video, the sum of m_ij over each cluster's members."""
     num = int(labels.max()) + 1
     onehot = torch.nn.functional.one_hot(labels, num).to(torch.float64)  # (N, C)
-    sums = m @ onehot  # (N, C): sum of m_ij over cluster c's members (self contributes 0)
+    sums = cluster_sums(onehot).to(torch.float64)  # (N, C): sum over cluster c's members (self contributes 0)
     counts = onehot.sum(0)  # (C,)
     own_size = counts[labels]
     own_sum = sums.gather(1, labels[:, None]).squeeze(1)
-    other = (counts[None, :] > 0) & (torch.arange(num, device=W.device)[None, :] != labels[:, None])
+    other = (counts[None, :] > 0) & (torch.arange(num, device=labels.device)[None, :] != labels[:, None])
     means = sums / counts.clamp(min=1)[None, :]
 
     if form == "affinity":

@@ -138,6 +138,9 @@ class COPLStrategy(PseudoLabelStrategy):
         plri_delta: P = {confidence >= delta}.
         plri_form: "affinity" (SPEC 3.4's reading of Eq. 6-10) or "distance" (classic silhouette).
         spectral_n_init: k-means restarts on the spectral embedding.
+        spectral_affinity: "dense" (SPEC 3.2's fully connected Gaussian graph, the default) or "knn"
+            (a sparse k-nearest-neighbour graph with a sparse eigensolver, for large N).
+        spectral_neighbors: k of the "knn" graph.
     """
 
     observes_epochs = True
@@ -152,7 +155,11 @@ class COPLStrategy(PseudoLabelStrategy):
         plri_delta: float = 0.0,
         plri_form: str = "affinity",
         spectral_n_init: int = 10,
+        spectral_affinity: str = "dense",
+        spectral_neighbors: int = 10,
     ) -> None:
+        if spectral_affinity == "knn" and plri_form != "affinity":
+            raise ValueError("the sparse knn affinity supports plri_form='affinity' only")
         if has_branch not in ("both", "cs", "ca"):
             raise ValueError(f"has_branch must be both, cs or ca, got {has_branch!r}")
         if plri_form not in ("affinity", "distance"):
@@ -161,6 +168,7 @@ class COPLStrategy(PseudoLabelStrategy):
         self.has_branch, self.has_filter, self.has_voting = has_branch, has_filter, has_voting
         self.plri_delta, self.plri_form = plri_delta, plri_form
         self.spectral_n_init = spectral_n_init
+        self.spectral_affinity, self.spectral_neighbors = spectral_affinity, spectral_neighbors
         self.votes: Tensor | None = None  # (N, T) accumulated HAS attention of this iteration
 
     def _has(self, output: LocalizationOutput) -> Tensor:
@@ -184,7 +192,10 @@ class COPLStrategy(PseudoLabelStrategy):
         return has_pool(features, weights)
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
-        labels, affinity = spectral_clustering(video_features, num_clusters, seed=seed, n_init=self.spectral_n_init)
+        labels, affinity = spectral_clustering(
+            video_features, num_clusters, seed=seed, n_init=self.spectral_n_init,
+            affinity=self.spectral_affinity, n_neighbors=self.spectral_neighbors,
+        )
         distances = pairwise_distances(video_features) if self.plri_form == "distance" else None
         confidence = plri_confidence(affinity, labels, form=self.plri_form, distances=distances)
         selected = plri_split(confidence, labels, self.plri_delta)
