@@ -3,3 +3,14 @@ import os
 # Tests are offline and CPU-only.
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    """The `small` synthetic preset (seed 0), written once for every end-to-end test."""
+    from utal_lightning.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset("small", tmp_path_factory.mktemp("data") / "small", seed=0)

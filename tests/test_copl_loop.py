@@ -15,11 +15,6 @@ from utal_lightning.data.synthetic import PRESETS, write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
-    return write_synthetic_dataset("small", tmp_path_factory.mktemp("data") / "small", seed=0)
-
-
-@pytest.fixture(scope="module")
 def copl_run(small, tmp_path_factory) -> tuple[dict, Path]:
     root = tmp_path_factory.mktemp("copl")
     return fit("synthetic_copl.yaml", small, root), root

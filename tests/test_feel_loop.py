@@ -24,11 +24,6 @@ def fit(config: str, data: Path, root: Path, *extra: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
-    return write_synthetic_dataset("small", tmp_path_factory.mktemp("data") / "small", seed=0)
-
-
-@pytest.fixture(scope="module")
 def feel_run(small, tmp_path_factory) -> tuple[dict, Path]:
     root = tmp_path_factory.mktemp("feel")
     return fit("synthetic_feel.yaml", small, root), root

@@ -2,8 +2,7 @@
 
 ``forward`` returns a :class:`LocalizationOutput`; training additionally needs the snippet mining
 (:meth:`CoLA.mine`) and the losses (:meth:`CoLA.loss`, built on ``losses.cola_loss``), so a thin
-LightningModule only calls ``out = model(x); total, parts = model.loss(out, labels)`` (or the
-function form ``cola_loss(model, out, labels, lambda_ctr, temperature)``).
+LightningModule only calls ``out = model(x); total, parts = model.loss(out, labels)``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from utal_lightning.models.losses import cola_loss as _cola_loss_from_mined
 from utal_lightning.models.mining import MinedSnippets, mine_snippets, num_selected, random_keep_mask
 from utal_lightning.models.outputs import LocalizationOutput
 
-__all__ = ["CoLA", "cola_loss"]
+__all__ = ["CoLA"]
 
 
 class CoLA(nn.Module):
@@ -152,19 +151,3 @@ class CoLA(nn.Module):
         """``L = L_cls + lambda_ctr * L_ctr`` (SPEC 4.1) on ``output``; returns ``(total, parts)``."""
         mined = self.mine(output, generator=generator, drop_mask=drop_mask)
         return _cola_loss_from_mined(output, labels, mined, lambda_ctr=lambda_ctr, temperature=temperature)
-
-
-def cola_loss(
-    model: CoLA,
-    output: LocalizationOutput,
-    labels: Tensor,
-    lambda_ctr: float = 0.01,
-    temperature: float = 0.07,
-    generator: torch.Generator | None = None,
-    drop_mask: Tensor | None = None,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """SPEC 4.1 ``L = L_cls + lambda_ctr * L_ctr``: mine with ``model`` (random drop in training
-    mode), then the losses. Returns ``(total, parts)``, parts = detached ``{"cls", "ctr", "total"}``."""
-    return model.loss(
-        output, labels, lambda_ctr=lambda_ctr, temperature=temperature, generator=generator, drop_mask=drop_mask
-    )

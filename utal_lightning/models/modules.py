@@ -18,7 +18,7 @@ from utal_lightning.loop.distributed import gather_objects
 from utal_lightning.loop.plots import log_table, per_class_ap_rows
 from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.augment import temporal_shift
-from utal_lightning.models.cola import CoLA, cola_loss
+from utal_lightning.models.cola import CoLA
 from utal_lightning.models.copl_losses import iocnet_loss
 from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.outputs import LocalizationOutput
@@ -233,7 +233,7 @@ class CoLAModule(LocalizationModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         output = self.model(batch["features"])
-        loss, parts = cola_loss(self.model, output, batch["targets"], self.lambda_ctr, self.temperature)
+        loss, parts = self.model.loss(output, batch["targets"], lambda_ctr=self.lambda_ctr, temperature=self.temperature)
         self.log_progress(loss, parts, len(batch["targets"]))
         return loss
 
