@@ -1,7 +1,12 @@
 """The LightningDataModule: holds the pseudolabel state and builds loaders from it.
 
-Loaders carry video indices; the collate step samples positions (SPEC 1.2) and gathers features
-from the :class:`FeatureStore`, which reads every video once per process. The pseudolabel state
+The training features live in a :class:`FeatureStore` read once per process, on the training
+device when they fit (else in pinned host memory). The training loader carries only video indices,
+targets and the (B, T) uniforms of SPEC 1.2's sampling, drawn on the host from the epoch's seeded
+generator; after the batch reaches the device, ``on_after_batch_transfer`` maps the uniforms to
+positions and gathers the (B, T, D) features there: one indexing op, no Python loop over videos, no
+host-device synchronisation, and the same samples on every device for a seed. With the store on the
+host (pinned fallback) the collate step gathers instead and the loader pins the batch. The pseudolabel state
 (labels, P, iteration, epoch plan, history) is plain tensors/ints in ``state_dict``, so it lives in
 checkpoints; ``train_dataloader`` is called again every epoch (``reload_dataloaders_every_n_epochs=1``)
 and always reflects the current state.
@@ -18,10 +23,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
+from lightning.pytorch.utilities import rank_zero_info
+
 from utal_lightning.data.layout import DatasetLayout, read_dataset
-from utal_lightning.data.sampling import test_positions
-from utal_lightning.data.store import FeatureStore, scan_split
+from utal_lightning.data.sampling import test_positions, train_positions_from_uniform
+from utal_lightning.data.store import STORE_DTYPES, FeatureStore, scan_split
 from utal_lightning.errors import DatasetError
+
+STORE_PLACEMENTS = ("auto", "device", "host")
 
 
 class _Indices(Dataset):
@@ -68,6 +77,13 @@ class UTALDataModule(L.LightningDataModule):
         ignored_labels: annotation labels to drop (e.g. THUMOS "Ambiguous").
         pool_batch_size: videos per batch of the pseudolabel stage's no-grad pass.
         seed: seeds the training samplers (with the iteration and epoch).
+        store_dtype: dtype the training features are kept in: "float32", "float16" or "bfloat16"
+            (batches are float32 either way).
+        store_device: where the training features live when training on a GPU: "device" (on it),
+            "host" (pinned host memory, gathered by the loader), or "auto": on the device if they
+            take at most ``store_memory_fraction`` of its free memory, else the host. CPU runs keep
+            them in host memory and use the device path.
+        store_memory_fraction: the "auto" budget, a fraction of the GPU's free memory at setup.
     """
 
     def __init__(
@@ -84,8 +100,17 @@ class UTALDataModule(L.LightningDataModule):
         pool_batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        store_dtype: str = "float32",
+        store_device: str = "auto",
+        store_memory_fraction: float = 0.5,
     ) -> None:
         super().__init__()
+        if store_dtype not in STORE_DTYPES:
+            raise ValueError(f"store_dtype must be one of {sorted(STORE_DTYPES)}, got {store_dtype!r}")
+        if store_device not in STORE_PLACEMENTS:
+            raise ValueError(f"store_device must be one of {STORE_PLACEMENTS}, got {store_device!r}")
+        if not 0.0 < store_memory_fraction <= 1.0:
+            raise ValueError(f"store_memory_fraction must be in (0, 1], got {store_memory_fraction}")
         self.layout = DatasetLayout(
             root=Path(root),
             train_split=train_split,
@@ -111,6 +136,9 @@ class UTALDataModule(L.LightningDataModule):
         self.pool_batch_size = pool_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.store_dtype = STORE_DTYPES[store_dtype]
+        self.store_device = store_device
+        self.store_memory_fraction = store_memory_fraction
         self.train_store: FeatureStore | None = None
         self.test_store: FeatureStore | None = None
 
@@ -168,17 +196,52 @@ class UTALDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ data
     def setup(self, stage: str | None = None) -> None:
         if self.train_store is None and stage in (None, "fit"):
-            self.train_store = FeatureStore.load(self.layout, self.layout.train_split, self.index.train_ids)
+            store = FeatureStore.load(self.layout, self.layout.train_split, self.index.train_ids, self.store_dtype)
+            self.train_store = self._place(store, self._root_device())
         if self.test_store is None:
+            # Test videos go one at a time through the test loop: host memory is enough.
             self.test_store = FeatureStore.load(self.layout, self.layout.test_split, self.index.test_ids)
+
+    def _root_device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _place(self, store: FeatureStore, device: torch.device) -> FeatureStore:
+        """The store on ``device`` (GPU runs, when it fits or is asked for) or in pinned host memory."""
+        if device.type != "cuda":
+            return store
+        gib = store.nbytes / 2**30
+        on_device = self.store_device == "device"
+        if self.store_device == "auto":
+            free, _ = torch.cuda.mem_get_info(device)
+            on_device = store.nbytes <= self.store_memory_fraction * free
+            reason = f"{gib:.2f} GiB vs {self.store_memory_fraction:g} x {free / 2**30:.1f} GiB free on {device}"
+        else:
+            reason = f"store_device={self.store_device!r}"
+        if on_device:
+            rank_zero_info(f"training features: {gib:.2f} GiB {store.features.dtype} on {device} ({reason})")
+            return store.to(device)
+        rank_zero_info(f"training features: {gib:.2f} GiB {store.features.dtype} in pinned host memory ({reason})")
+        return store.pin_memory()
+
+    @property
+    def _gather_in_loader(self) -> bool:
+        """True when the store is on the host but training is on a GPU (the pinned fallback)."""
+        return self.train_store is not None and self.train_store.device != self._root_device()
 
     @property
     def selected_indices(self) -> Tensor:
         return torch.nonzero(self.selected).reshape(-1)
 
-    def _epoch_generator(self) -> torch.Generator:
+    def _epoch_generators(self) -> tuple[torch.Generator, torch.Generator]:
+        """Seeded generators of this epoch's video order and of its temporal samples.
+
+        Separate streams (seeds ``2 s`` and ``2 s + 1``, ``s = seed * 1_000_003 + iteration * 10_007 +
+        epoch``), so a batch's samples depend only on the batches before it, not on when the sampler
+        happens to draw.
+        """
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.iteration * 10_007 + epoch)
+        base = self.seed * 1_000_003 + self.iteration * 10_007 + epoch
+        return torch.Generator().manual_seed(2 * base), torch.Generator().manual_seed(2 * base + 1)
 
     def train_dataloader(self) -> DataLoader:
         """One epoch over P, or over P and U (mixed in shuffled batches) for models that learn from
@@ -192,29 +255,45 @@ class UTALDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module if self.trainer is not None else None
         uses_unlabeled = bool(getattr(module, "uses_unlabeled", False))
         indices = torch.arange(len(self.labels)) if uses_unlabeled else self.selected_indices
-        generator = self._epoch_generator()
+        order, samples = self._epoch_generators()
         return DataLoader(
             _Indices(indices),
             batch_size=self.batch_size,
-            sampler=RandomSampler(_Indices(indices), generator=generator),
-            collate_fn=lambda batch: self._train_batch(torch.tensor(batch), generator),
+            sampler=RandomSampler(_Indices(indices), generator=order),
+            collate_fn=lambda batch: self._train_batch(torch.tensor(batch), samples),
             num_workers=self.num_workers,
+            pin_memory=self._root_device().type == "cuda",
             drop_last=False,
         )
 
     def _train_batch(self, video_index: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        store = self.train_store
-        positions = store.sample_train(video_index, self.num_segments, generator)
+        """Collate: indices, targets, P mask and the batch's (B, T) sampling uniforms (features are
+        gathered on the device after transfer, or here in the pinned fallback)."""
         if self.targets is not None:
             targets = self.targets[video_index]
         else:
             targets = torch.nn.functional.one_hot(self.labels[video_index], self.num_clusters).float()
-        return {
+        batch = {
             "video_index": video_index,
-            "features": store.gather(video_index, positions),
+            "uniform": torch.rand((len(video_index), self.num_segments), generator=generator),
             "targets": targets,
             "supervised": self.selected[video_index],
         }
+        if self._gather_in_loader:
+            batch["features"] = self._gather_train(batch)
+        return batch
+
+    def _gather_train(self, batch: dict[str, Tensor]) -> Tensor:
+        """SPEC 1.2 training positions from the batch's uniforms, gathered from the store: (B, T, D)."""
+        store = self.train_store
+        video_index = batch["video_index"].to(store.device)
+        positions = train_positions_from_uniform(store.lengths[video_index], batch["uniform"])
+        return store.gather(video_index, positions)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict) and "uniform" in batch and "features" not in batch:
+            batch["features"] = self._gather_train(batch)
+        return batch
 
     def pooling_batches(self, videos: Tensor | None = None) -> Iterator[dict[str, Tensor]]:
         """Training videos (default all; a rank's shard under DDP) on a fixed grid of T positions, in batches.
@@ -224,10 +303,11 @@ class UTALDataModule(L.LightningDataModule):
         """
         store = self.train_store
         videos = torch.arange(len(store)) if videos is None else videos
-        grid = torch.arange(self.num_segments)
+        grid = torch.arange(self.num_segments, device=store.device)
         for start in range(0, len(videos), self.pool_batch_size):
             video_index = videos[start : start + self.pool_batch_size]
-            positions = torch.div(grid[None, :] * store.lengths[video_index, None], self.num_segments, rounding_mode="floor")
+            lengths = store.lengths[video_index.to(store.device)]
+            positions = torch.div(grid[None, :] * lengths[:, None], self.num_segments, rounding_mode="floor")
             yield {"video_index": video_index, "features": store.gather(video_index, positions)}
 
     def test_videos(self, videos: Tensor | None = None) -> Dataset:

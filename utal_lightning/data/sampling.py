@@ -11,20 +11,34 @@ from utal_lightning.data.layout import SNIPPET_SECONDS
 def train_positions(lengths: Tensor, num_segments: int, generator: torch.Generator | None = None) -> Tensor:
     """SPEC 1.2, train: exactly T snippet indices per video, one drawn uniformly from each bin.
 
-    Bin ``i`` has edges ``s_i = i*L/T``; its index is drawn from ``[floor(s_i), floor(s_{i+1})]``
-    (both ends included), the last bin from ``[floor(s_{T-1}), L-1]``. Videos shorter than T repeat
-    snippets. ``lengths`` is (B,); returns (B, T) int64 on the same device.
+    Draws the (B, T) uniforms with ``generator`` (on its device) and maps them with
+    :func:`train_positions_from_uniform`. ``lengths`` is (B,); returns (B, T) int64 on its device.
+    """
+    device = lengths.device
+    shape = (lengths.shape[0], num_segments)
+    uniform = torch.rand(shape, generator=generator, device=device if generator is None else generator.device)
+    return train_positions_from_uniform(lengths, uniform.to(device))
+
+
+def train_positions_from_uniform(lengths: Tensor, uniform: Tensor) -> Tensor:
+    """SPEC 1.2, train: bin ``i`` of T has edges ``s_i = i*L/T`` and its index is drawn from
+    ``[floor(s_i), floor(s_{i+1})]`` (both ends included), the last bin from ``[floor(s_{T-1}), L-1]``;
+    ``uniform`` (B, T) in [0, 1) picks the index inside each bin. Videos shorter than T repeat snippets.
+
+    Pure integer/elementwise maths on ``lengths``' device, so the loader can draw the uniforms on the
+    host with a seeded generator and the device maps them: identical positions on every device.
     """
     lengths = lengths.to(torch.int64)
     device = lengths.device
+    num_segments = uniform.shape[1]
     bins = torch.arange(num_segments + 1, device=device, dtype=torch.int64)
     # Integer arithmetic: floor(i * L / T) exactly, with no float rounding at bin edges.
     edges = torch.div(bins[None, :] * lengths[:, None], num_segments, rounding_mode="floor")  # (B, T+1)
     low, high = edges[:, :-1], edges[:, 1:].clone()
     high[:, -1] = lengths - 1
     high = torch.maximum(high, low)
-    uniform = torch.rand(low.shape, generator=generator, device=device if generator is None else generator.device)
-    offsets = (uniform.to(device) * (high - low + 1).to(uniform.dtype)).floor().to(torch.int64)
+    uniform = uniform.to(device)
+    offsets = (uniform * (high - low + 1).to(uniform.dtype)).floor().to(torch.int64)
     return low + torch.minimum(offsets, high - low)
 
 

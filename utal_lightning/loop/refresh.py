@@ -153,8 +153,11 @@ class PseudoLabelRefresh(L.Callback):
             use_model=use_model,
         )
         video_features = gather_rows(trainer, index, rows, len(datamodule.labels))
+        pool_seconds = time.perf_counter() - started
         # Cluster, refine and select once (rank 0), then every rank takes the same result.
-        decision = self._decide(trainer, datamodule, video_features, iteration, started) if trainer.is_global_zero else None
+        decision = (
+            self._decide(trainer, datamodule, video_features, iteration, started, pool_seconds) if trainer.is_global_zero else None
+        )
         result, epochs, record = trainer.strategy.broadcast(decision, src=0)
         datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
         self.strategy.start_iteration()
@@ -162,16 +165,22 @@ class PseudoLabelRefresh(L.Callback):
             f"cluster/{k}": float(record[k]) for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "accuracy_selected")
         }
         metrics.update({"select/fraction": record["selected_fraction"], "outer/iteration": float(iteration),
-                        "time/pseudolabel_s": record["pseudolabel_seconds"]})
+                        "time/pseudolabel_s": record["pseudolabel_seconds"], "time/pool_s": record["pool_seconds"],
+                        "time/cluster_s": record["cluster_seconds"]})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         rank_zero_info(
             f"outer iteration {iteration}/{self.max_iterations}: NMI {record['nmi']:.3f}, |P|/N {record['selected_fraction']:.2f}, "
-            f"accuracy of P {record['accuracy_selected']:.3f}, {epochs} epochs"
+            f"accuracy of P {record['accuracy_selected']:.3f}, {epochs} epochs; pseudolabel stage "
+            f"{record['pseudolabel_seconds']:.1f} s (pooling {record['pool_seconds']:.1f} s, clustering + selection "
+            f"{record['cluster_seconds']:.1f} s)"
         )
 
-    def _decide(self, trainer: L.Trainer, datamodule: Any, video_features: Tensor, iteration: int, started: float) -> tuple:
-        """Rank 0: cluster, refine, select; the epoch count and the iteration's record."""
+    def _decide(
+        self, trainer: L.Trainer, datamodule: Any, video_features: Tensor, iteration: int, started: float, pool_seconds: float
+    ) -> tuple:
+        """Rank 0: cluster, refine, select; the epoch count and the iteration's record (with the
+        seconds of the pooling pass, of clustering + refinement + selection, and of the whole stage)."""
         ground_truth = None
         if self.strategy.needs_ground_truth:  # weak supervision: training labels by design
             ids = datamodule.index.train_ids
@@ -179,15 +188,18 @@ class PseudoLabelRefresh(L.Callback):
                 torch.as_tensor(datamodule.index.class_targets(ids)),
                 torch.as_tensor(datamodule.index.multi_hot_labels(ids)),
             )
+        assign_started = time.perf_counter()
         result = self.strategy.assign(
             video_features, datamodule.num_clusters, iteration, self.max_iterations,
             seed=datamodule.seed + iteration, ground_truth=ground_truth,
         )
+        cluster_seconds = time.perf_counter() - assign_started
         n, n_selected = len(result.labels), int(result.selected.sum())
         epochs = (
             adaptive_epochs(self.epochs_per_iteration, n_selected, n) if self.adaptive_epochs else self.epochs_per_iteration
         )
         record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
+        record.update(pool_seconds=round(pool_seconds, 3), cluster_seconds=round(cluster_seconds, 3))
         self._pseudolabel_figures(trainer, datamodule, video_features, result, record, iteration)
         cpu = PseudoLabels(*(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets)))
         return cpu, epochs, record
