@@ -243,3 +243,43 @@ def test_temporal_shift_edges():
     z = temporal_shift(x, 0)
     torch.testing.assert_close(z, x)
     assert z.data_ptr() != x.data_ptr()
+
+
+def test_ema_teacher_matches_stock_averaged_model():
+    """The sync-free EMA update gives the numbers of AveragedModel with the warm-up avg_fn."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from utal_lightning.models.modules import EMATeacher, ema_with_warmup
+
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Conv1d(6, 5, 3), torch.nn.BatchNorm1d(5))
+    ours = EMATeacher(student, decay=0.9)
+    stock = AveragedModel(student, avg_fn=ema_with_warmup(0.9), use_buffers=True)
+    for step in range(100):  # (1 + n) / (10 + n) reaches the decay 0.9 at n = 80: warm-up and plateau
+        with torch.no_grad():
+            for p in student.parameters():
+                p.add_(torch.randn_like(p))
+        student(torch.randn(4, 6, 9))  # moves the BatchNorm running stats (buffers are averaged too)
+        ours.update_parameters(student)
+        stock.update_parameters(student)
+        for (name, a), b in zip(ours.state_dict().items(), stock.state_dict().values()):
+            if a.is_floating_point():
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+            elif name.endswith("num_batches_tracked"):  # a counter: copied (the stock update truncates its average)
+                assert int(a) == int(student[1].num_batches_tracked)
+            else:
+                assert torch.equal(a, b)
+    assert int(ours.n_averaged) == 100
+    first = EMATeacher(student, decay=0.9)
+    with torch.no_grad():
+        for p in first.module.parameters():
+            p.fill_(123.0)
+    first.update_parameters(student)  # the first update copies the student
+    assert all(torch.equal(a, b) for a, b in zip(first.module.parameters(), student.parameters()))
+
+
+def test_ema_warmup_decay_values():
+    from utal_lightning.models.modules import ema_warmup_decay
+
+    got = ema_warmup_decay(torch.tensor([0.0, 8.0, 80.0, 1000.0]), 0.9)
+    torch.testing.assert_close(got, torch.tensor([0.1, 0.5, 0.9, 0.9]))  # (1+n)/(10+n), capped at d

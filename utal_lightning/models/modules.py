@@ -243,11 +243,45 @@ def ema_with_warmup(decay: float):
     warm-up), as an ``AveragedModel`` ``avg_fn``."""
 
     def average(teacher: Tensor, student: Tensor, num_averaged: Tensor) -> Tensor:
-        n = num_averaged.to(teacher.dtype)
-        d = torch.clamp((1 + n) / (10 + n), max=decay)
+        d = ema_warmup_decay(num_averaged.to(teacher.dtype), decay)
         return d * teacher + (1 - d) * student
 
     return average
+
+
+def ema_warmup_decay(num_averaged: Tensor, decay: float) -> Tensor:
+    """SPEC 4.2's teacher decay at update n: ``min(d, (1 + n) / (10 + n))``."""
+    return torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay)
+
+
+class EMATeacher(AveragedModel):
+    """``AveragedModel`` with :func:`ema_with_warmup`, updated without a host-device synchronisation.
+
+    The stock ``update_parameters`` branches on ``n_averaged == 0`` on the host (a device sync every
+    step on a GPU) and averages tensor by tensor. Here the first update's copy is the same formula
+    with weight 0 on the teacher, and all floating tensors update in two foreach kernels; their
+    numbers are those of ``AveragedModel(model, avg_fn=ema_with_warmup(decay), use_buffers=True)``.
+    Integer buffers (counters such as BatchNorm's) are copied from the student, not averaged.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        super().__init__(model, avg_fn=ema_with_warmup(decay), use_buffers=True)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        pairs = list(zip([*self.module.parameters(), *self.module.buffers()], [*model.parameters(), *model.buffers()]))
+        floating = [(t, s) for t, s in pairs if t.is_floating_point()]
+        for t, s in pairs:
+            if not t.is_floating_point():
+                t.copy_(s)
+        if floating:
+            teacher, student = [t for t, _ in floating], [s.detach() for _, s in floating]
+            n = self.n_averaged.to(device=teacher[0].device, dtype=teacher[0].dtype)
+            d = torch.where(n == 0, torch.zeros_like(n), ema_warmup_decay(n, self.decay))
+            torch._foreach_mul_(teacher, d)
+            torch._foreach_add_(teacher, torch._foreach_mul(student, 1 - d))
+        self.n_averaged += 1
 
 
 class IOCNetModule(LocalizationModule):
@@ -297,7 +331,7 @@ class IOCNetModule(LocalizationModule):
             num_classes=num_classes, feature_dim=feature_dim, rgb_dim=self.rgb_dim, hidden_dim=hidden_dim,
             h_beta=h_beta, top_l_divisor=top_l_divisor,
         )
-        self.teacher = AveragedModel(self.model, avg_fn=ema_with_warmup(ema_decay), use_buffers=True) if use_co else None
+        self.teacher = EMATeacher(self.model, ema_decay) if use_co else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
         self.loss_weights = dict(q=asl_q, mu1=ci_mu1, mu2=ci_mu2, lambda1=lambda_c, lambda2=lambda_co, use_ci=use_ci, use_c=use_c, use_co=use_co)
