@@ -9,10 +9,11 @@ i.e. ``sklearn.manifold.spectral_embedding(W, norm_laplacian=True, drop_first=Fa
   sets the diagonal to 1, isolated nodes included). W is symmetrized ``(W + W^T) / 2`` first
   (sklearn's ``check_symmetric``; a no-op for our Gaussian affinity).
 * **Eigenvectors** of the ``n_components`` smallest eigenvalues, ascending (sklearn uses ARPACK
-  shift-invert; here a dense ``torch.linalg.eigh``: same vectors up to sign and, for repeated
-  eigenvalues, rotation inside the eigenspace), each divided by ``dd`` (``u = D^-1/2 x``), then
-  sign-flipped so that each vector's largest-|.| entry (first on ties) is positive
-  (``_deterministic_vector_sign_flip``). The first vector (constant) is kept (``drop_first=False``).
+  shift-invert; here a dense ``torch.linalg.eigh`` or ARPACK Lanczos on ``M = I - L``, see *Eigensolver*
+  below: same vectors up to sign and, for repeated eigenvalues, rotation inside the eigenspace;
+  an isolated node, a zero row of M, gives eigenvalue 1 of L with eigenvector ``e_i``), each divided
+  by ``dd`` (``u = D^-1/2 x``), then sign-flipped so that each vector's largest-|.| entry (first on
+  ties) is positive (``_deterministic_vector_sign_flip``). The first vector (constant) is kept (``drop_first=False``).
 * **k-means** on the (N, n_components) embedding with ``n_components = K``:
   :func:`utal_lightning.pseudo.cluster.kmeans` (scikit-learn KMeans, ``n_init`` restarts, ``seed``).
   sklearn feeds one RandomState to ARPACK's start vector and then k-means, so the two k-means inits
@@ -22,10 +23,29 @@ i.e. ``sklearn.manifold.spectral_embedding(W, norm_laplacian=True, drop_first=Fa
   the returned W (what sklearn receives as the precomputed affinity; its Laplacian ignores it).
   sigma = 0 (every point identical, or N = 1) gives W = all ones instead of 0/0.
 
-Numerics: the affinity, Laplacian and eigendecomposition run in float64 on the input's device
-(near-degenerate small eigenvalues of well-separated data need it); the eigendecomposition is dense,
-O(N^3) (a few seconds on CPU at N ~ 5000). K' = min(K, N) clusters (more clusters than videos: every
-video its own cluster, like :func:`kmeans`); duplicate points and K = 1 are fine.
+Numerics: the affinity, Laplacian and eigensolver run in float64 (near-degenerate small eigenvalues
+of well-separated data need it). K' = min(K, N) clusters (more clusters than videos: every video its
+own cluster, like :func:`kmeans`); duplicate points and K = 1 are fine.
+
+**Eigensolver** (``eigen_solver`` of :func:`spectral_embedding` / :func:`spectral_clustering`):
+
+* ``"eigh"``: the full dense ``torch.linalg.eigh`` of L on the input's device, then the first
+  ``n_components`` columns. O(N^3) (the Householder tridiagonalisation dominates): fast on a GPU, but
+  ~17 s (2 threads) / ~34 s CPU (1 thread) at N = 4819 on our shared CPU.
+* ``"arpack"``: only the ``n_components`` largest algebraic eigenpairs of M (the smallest of L) by
+  ``scipy.sparse.linalg.eigsh(which="LA")`` on the CPU, float64, seeded start vector, the exact null
+  space of L (one vector per connected component) deflated first; results moved back to the input's
+  device (:func:`_arpack_eigenvectors`, shared with the sparse kNN path). Its time is bound by the
+  Lanczos mat-vecs with the dense N x N float64 M (each reads all N^2 entries, memory bound; a few
+  hundred of them) and the O(N ncv^2) re-orthogonalisation, ``ncv ~ 2 n_components``: at N = 4819,
+  K = 100 ~4.7 s CPU vs ~34 s for ``eigh`` (1 thread); it grows quickly with ``n_components``
+  (K = 400: ~26 s). Falls back to ``eigh`` where ARPACK cannot run (N <= 64, ``n_components >= N - 1``).
+* ``"auto"`` (default): ``eigh`` on a CUDA device, for N <= ``AUTO_EIGH_MAX_N`` = 1000 (eigh <= ~0.3 s
+  CPU there; exact, no Lanczos caveats) or for ``n_components >= N / 10`` (``AUTO_EIGH_MIN_FRACTION``:
+  the measured single-thread crossover at N = 2000, 3000, 4819: e.g. N = 2000: eigh 2.2 s, ARPACK
+  K = 200 2.1 s, K = 400 4.3 s); ``arpack`` otherwise (the ActivityNet case, N = 4819, K = 100).
+  Both solvers give the same embedding up to rounding (tested: eigenvalues to 1e-10, same spanned
+  subspace, identical partitions on separated data), the degenerate-eigenspace caveats aside.
 
 **Sparse path at scale** (``affinity="knn"``, not SPEC 3.2's fully connected graph; the dense one
 stays the default and is unchanged): :func:`knn_affinity` builds a symmetric k-nearest-neighbour
@@ -47,12 +67,17 @@ from torch import Tensor
 from utal_lightning.pseudo.cluster import kmeans
 
 __all__ = [
+    "AUTO_EIGH_MAX_N",
+    "AUTO_EIGH_MIN_FRACTION",
+    "EIGEN_SOLVERS",
     "gaussian_affinity",
     "knn_affinity",
     "pairwise_distances",
+    "resolve_eigen_solver",
     "spectral_clustering",
     "spectral_embedding",
     "spectral_embedding_sparse",
+    "validate_eigen_solver",
 ]
 
 
@@ -91,34 +116,150 @@ def _sign_flip(vectors: Tensor) -> Tensor:
     return vectors * signs
 
 
-def spectral_embedding(W: Tensor, n_components: int, seed: int = 0) -> Tensor:
+EIGEN_SOLVERS = ("auto", "eigh", "arpack")
+# "auto" takes the dense eigh up to this N (cheap there: <= ~0.3 s CPU) or from this share of
+# eigenpairs on (where ARPACK's restarted Lanczos is no faster on CPU); measured, see the module docstring.
+AUTO_EIGH_MAX_N = 1000
+AUTO_EIGH_MIN_FRACTION = 0.1
+
+
+def validate_eigen_solver(eigen_solver: str, affinity: str = "dense") -> None:
+    """Raise ``ValueError`` unless ``eigen_solver`` is one of :data:`EIGEN_SOLVERS` (and, for the sparse
+    ``affinity="knn"`` graph, which is always embedded with ARPACK, ``"auto"`` or ``"arpack"``)."""
+    if eigen_solver not in EIGEN_SOLVERS:
+        raise ValueError(f"eigen_solver must be one of {EIGEN_SOLVERS}, got {eigen_solver!r}")
+    if affinity == "knn" and eigen_solver == "eigh":
+        raise ValueError("the sparse knn affinity is embedded with ARPACK: eigen_solver must be 'auto' or 'arpack'")
+
+
+def resolve_eigen_solver(eigen_solver: str, n: int, n_components: int, device: torch.device | str = "cpu") -> str:
+    """The solver ``spectral_embedding`` uses: ``"eigh"`` or ``"arpack"`` as given; ``"auto"`` -> ``"eigh"``
+    on a CUDA device (a dense GPU ``eigh`` is fast), for ``N <= AUTO_EIGH_MAX_N`` or for
+    ``n_components >= AUTO_EIGH_MIN_FRACTION * N``; ``"arpack"`` otherwise."""
+    validate_eigen_solver(eigen_solver)
+    if eigen_solver != "auto":
+        return eigen_solver
+    if torch.device(device).type == "cuda" or n <= AUTO_EIGH_MAX_N or n_components >= AUTO_EIGH_MIN_FRACTION * n:
+        return "eigh"
+    return "arpack"
+
+
+def spectral_embedding(W: Tensor, n_components: int, seed: int = 0, eigen_solver: str = "auto") -> Tensor:
     """Normalized-Laplacian embedding (N, N) -> (N, n_components) as scikit-learn's
     ``spectral_embedding(W, n_components, norm_laplacian=True, drop_first=False)`` (module docstring).
 
-    ``n_components`` is clamped to N. ``seed`` is accepted for API symmetry with sklearn (whose
-    ARPACK start vector it seeds); the dense eigendecomposition is deterministic and ignores it.
-    Computed in float64 on ``W``'s device; returns float64.
+    ``n_components`` is clamped to N. ``eigen_solver`` (:func:`resolve_eigen_solver`): ``"eigh"``, a
+    dense full ``torch.linalg.eigh`` of L on ``W``'s device (deterministic, ignores ``seed``);
+    ``"arpack"``, only the ``n_components`` largest eigenpairs of ``M = I - L`` by Lanczos on the CPU
+    (:func:`_arpack_eigenvectors`, start vector seeded by ``seed``; falls back to ``eigh`` where ARPACK
+    cannot run: N <= 64, ``n_components >= N - 1``, too few non-trivial eigenpairs); ``"auto"``
+    (default) picks between them. Computed in float64; returns float64 on ``W``'s device.
     """
-    del seed
     if W.dim() != 2 or W.shape[0] != W.shape[1]:
         raise ValueError(f"expected a square affinity, got {tuple(W.shape)}")
     n = W.shape[0]
     c = max(0, min(int(n_components), n))
+    solver = resolve_eigen_solver(eigen_solver, n, c, W.device)
     w = W.to(torch.float64)
-    w = (w + w.T) / 2
-    w = w.clone()
+    w = (w + w.T) / 2  # a new tensor: the in-place steps below leave W alone
     w.fill_diagonal_(0)  # csgraph.laplacian ignores self-loops
     deg = w.sum(1)
     isolated = deg == 0
     dd = torch.where(isolated, torch.ones_like(deg), deg.clamp(min=0).sqrt())
-    lap = -(w / dd[:, None]) / dd[None, :]
+    lap = w.div_(dd[:, None]).div_(dd[None, :]).neg_()  # -(w / dd_i) / dd_j, in place (N x N memory)
+    del w
     lap.fill_diagonal_(1)
     lap = (lap + lap.T) / 2
     if n == 0 or c == 0:
         return torch.zeros((n, c), dtype=torch.float64, device=W.device)
+    if solver == "arpack":
+        m = lap.neg_()  # M = I - L, in place (exact): zero diagonal, zero rows at isolated nodes
+        m.fill_diagonal_(0)
+        m_np = m.cpu().numpy()
+        # connected (the usual case) when every off-diagonal entry is nonzero; else its components
+        full = np.count_nonzero(m_np) == n * (n - 1)
+        comp = np.zeros(n, dtype=np.int64) if full else connected_components(m_np, directed=False)[1]
+        dd_np = dd.cpu().numpy()
+        vecs = _arpack_eigenvectors(m_np, dd_np, isolated.cpu().numpy(), comp, c, seed)
+        if vecs is not None:
+            return _sign_flip(torch.as_tensor(vecs / dd_np[:, None], dtype=torch.float64).to(W.device))
+        lap = m.neg_()  # ARPACK cannot run here: back to L (bit-identical) for eigh
+        lap.fill_diagonal_(1)
     _, vecs = torch.linalg.eigh(lap)  # ascending eigenvalues
     emb = vecs[:, :c] / dd[:, None]
     return _sign_flip(emb)
+
+
+def _arpack_eigenvectors(
+    a, dd: np.ndarray, isolated: np.ndarray, comp: np.ndarray, c: int, seed: int
+) -> np.ndarray | None:
+    """Eigenvectors (N, c), orthonormal, for the c smallest eigenvalues of ``L = I - a`` in ascending
+    order (= the c largest of ``a``, descending), not yet divided by ``dd`` nor sign-flipped; ``None``
+    where ARPACK cannot run (the caller then uses the dense ``eigh``): ``N <= 64``, ``c >= N - 1``, or
+    ``c`` reaching into the last non-trivial eigenpairs. Shared by the dense ``"arpack"`` solver and
+    the sparse kNN path.
+
+    ``a = D^-1/2 W D^-1/2`` (N, N), symmetric, float64, zero diagonal, zero rows / columns at the
+    ``isolated`` nodes: a dense ``np.ndarray`` or a scipy sparse matrix (only ``a @ v`` is used);
+    ``dd = sqrt(deg)`` (1 at isolated nodes); ``comp`` the connected component of each node.
+
+    * **Exact null space of L first**: one vector ``dd / |dd|`` per component with an edge (in order
+      of each component's first node), then deflated, since Lanczos misses copies of an *exactly*
+      repeated eigenvalue (1 of ``a``, once per component). With at least c components these are
+      the embedding.
+    * **Isolated nodes** (eigenvalue 1 of L, 0 of ``a``, eigenvector ``e_i``, repeated as well) are
+      deflated too and merged back by eigenvalue: they enter only if ``a``'s other wanted
+      eigenvalues reach below 0. Deflation: Lanczos runs on ``P a P - 2 (I - P)``, ``P`` the
+      projector off both, so the deflated directions sit at -2, below ``a``'s spectrum [-1, 1], and
+      can never be returned, even when ARPACK restarts from a random vector after an invariant
+      subspace (tight clusters make ``a`` nearly a multiple of the identity there).
+    * **Lanczos** on the rest: ``eigsh(op, k=c - #components, which="LA")`` (implicitly restarted,
+      float64, ``ncv = max(2k + 1, 20)``, tol 1e-10, a uniform(-1, 1) start vector seeded by ``seed``
+      as sklearn's ``_init_arpack_v0``, projected onto that space). Near- (not exactly) degenerate
+      eigenvalues are resolved; a degenerate eigenspace's basis may depend on the start vector, and
+      further exactly repeated eigenvalues among the wanted ones (symmetric graphs) may be missed
+      (as in sklearn's ARPACK path; the dense ``eigh`` has neither limitation).
+    Cost: ``ncv``-vector restarts of mat-vecs with ``a`` (dense: N^2 float64 reads each, memory bound)
+    plus O(N ncv^2) orthogonalisation; no factorization.
+    """
+    n = a.shape[0]
+    if n <= 64 or c >= n - 1:
+        return None
+    comp = np.where(isolated, -1, comp)
+    kept = np.unique(comp[comp >= 0])  # components in order of their first node
+    q = np.zeros((n, len(kept)))
+    if len(kept):
+        col = np.searchsorted(kept, comp[~isolated])
+        q[np.flatnonzero(~isolated), col] = dd[~isolated]
+        q /= np.linalg.norm(q, axis=0, keepdims=True)
+    rest = c - q.shape[1]
+    if rest <= 0:
+        return q[:, :c]
+    n_eff = n - int(isolated.sum()) - q.shape[1]  # dimension of the space Lanczos runs in
+    if rest >= n_eff - 1:
+        return None
+
+    def deflated(v):  # P a P - 2 (I - P), P the projector off span(Q) and the isolated coordinates
+        v = v.reshape(n, -1)
+        u = v - q @ (q.T @ v)  # (Q is 0 at isolated nodes: the two projections commute)
+        u[isolated] = 0
+        out = a @ u
+        out = out - q @ (q.T @ out)
+        out[isolated] = 0
+        return out - 2.0 * (v - u)
+
+    op = LinearOperator((n, n), matvec=deflated, matmat=deflated, dtype=np.float64)
+    v0 = np.random.RandomState(seed).uniform(-1, 1, n)
+    v0[isolated] = 0
+    v0 -= q @ (q.T @ v0)
+    vals, vecs = eigsh(op, k=rest, which="LA", v0=v0, ncv=min(n_eff, max(2 * rest + 1, 20)), tol=1e-10)
+    iso = np.flatnonzero(isolated)[:rest]
+    if len(iso):  # isolated nodes: eigenvalue 0 of a, eigenvector e_i
+        e = np.zeros((n, len(iso)))
+        e[iso, np.arange(len(iso))] = 1.0
+        vals, vecs = np.concatenate([vals, np.zeros(len(iso))]), np.concatenate([vecs, e], axis=1)
+    order = np.argsort(-vals, kind="stable")[:rest]  # descending in a = ascending in L
+    return np.concatenate([q, vecs[:, order]], axis=1)
 
 
 def knn_affinity(x: Tensor, n_neighbors: int = 10, chunk_size: int = 4096) -> sp.csr_matrix:
@@ -188,21 +329,17 @@ def spectral_embedding_sparse(W, n_components: int, seed: int = 0) -> Tensor:
 
     ``W``: a scipy sparse matrix, a torch sparse tensor or a dense tensor / array.
 
-    **Solver**: the smallest eigenpairs of L are the largest of ``A = D^-1/2 W D^-1/2`` (spectrum in
-    [-1, 1]; ``L = I - A`` for non-isolated nodes, isolated nodes are eigenvalue 1 of L either way), so
-    ``eigsh(A, which="LA")`` (implicitly restarted Lanczos, only sparse mat-vecs, ``ncv = max(2c + 1,
-    20)``, tol 1e-10 and a uniform(-1, 1) start vector seeded by ``seed`` as sklearn's
-    ``_init_arpack_v0``). The exact null space of L is put in first and deflated: one eigenvector
-    ``dd / |dd|`` per connected component with an edge (``csgraph.connected_components``; in order of
-    each component's first node), since Lanczos misses copies of an *exactly* repeated eigenvalue
-    (a kNN graph of separated clusters falls apart into components); Lanczos then runs on
-    ``P A P`` (``P`` the projector off that null space) for the remaining ``c - #components``
-    vectors. With at least c components the embedding is c component indicators (scaled). No
-    factorization: sklearn's shift-invert (``sigma=1``) needs a sparse LU of
-    ``L + I``, whose fill-in on a kNN graph of high-dimensional data grows towards dense at large N.
-    Near- (not exactly) degenerate eigenvalues are resolved by Lanczos; a degenerate eigenspace's basis
-    (the embedding up to rotation) may depend on the start vector, as in sklearn. Falls back to the dense
-    :func:`spectral_embedding` when ``n_components`` >= N - 1 or N <= 64 (ARPACK needs c < N).
+    **Solver**: :func:`_arpack_eigenvectors` (shared with the dense ``eigen_solver="arpack"``): the
+    smallest eigenpairs of L are the largest of ``A = D^-1/2 W D^-1/2`` (spectrum in [-1, 1]), found by
+    ``eigsh(A, which="LA")`` (implicitly restarted Lanczos, only sparse mat-vecs, seeded start vector
+    as sklearn's ``_init_arpack_v0``) after deflating the exact null space of L, one vector
+    ``dd / |dd|`` per connected component with an edge (``csgraph.connected_components``), since
+    Lanczos misses copies of an *exactly* repeated eigenvalue (a kNN graph of separated clusters falls
+    apart into components; isolated nodes are deflated and merged back likewise); with at least c
+    components the embedding is c component indicators (scaled). No factorization: sklearn's
+    shift-invert (``sigma=1``) needs a sparse LU of ``L + I``, whose fill-in on a kNN graph of
+    high-dimensional data grows towards dense at large N. Falls back to the dense ``eigh``
+    (:func:`spectral_embedding`) when ``n_components >= N - 1`` or N <= 64 (ARPACK needs c < N).
     """
     if isinstance(W, Tensor):
         W = W.detach().cpu()
@@ -220,8 +357,6 @@ def spectral_embedding_sparse(W, n_components: int, seed: int = 0) -> Tensor:
     c = max(0, min(int(n_components), n))
     if n == 0 or c == 0:
         return torch.zeros((n, c), dtype=torch.float64)
-    if c >= n - 1 or n <= 64:
-        return spectral_embedding(torch.as_tensor(W.toarray(), dtype=torch.float64), c, seed)
     w = sp.csr_matrix(W, dtype=np.float64)
     w = ((w + w.T) * 0.5).tocsr()
     w.setdiag(0)  # csgraph.laplacian ignores self-loops
@@ -232,35 +367,10 @@ def spectral_embedding_sparse(W, n_components: int, seed: int = 0) -> Tensor:
     inv = sp.diags(1.0 / dd)
     a = (inv @ w @ inv).tocsr()
     a = ((a + a.T) * 0.5).tocsr()
-    # Exact null space of L: one vector dd/|dd| per connected component with an edge (Lanczos alone
-    # misses copies of the exactly repeated eigenvalue 1 of A when the kNN graph falls apart).
-    ncomp, comp = connected_components(w, directed=False)
-    comp = np.where(isolated, -1, comp)
-    kept = np.unique(comp[comp >= 0])  # components in order of their first node
-    q = np.zeros((n, len(kept)))
-    if len(kept):
-        col = np.searchsorted(kept, comp[~isolated])
-        q[np.flatnonzero(~isolated), col] = dd[~isolated]
-        q /= np.linalg.norm(q, axis=0, keepdims=True)
-    rest = c - q.shape[1]
-    if rest <= 0:
-        vecs = q[:, :c]
-    elif rest >= n - q.shape[1] - 1:
-        return spectral_embedding(torch.as_tensor(W.toarray(), dtype=torch.float64), c, seed)
-    else:
-        def deflated(v):  # P A P with P = I - Q Q^T
-            v = v.reshape(n, -1)
-            v = v - q @ (q.T @ v)
-            v = a @ v
-            return v - q @ (q.T @ v)
-
-        op = LinearOperator((n, n), matvec=deflated, matmat=deflated, dtype=np.float64)
-        v0 = np.random.RandomState(seed).uniform(-1, 1, n)
-        vals, more = eigsh(op, k=rest, which="LA", v0=v0, ncv=min(n - 1, max(2 * rest + 1, 20)), tol=1e-10)
-        order = np.argsort(-vals, kind="stable")  # descending in A = ascending in L
-        vecs = np.concatenate([q, more[:, order]], axis=1)
-    emb = torch.as_tensor(vecs / dd[:, None], dtype=torch.float64)
-    return _sign_flip(emb)
+    vecs = _arpack_eigenvectors(a, dd, isolated, connected_components(w, directed=False)[1], c, seed)
+    if vecs is None:  # where ARPACK cannot run (small N, c >= N - 1): the dense eigh
+        return spectral_embedding(torch.as_tensor(W.toarray(), dtype=torch.float64), c, seed, eigen_solver="eigh")
+    return _sign_flip(torch.as_tensor(vecs / dd[:, None], dtype=torch.float64))
 
 
 def spectral_clustering(
@@ -270,6 +380,7 @@ def spectral_clustering(
     n_init: int = 10,
     affinity: str = "dense",
     n_neighbors: int = 10,
+    eigen_solver: str = "auto",
 ) -> tuple[Tensor, Tensor | sp.csr_matrix]:
     """COPL spectral clustering of ``x`` (N, D): Gaussian affinity, normalized-Laplacian embedding with
     ``n_components = min(K, N)``, seeded k-means (``n_init`` restarts) on the embedding.
@@ -279,9 +390,12 @@ def spectral_clustering(
     uses it). ``affinity="knn"``: :func:`knn_affinity` with ``n_neighbors`` (searched in ``x``'s dtype)
     + :func:`spectral_embedding_sparse`; returns ``labels`` as above and ``W`` as a
     ``scipy.sparse.csr_matrix`` (N, N) float64. Clusters may come out empty (duplicate points).
+    ``eigen_solver``: the dense embedding's solver (:func:`spectral_embedding`: ``"auto"``, ``"eigh"``
+    or ``"arpack"``); the knn graph is always embedded with ARPACK (``"auto"`` / ``"arpack"`` only).
     """
     if affinity not in ("dense", "knn"):
         raise ValueError(f"affinity must be 'dense' or 'knn', got {affinity!r}")
+    validate_eigen_solver(eigen_solver, affinity)
     if num_clusters < 1:
         raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
     n = x.shape[0]
@@ -294,6 +408,6 @@ def spectral_clustering(
         labels, _ = kmeans(emb, k, seed=seed, n_init=n_init)
         return labels.to(x.device), w_sparse
     w, _ = gaussian_affinity(x.detach().to(torch.float64))
-    emb = spectral_embedding(w, k, seed)
+    emb = spectral_embedding(w, k, seed, eigen_solver=eigen_solver)
     labels, _ = kmeans(emb, k, seed=seed, n_init=n_init)
     return labels.to(x.device), w

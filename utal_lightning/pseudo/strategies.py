@@ -19,7 +19,7 @@ from utal_lightning.pseudo.has import has_attention, has_pool, vote
 from utal_lightning.pseudo.plri import plri_confidence, plri_split
 from utal_lightning.pseudo.pooling import attention_pool
 from utal_lightning.pseudo.select import iis_beta, iis_select
-from utal_lightning.pseudo.spectral import pairwise_distances, spectral_clustering
+from utal_lightning.pseudo.spectral import pairwise_distances, spectral_clustering, validate_eigen_solver
 
 
 @dataclass
@@ -141,6 +141,11 @@ class COPLStrategy(PseudoLabelStrategy):
         spectral_affinity: "dense" (SPEC 3.2's fully connected Gaussian graph, the default) or "knn"
             (a sparse k-nearest-neighbour graph with a sparse eigensolver, for large N).
         spectral_neighbors: k of the "knn" graph.
+        spectral_eigen_solver: eigensolver of the dense graph's embedding: "auto" (default: the dense
+            ``eigh`` on a GPU, for N <= 1000 or K >= N / 10; ARPACK Lanczos on the CPU otherwise),
+            "eigh" (full dense decomposition on the features' device) or "arpack" (only the K wanted
+            eigenpairs, CPU); see :mod:`utal_lightning.pseudo.spectral`. The "knn" graph always uses
+            ARPACK ("auto" or "arpack" only).
     """
 
     observes_epochs = True
@@ -157,6 +162,7 @@ class COPLStrategy(PseudoLabelStrategy):
         spectral_n_init: int = 10,
         spectral_affinity: str = "dense",
         spectral_neighbors: int = 10,
+        spectral_eigen_solver: str = "auto",
     ) -> None:
         if spectral_affinity == "knn" and plri_form != "affinity":
             raise ValueError("the sparse knn affinity supports plri_form='affinity' only")
@@ -164,11 +170,13 @@ class COPLStrategy(PseudoLabelStrategy):
             raise ValueError(f"has_branch must be both, cs or ca, got {has_branch!r}")
         if plri_form not in ("affinity", "distance"):
             raise ValueError(f"plri_form must be affinity or distance, got {plri_form!r}")
+        validate_eigen_solver(spectral_eigen_solver, spectral_affinity)
         self.has_gamma, self.has_alpha = has_gamma, has_alpha
         self.has_branch, self.has_filter, self.has_voting = has_branch, has_filter, has_voting
         self.plri_delta, self.plri_form = plri_delta, plri_form
         self.spectral_n_init = spectral_n_init
         self.spectral_affinity, self.spectral_neighbors = spectral_affinity, spectral_neighbors
+        self.spectral_eigen_solver = spectral_eigen_solver
         self.votes: Tensor | None = None  # (N, T) accumulated HAS attention of this iteration
 
     def _has(self, output: LocalizationOutput) -> Tensor:
@@ -195,9 +203,11 @@ class COPLStrategy(PseudoLabelStrategy):
         labels, affinity = spectral_clustering(
             video_features, num_clusters, seed=seed, n_init=self.spectral_n_init,
             affinity=self.spectral_affinity, n_neighbors=self.spectral_neighbors,
+            eigen_solver=self.spectral_eigen_solver,
         )
         distances = pairwise_distances(video_features) if self.plri_form == "distance" else None
-        confidence = plri_confidence(affinity, labels, form=self.plri_form, distances=distances)
+        # The sparse (knn) affinity lives on the host: bring its confidences to the labels' device.
+        confidence = plri_confidence(affinity, labels, form=self.plri_form, distances=distances).to(labels.device)
         selected = plri_split(confidence, labels, self.plri_delta)
         rank = rank_within_clusters(-confidence[:, None].expand(-1, int(labels.max()) + 1).double(), labels)
         return PseudoLabels(labels=labels, selected=selected, rank=rank)
