@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+import utal_lightning.pseudo.cci as cci_module
 from tests.reference_cci import reference_cci, reference_rank_within_clusters
-from utal_lightning.pseudo.cci import cci_list_lengths, cci_refine, rank_within_clusters
+from utal_lightning.pseudo.cci import _Graph, _nearest, cci_list_lengths, cci_refine, rank_within_clusters
 
 TOL = 1e-9
 
@@ -212,3 +213,82 @@ def test_list_lengths_and_validation():
         cci_refine(torch.tensor([[float("nan"), 0.0]]), torch.zeros(1, 2))
     with pytest.raises(ValueError):
         cci_refine(torch.zeros(3, 2), torch.zeros(1, 2), centre_batch=0)
+
+
+def dense_sq_distances(x: np.ndarray) -> np.ndarray:
+    d = np.maximum((x * x).sum(1)[:, None] + (x * x).sum(1)[None, :] - 2.0 * x @ x.T, 0.0)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+@pytest.mark.parametrize("hop_cache, chunk", [(1, 7), (30, 64), (10_000, 1000)])
+def test_two_hop_distances_from_the_cache_and_the_misses(hop_cache, chunk):
+    # The single distance pass keeps each row's M nearest videos; d(p, u) for the two-hop pairs is
+    # looked up there, the pairs outside it computed directly. Small M (1 -> lv + 1) forces many
+    # misses, M >= N none. All must equal the dense matrix, and the lists its stable sort.
+    x, _ = clustered(300, 6, 5, 60, spread=1.5)
+    graph = _Graph(torch.tensor(x), 20, 6, chunk, hop_cache=hop_cache)
+    dense = dense_sq_distances(x)
+    hop_u = graph.hop_u.numpy()
+    lists = np.argsort(dense, axis=1, kind="stable")[:, : graph.lv]
+    np.testing.assert_array_equal(graph.list_i.numpy(), lists)
+    np.testing.assert_allclose(graph.list_d.numpy(), np.take_along_axis(dense, lists, 1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(graph.row_max.numpy(), dense.max(1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(hop_u, lists[lists[:, : graph.wk], : graph.wh])
+    want = np.take_along_axis(dense, hop_u.reshape(len(x), -1), 1).reshape(hop_u.shape)
+    np.testing.assert_allclose(graph.hop_d.numpy(), want, rtol=1e-12, atol=1e-12)
+    # Slot tables (by binary search over the list keys) against a brute-force search of the lists.
+    def slot(owner, member):
+        hit = lists[owner] == member[..., None]
+        return np.where(hit.any(-1), hit.argmax(-1), 1 << 40)
+
+    me = np.arange(len(x))
+    np.testing.assert_array_equal(graph.rev.numpy(), slot(lists, np.broadcast_to(me[:, None], lists.shape)))
+    rank, rev = slot(np.broadcast_to(me[:, None, None], hop_u.shape), hop_u), slot(hop_u, me[:, None, None])
+    n1 = graph.n1
+    code = (rank < n1 - 1) | (rank == n1 - 1) << 1 | (rev < n1 - 1) << 2 | (rev == n1 - 1) << 3
+    np.testing.assert_array_equal(graph.hop_code.numpy(), code)
+    # No ties in this data: the cache is the stable sort's prefix, and the misses are the two-hop
+    # pairs outside it (counted with repeats); both the lookup and the direct path must be used.
+    cached = np.argsort(dense, axis=1, kind="stable")[:, : max(hop_cache, graph.lv + 1)]
+    misses = sum(int((~np.isin(hop_u[p], cached[p])).sum()) for p in range(len(x)))
+    assert graph.hop_misses == misses
+    if hop_cache >= len(x):
+        assert misses == 0
+    else:
+        assert 0 < misses < hop_u.size
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_small_hop_cache_matches_reference(monkeypatch, seed):
+    # The whole pipeline with the smallest cache (lv + 1): misses everywhere, and on this grid data
+    # ties reaching the cache's edge (rows whose list is then taken from a full sort).
+    monkeypatch.setattr(cci_module, "_HOP_CACHE", 1)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, size=(110, 2)).astype(np.float64)
+    x[:14] = x[14]
+    c = rng.integers(-3, 4, size=(6, 2)).astype(np.float64)
+    c[0] = x[14]
+    check_against_reference(x, c, 20, 6, exact=False)
+    x2, c2 = clustered(150, 8, 10, seed, spread=1.5)
+    check_against_reference(x2, c2, 20, 6)
+
+
+def test_nearest_with_ties():
+    # _nearest: the m-cache is m columns (ascending) whose values are <= all others; the top-k is
+    # the stable sort's prefix, also when ties cross the cache's edge.
+    rng = np.random.default_rng(70)
+    for _ in range(40):
+        rows, cols = int(rng.integers(1, 12)), int(rng.integers(2, 40))
+        values = torch.tensor(rng.integers(0, int(rng.integers(1, 6)), size=(rows, cols)).astype(np.float64))
+        k = int(rng.integers(0, cols))
+        m = int(rng.integers(k + 1, cols + 1))
+        cache_i, cache_d, top_d, top_i = _nearest(values, m, k)
+        full = torch.sort(values, dim=1, stable=True)
+        assert torch.equal(top_i, full.indices[:, :k]) and torch.equal(top_d, full.values[:, :k])
+        assert cache_i.shape == (rows, m)
+        assert (cache_i[:, 1:] > cache_i[:, :-1]).all()
+        assert torch.equal(cache_d, values.gather(1, cache_i))
+        outside = torch.ones_like(values, dtype=torch.bool).scatter_(1, cache_i, False)
+        rest = torch.where(outside, values, torch.full_like(values, float("inf")))
+        assert (cache_d.amax(1) <= rest.amin(1)).all()

@@ -77,8 +77,11 @@ class PseudoLabelRefresh(L.Callback):
             return
         datamodule = trainer.datamodule
         if self.strategy.observes_epochs:
+            started = time.perf_counter()
             index, rows = self._pass(trainer, pl_module, lambda output, features, video_index: self.strategy.epoch_observation(output))
             self.strategy.observe(gather_rows(trainer, index, rows, len(datamodule.labels)))
+            # HAS voting belongs to the pseudolabel stage's cost, paid every epoch.
+            pl_module.log("time/vote_s", time.perf_counter() - started, on_epoch=True, rank_zero_only=True)
         if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
             return
         if self.test_each_iteration:

@@ -2,13 +2,20 @@
 
 SPEC 3.3 defines, for every centre ``c`` separately, k-reciprocal re-ranking on the point set
 ``{c} + videos`` (N + 1 points). Done literally that is K passes over an (N+1) x (N+1) matrix. This
-module computes the same numbers without forming such a matrix (memory O(N k1^2) shared plus
-O(N k1) per centre of a batch):
+module computes the same numbers without forming such a matrix (memory O(N k1^2) shared, O(N M)
+while step 1 runs, plus O(N k1) per centre of a batch):
 
-1. **Chunked video-video passes** (``chunk_size`` rows at a time, no N x N matrix held): each
-   video's row maximum and its top-L video list in (distance, index) order, L = the longest list
-   any step needs; a second pass reads d(p, u) for the "two-hop" videos u = L[L[p, j], i]
-   (j < k1 + 1, i < round(k1/2) + 1), the only non-neighbours an expanded set can contain.
+1. **One chunked video-video pass** (``chunk_size`` rows at a time, no N x N matrix held): each
+   video's row maximum, its top-L video list in (distance, index) order (L = the longest list any
+   step needs), and a cache of its M = min(N, max(128, L + 1)) nearest videos with their distances
+   (O(N M) memory, freed after step 1). The expanded sets need d(p, u) also for the "two-hop" videos
+   u = L[L[p, j], i] (j < k1 + 1, i < round(k1/2) + 1), the only non-neighbours they can contain:
+   each is looked up in p's cache (binary search in its index-sorted row), and the pairs not found
+   there are computed directly as ``|a|^2 + |b|^2 - 2ab`` on the pair (chunked gather-dot). Misses
+   are ~5% of the pairs on well-clustered data (0% when M >= N) but most of them when the data has
+   little neighbourhood structure (two-hop videos are then not near p); found and computed values
+   differ only by floating-point rounding. The lists come from the cache too; a row whose L-th
+   value ties with the cache's largest (ties reaching its edge) is sorted in full instead.
 2. **A centre only inserts itself into lists.** In the graph of ``c``, video p's list is its video
    list with ``c`` inserted at ``pos_c(p)`` = the number of videos strictly closer than ``c`` (the
    centre is point 0, so it wins ties). A prefix of length n holds ``c`` iff ``pos < n`` and the
@@ -50,6 +57,7 @@ __all__ = ["CCIResult", "cci_list_lengths", "cci_refine", "rank_within_clusters"
 
 _BIG = 1 << 40  # "not in the list" position / index sentinel (int64)
 _ELEMENTS = 1 << 23  # elements per chunk of the temporary tensors
+_HOP_CACHE = 128  # nearest videos per row kept from the distance pass to look two-hop distances up in
 
 
 @dataclass(frozen=True)
@@ -86,27 +94,39 @@ def rank_within_clusters(distance: Tensor, labels: Tensor) -> Tensor:
     return rank
 
 
+def _nearest(values: Tensor, m: int, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per row of ``values`` (R, C), k < m <= C (or k <= m = C): m smallest entries (any of those tied
+    at the m-th value) as (columns ascending, their values), and the k smallest in (value, column)
+    order as (values, columns). Each (R, m) / (R, k)."""
+    rows, cols = values.shape
+    if m >= cols:
+        full = torch.sort(values, dim=1, stable=True)
+        every = torch.arange(cols, device=values.device).expand(rows, cols)
+        return every, values, full.values[:, :k], full.indices[:, :k]
+    picked, index = torch.topk(values, m, dim=1, largest=False, sorted=False)
+    cache_i, perm = torch.sort(index, dim=1)
+    cache_d = picked.gather(1, perm)
+    order = torch.sort(cache_d, dim=1, stable=True).indices[:, :k]  # (value, column) within the cache
+    top_d, top_i = cache_d.gather(1, order), cache_i.gather(1, order)
+    if k:
+        # Columns outside the cache are >= its largest value: the top-k is exact unless its k-th
+        # value ties with that (a tie reaching the cache's edge); such rows are sorted in full.
+        edge = (top_d[:, -1] >= cache_d.amax(1)).nonzero().squeeze(1)
+        if edge.numel():
+            full = torch.sort(values[edge], dim=1, stable=True)
+            top_d[edge], top_i[edge] = full.values[:, :k], full.indices[:, :k]
+    return cache_i, cache_d, top_d, top_i
+
+
 def _smallest(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The k smallest entries of each row in (value, column) order: (values, columns), each (R, k)."""
-    rows, cols = values.shape
-    if k >= cols:
-        out = torch.sort(values, dim=1, stable=True)
-        return out.values, out.indices
-    if k == 0:
-        return values[:, :0], torch.zeros((rows, 0), dtype=torch.long, device=values.device)
-    kth = torch.topk(values, k, dim=1, largest=False).values.amax(1, keepdim=True)
-    candidate = values <= kth
-    exact = candidate.sum(1) == k  # no tie straddles the k-th place
-    index = torch.empty((rows, k), dtype=torch.long, device=values.device)
-    ok = exact.nonzero().squeeze(1)
-    if ok.numel():
-        index[ok] = candidate[ok].nonzero()[:, 1].view(-1, k)  # ascending column
-    tied = (~exact).nonzero().squeeze(1)
-    if tied.numel():
-        index[tied] = torch.sort(values[tied], dim=1, stable=True).indices[:, :k]
-    picked = values.gather(1, index)
-    order = torch.sort(picked, dim=1, stable=True).indices  # keeps ascending column among equal values
-    return picked.gather(1, order), index.gather(1, order)
+    return _nearest(values, min(k + 1, values.shape[1]), k)[2:]
+
+
+def _rows(table: Tensor, index: Tensor) -> Tensor:
+    """``table.flatten(0, 1)[index]`` (the rows b * N + p of a (B, N, ...) table) by one index_select."""
+    flat = table.reshape(-1, *table.shape[2:])
+    return flat.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[2:])
 
 
 def _sparse_rows(m: int, rows: Tensor, cols: Tensor, vals: Tensor, n_cols: int) -> tuple[Tensor, Tensor]:
@@ -155,7 +175,7 @@ class _State:
 class _Graph:
     """Everything shared by all centres: video neighbour lists, two-hop tables, video-only sets."""
 
-    def __init__(self, x: Tensor, k1: int, k2: int, chunk: int) -> None:
+    def __init__(self, x: Tensor, k1: int, k2: int, chunk: int, hop_cache: int | None = None) -> None:
         self.x, self.chunk = x, chunk
         n = self.n = x.shape[0]
         self.n1, self.nh, self.n2 = cci_list_lengths(n, k1, k2)
@@ -164,36 +184,64 @@ class _Graph:
         dev = x.device
         self.sq = (x * x).sum(1)
 
-        # 1. Chunked video-video pass: row maxima and top-lv lists in (distance, index) order.
+        # 1. One chunked video-video pass: row maxima, top-lv lists in (distance, index) order, and
+        # each row's mc nearest videos (index-sorted, with distances) as a cache for the two-hop pairs.
+        mc = min(n, max(hop_cache or _HOP_CACHE, lv + 1))
         self.row_max = torch.empty(n, dtype=x.dtype, device=dev)
         self.list_d = torch.empty((n, lv), dtype=x.dtype, device=dev)
         self.list_i = torch.empty((n, lv), dtype=torch.long, device=dev)
+        cache_i = torch.empty((n, mc), dtype=torch.long, device=dev)
+        cache_d = torch.empty((n, mc), dtype=x.dtype, device=dev)
         for s, e, d in self._distance_rows():
             self.row_max[s:e] = d.amax(1)
-            self.list_d[s:e], self.list_i[s:e] = _smallest(d, lv)
+            cache_i[s:e], cache_d[s:e], self.list_d[s:e], self.list_i[s:e] = _nearest(d, mc, lv)
         lists = self.list_i
 
         # Two-hop tables over j < wk (p's k1-list) and i < wh (the round(k1/2)-list of q = L[p, j]):
         # u = L[q, i]; whether u is in p's k1-list and p in u's, for sure (slot < n1 - 1) or unless
-        # the centre is inserted before it (slot n1 - 1); and d(p, u) (a second distance pass).
+        # the centre is inserted before it (slot n1 - 1), as bits of hop_code; and d(p, u). Slots are
+        # found by binary search among the sorted keys owner * N + member of all list entries.
+        keys, order = (torch.arange(n, device=dev)[:, None] * n + lists).view(-1).sort()
+        key_slot = order % lv
+
+        def slot(owner: Tensor, member: Tensor) -> Tensor:
+            """member's slot in owner's list (broadcast), _BIG where it is not there."""
+            key = owner * n + member
+            at = torch.searchsorted(keys, key).clamp_(max=keys.numel() - 1)
+            return torch.where(keys[at] == key, key_slot[at], _BIG)
+
         self.rev = torch.empty((n, lv), dtype=torch.long, device=dev)  # p's slot in L[L[p, j]]
         self.hop_u = lists[lists[:, :wk], :wh]
-        hop_rank = torch.empty_like(self.hop_u)  # u's slot in L[p]
-        hop_rev = torch.empty_like(self.hop_u)  # p's slot in L[u]
-        step = max(1, _ELEMENTS // (wk * wh * lv))
+        self.hop_code = torch.empty(self.hop_u.shape, dtype=torch.uint8, device=dev)
+        self.hop_d = torch.empty(self.hop_u.shape, dtype=x.dtype, device=dev)
+        self.hop_misses = 0
+        n1 = self.n1
+        step = max(1, _ELEMENTS // (wk * wh))
         for s in range(0, n, step):
             e = min(n, s + step)
             me = torch.arange(s, e, device=dev)
-            self.rev[s:e] = _slot(lists[lists[s:e]] == me[:, None, None])
-            hop_rank[s:e] = _slot(self.hop_u[s:e, :, :, None] == lists[s:e, None, None, :])
-            hop_rev[s:e] = _slot(lists[self.hop_u[s:e]] == me[:, None, None, None])
-        n1 = self.n1
-        self.hop_sure = (hop_rank < n1 - 1, hop_rev < n1 - 1)
-        self.hop_edge = (hop_rank == n1 - 1, hop_rev == n1 - 1)
-        del hop_rank, hop_rev
-        self.hop_d = torch.empty(self.hop_u.shape, dtype=x.dtype, device=dev)
-        for s, e, d in self._distance_rows():
-            self.hop_d[s:e] = d.gather(1, self.hop_u[s:e].flatten(1)).view(e - s, wk, wh)
+            hop_u = self.hop_u[s:e]
+            self.rev[s:e] = slot(lists[s:e], me[:, None])
+            hop_rank = slot(me[:, None, None], hop_u)  # u's slot in L[p]
+            hop_rev = slot(hop_u, me[:, None, None])  # p's slot in L[u]
+            self.hop_code[s:e] = (
+                (hop_rank < n1 - 1).to(torch.uint8) | ((hop_rank == n1 - 1).to(torch.uint8) << 1)
+                | ((hop_rev < n1 - 1).to(torch.uint8) << 2) | ((hop_rev == n1 - 1).to(torch.uint8) << 3)
+            )  # fmt: skip
+            # d(p, u): looked up in p's cache (binary search in its index-sorted row), the misses
+            # computed directly (|a|^2 + |b|^2 - 2ab on the pair; no second distance pass).
+            u = hop_u.reshape(e - s, wk * wh)
+            at = torch.searchsorted(cache_i[s:e], u).clamp_(max=mc - 1)
+            hit = cache_i[s:e].gather(1, at) == u
+            hd = cache_d[s:e].gather(1, at)
+            r, j = (~hit).nonzero(as_tuple=True)
+            if r.numel():
+                hd[r, j] = self._pair_distances(r + s, u[r, j])
+                self.hop_misses += r.numel()
+            self.hop_d[s:e] = hd.view(e - s, wk, wh)
+        del cache_i, cache_d, keys, key_slot
+        self.list_k = lists[:, :wk].contiguous()
+        self.list_dk = self.list_d[:, :wk].contiguous()
 
         # 3. The video-only graph (the centre infinitely far) and its expanded sets.
         far = torch.full((1, n), _BIG, dtype=torch.long, device=dev)
@@ -224,14 +272,24 @@ class _Graph:
         slot = torch.arange(w, device=pos.device)
         in_p = (slot + (pos[..., None] <= slot)) < n
         rev = self.rev[:, :w]
-        in_q = (rev + (pos[:, self.list_i[:, :w]] <= rev)) < n
+        pos_q = pos.index_select(1, self.list_i[:, :w].reshape(-1)).view(*pos.shape, w)
+        in_q = (rev + (pos_q <= rev)) < n
         return in_p & in_q, (pos < n) & (crank + 1 < n)
 
     def _gram(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Squared distances between videos rows (M,) and cols (M, m), |a|^2 + |b|^2 - 2ab."""
-        dot = torch.einsum("md,mkd->mk", self.x[rows], self.x[cols])
+        a, b = self.x.index_select(0, rows), self.x.index_select(0, cols.reshape(-1)).view(*cols.shape, -1)
+        dot = torch.einsum("md,mkd->mk", a, b)
         d = (self.sq[rows][:, None] + self.sq[cols] - 2 * dot).clamp_(min=0)
         return torch.where(cols == rows[:, None], torch.zeros_like(d), d)
+
+    def _pair_distances(self, a: Tensor, b: Tensor) -> Tensor:
+        """Squared distances of the video pairs (a[i], b[i]) as in ``_gram``, in chunks of pairs."""
+        out = torch.empty(a.shape, dtype=self.x.dtype, device=self.x.device)
+        step = max(1, _ELEMENTS // (2 * self.x.shape[1]))
+        for s in range(0, a.numel(), step):
+            out[s : s + step] = self._gram(a[s : s + step], b[s : s + step, None])[:, 0]
+        return out
 
     def _expand_videos(self, t: _State, rb: Tensor, rp: Tensor) -> tuple[Tensor, Tensor]:
         """Expanded sets (graph indices: videos, centre = N; -1 = none) and their squared distances
@@ -244,43 +302,48 @@ class _Graph:
         return _cat_rows(parts)
 
     def _expand_chunk(self, t: _State, rb: Tensor, rp: Tensor) -> tuple[Tensor, Tensor]:
-        n, n1, nh, wk = self.n, self.n1, self.nh, self.wk
+        n, n1, nh, wk, wh = self.n, self.n1, self.nh, self.wk, self.wh
         m = rb.numel()
-        mk, ck = t.mask_k[rb, rp], t.c_k[rb, rp]  # p's k1-reciprocal set
-        q = self.list_i[rp, :wk]
-        b2 = rb[:, None]
-        vh, ch_q, size_q = t.mask_h[b2, q], t.c_h[b2, q], t.size_h[b2, q]  # each q's round(k1/2)-set
-        hu = self.hop_u[rp]
-        (sure_p, sure_u), (edge_p, edge_u) = self.hop_sure, self.hop_edge
-        far_p = (t.pos[rb, rp] >= n1)[:, None, None]  # the centre is not in p's k1-list
-        far_u = t.pos[rb[:, None, None], hu] >= n1
-        in_rk = (sure_p[rp] | (edge_p[rp] & far_p)) & (sure_u[rp] | (edge_u[rp] & far_u))
-        inside = (vh & in_rk).sum(-1) + (ch_q & ck[:, None])
+        rows = rb * n + rp  # (graph, video) row ids; tables are gathered by flat index_select
+        mk, ck = _rows(t.mask_k, rows), _rows(t.c_k, rows)  # p's k1-reciprocal set
+        q = self.list_k.index_select(0, rp)
+        rows_q = rb[:, None] * n + q
+        vh, ch_q, size_q = _rows(t.mask_h, rows_q), _rows(t.c_h, rows_q), _rows(t.size_h, rows_q)  # q's sets
+        hu = self.hop_u.index_select(0, rp)
+        # u in p's k1-list and p in u's (hop_code bits 0/1: u sure/at the edge of p's list, 2/3: p of
+        # u's); an edge slot counts only if the centre is not inserted before it (pos >= n1). In 0/1
+        # uint8 arithmetic (much faster than comparisons), viewed as bool at the end.
+        far = (t.pos >= n1).to(torch.uint8)
+        far_p, far_u = _rows(far, rows)[:, None, None], _rows(far, rb[:, None, None] * n + hu)
+        code = self.hop_code.index_select(0, rp)
+        in_rk = ((code | ((code >> 1) & far_p)) & ((code >> 2) | ((code >> 3) & far_u)) & 1).view(torch.bool)
+        inside = (vh & in_rk).sum(-1, dtype=torch.int32) + (ch_q & ck[:, None])
         accept = mk & (3 * inside > 2 * size_q)  # strictly more than 2/3
-        dc_p = t.dc[rb, rp]
+        dc_p = _rows(t.dc, rows)
         # Extra members: videos of accepted sets outside p's k1-set, the centre if it comes that
         # way, and (below) videos of the centre's own round(k1/2)-set; as (row, member, distance).
-        r1, j1, i1 = (accept[..., None] & vh & ~in_rk).nonzero(as_tuple=True)
+        hop = (accept[..., None] & vh & ~in_rk).view(-1).nonzero().squeeze(1)  # flat (row, j, i)
+        r1 = hop // (wk * wh)
         r2 = ((accept & ch_q).any(-1) & ~ck).nonzero().squeeze(1)
-        rows = [r1, r2]
-        cols = [hu[r1, j1, i1], torch.full_like(r2, n)]
-        vals = [self.hop_d[rp[r1], j1, i1], dc_p[r2]]
+        rows_x = [r1, r2]
+        cols = [hu.view(-1).index_select(0, hop), torch.full_like(r2, n)]
+        vals = [self.hop_d.view(-1).index_select(0, rp[r1] * (wk * wh) + hop % (wk * wh)), dc_p[r2]]
 
         # The centre as a member of p's k1-set brings its own round(k1/2)-set (itself + videos).
         rows_c = ck.nonzero().squeeze(1)
         if rows_c.numel() and nh > 1:
             b_c, p_c = rb[rows_c], rp[rows_c]
-            cl = t.centre_list[b_c, : nh - 1]
-            cl_ok = t.pos[b_c[:, None], cl] < nh
+            cl = t.centre_list.index_select(0, b_c)[:, : nh - 1]
+            cl_ok = _rows(t.pos, b_c[:, None] * n + cl) < nh
             cl_in = (cl[..., None] == torch.where(mk[rows_c], q[rows_c], -1)[:, None, :]).any(-1)
             accept_c = 3 * (1 + (cl_ok & cl_in).sum(-1)) > 2 * (1 + cl_ok.sum(-1))
             r3, i3 = (accept_c[:, None] & cl_ok & ~cl_in).nonzero(as_tuple=True)
-            rows.append(rows_c[r3])
+            rows_x.append(rows_c[r3])
             cols.append(cl[r3, i3])
-            vals.append(self._gram(p_c[r3], cl[r3, i3][:, None])[:, 0])
-        extra_u, extra_d = _sparse_rows(m, torch.cat(rows), torch.cat(cols), torch.cat(vals), n + 1)
+            vals.append(self._pair_distances(p_c[r3], cl[r3, i3]))
+        extra_u, extra_d = _sparse_rows(m, torch.cat(rows_x), torch.cat(cols), torch.cat(vals), n + 1)
         members_u = torch.cat([torch.where(mk, q, -1), torch.where(ck, n, -1)[:, None], extra_u], 1)
-        members_d = torch.cat([self.list_d[rp, :wk], dc_p[:, None], extra_d], 1)
+        members_d = torch.cat([self.list_dk.index_select(0, rp), dc_p[:, None], extra_d], 1)
         return members_u, members_d
 
     def _expand_centres(self, t: _State) -> tuple[Tensor, Tensor]:
@@ -327,7 +390,8 @@ class _Graph:
         # 3. Rows whose expanded set may differ from the video-only graph (exact test), re-expanded.
         changed_k = (mask_k != self.mask_k0).any(-1) | c_k
         changed_h = (mask_h != self.mask_h0).any(-1) | c_h
-        redo = changed_k | (mask_k & changed_h[:, self.list_i[:, : self.wk]]).any(-1)
+        changed_q = changed_h.index_select(1, self.list_k.view(-1)).view(b, n, self.wk)
+        redo = changed_k | (mask_k & changed_q).any(-1)
         rb, rp = redo.nonzero(as_tuple=True)
         u_new, d_new = _cat_rows([self._expand_videos(t, rb, rp), self._expand_centres(t)])
         rows_b = torch.cat([rb, bidx])
@@ -373,7 +437,7 @@ class _Graph:
         qe = torch.where(i < p, before, torch.where(i == p, n, after))  # (B, N, n2)
         acc = torch.zeros((b, n, s_width), dtype=dc.dtype, device=dev)
         for j in range(n2):
-            acc += v_sub[bidx[:, None], qe[..., j]]
+            acc += _rows(v_sub, bidx[:, None] * (n + 1) + qe[..., j])
         qe_v = acc / n2
         qe_c = v_sub[bidx[:, None], centre_qe].sum(1) / n2  # (B, S)
         inter = torch.minimum(qe_v, qe_c[:, None, :]).sum(-1)  # (B, N)
@@ -382,11 +446,6 @@ class _Graph:
         d_j = 1.0 - inter / (s_c[:, None] + s_v - inter)
         d_e = dc / torch.where(dc_max > 0, dc_max, torch.ones_like(dc_max))[:, None]
         return d_j, d_e
-
-
-def _slot(hit: Tensor) -> Tensor:
-    """Index of the (single) True along the last axis, or _BIG where there is none."""
-    return torch.where(hit.any(-1), hit.to(torch.uint8).argmax(-1), _BIG)
 
 
 def cci_refine(
@@ -400,7 +459,7 @@ def cci_refine(
 ) -> CCIResult:
     """SPEC 3.3 CCI of N videos ``features`` (N, D) against K ``centres`` (K, D).
 
-    ``chunk_size``: video rows per chunk of the video-video distance passes (default: about 8M
+    ``chunk_size``: video rows per chunk of the video-video distance pass (default: about 8M
     elements per chunk); ``centre_batch``: centres processed together (default: about 2^25
     elements of per-centre tables). Either changes results only by floating-point rounding.
     Inputs are detached; the outputs carry no gradient.
