@@ -55,8 +55,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import resource
 import sys
 import time
 from pathlib import Path
@@ -77,34 +75,12 @@ from utal_lightning.pseudo.pooling import attention_pool  # noqa: E402
 from utal_lightning.pseudo.select import iis_beta, iis_select  # noqa: E402
 from utal_lightning.pseudo.spectral import spectral_clustering  # noqa: E402
 from utal_lightning.utils import atomic_write  # noqa: E402
+from process_memory import current_rss_mib, peak_rss_mib, reset_peak_rss  # noqa: E402
 
 STAGES = ("pool", "cluster", "select")
 
 
 # ---------------------------------------------------------------------------- memory and time
-def reset_cpu_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def cpu_now_mib() -> float:
-    try:
-        return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-    except (OSError, AttributeError):
-        return float("nan")
-
-
-def cpu_peak_mib() -> float:
-    try:
-        return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-    except (OSError, AttributeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class Meter:
     """Times a stage and records its peak memory (CUDA allocated and CPU RSS)."""
 
@@ -118,13 +94,13 @@ class Meter:
     def run(self, fn: Callable[[], Any]) -> tuple[Any, float, dict[str, float | bool]]:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        reset = reset_cpu_peak()
+        reset = reset_peak_rss()
         self.sync()
         start = time.perf_counter()
         out = fn()
         self.sync()
         seconds = time.perf_counter() - start
-        memory: dict[str, float | bool] = {"rss_mib": cpu_peak_mib(), "rss_reset": reset}
+        memory: dict[str, float | bool] = {"rss_mib": peak_rss_mib(), "rss_reset": reset}
         if self.device.type == "cuda":
             memory["cuda_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         return out, seconds, memory
@@ -202,7 +178,7 @@ def measure(n: int, args: argparse.Namespace, device: torch.device, methods: lis
                    h_beta=args.h_beta, top_l_divisor=args.top_l_divisor).to(device).eval()
     videos = Videos(n, args.segments, args.dim, args.clusters, args.spread, args.seed, device)
     feel = "feel" in methods
-    rss_before = cpu_now_mib()
+    rss_before = current_rss_mib()
     pooled, pool_seconds, pool_memory = meter.run(lambda: pool_stage(model, videos, args.pool_batch, args.has_gamma, meter, feel))
     result: dict[str, Any] = {"n": n, "rss_before_mib": rss_before, "draw": pooled["draw"], "forward": pooled["forward"], "has": pooled["has"],
                               "attention_pool": pooled["attention_pool"]}

@@ -77,7 +77,6 @@ import importlib
 import json
 import math
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -93,6 +92,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from utal_lightning.utils import atomic_write_json  # noqa: E402
+from process_memory import peak_rss_mib, reset_peak_rss  # noqa: E402
 
 SCHEDULES = {"thumos": ("configs/thumos_copl.yaml", "thumos"), "anet": ("configs/anet_copl.yaml", "anet")}
 CPU_SIZES = {"thumos": (32, 8), "anet": (400, 40)}  # (train, test) videos of the CPU-sized default
@@ -214,24 +214,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def reset_cpu_peak() -> bool:
-    """Reset this process's peak RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``); False if not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def cpu_peak_mib() -> float:
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
-    except (OSError, AttributeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def precision_context(precision: str, device: torch.device):
     if precision in ("32-true", "32"):
         return contextlib.nullcontext()
@@ -283,7 +265,7 @@ def measure_bound(config: dict[str, Any], data_dir: Path, precision: str, device
         torch.cuda.reset_peak_memory_stats(device)
         reset = True
     else:
-        reset = reset_cpu_peak()
+        reset = reset_peak_rss()
     for i in range(warmup):
         step(i)
     sync(device)
@@ -296,7 +278,7 @@ def measure_bound(config: dict[str, Any], data_dir: Path, precision: str, device
         memory = {"cuda_max_allocated_mib": torch.cuda.max_memory_allocated(device) / 2**20,
                   "cuda_max_reserved_mib": torch.cuda.max_memory_reserved(device) / 2**20}
     else:
-        memory = {"rss_peak_mib": cpu_peak_mib(), "rss_peak_reset": reset}
+        memory = {"rss_peak_mib": peak_rss_mib(), "rss_peak_reset": reset}
     del module, optimizer, batch
     if device.type == "cuda":
         torch.cuda.empty_cache()
