@@ -14,3 +14,14 @@ def small(tmp_path_factory):
     from utal_lightning.data.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset("small", tmp_path_factory.mktemp("data") / "small", seed=0)
+
+
+@pytest.fixture()
+def one_thread():
+    """For tests of tiny tensors: intra-op threads only add contention on a shared, loaded CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,13 +22,7 @@ from utal_lightning.models.copl_losses import (
 from utal_lightning.models.iocnet import IOCNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared, loaded CPU (100x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _g(seed: int) -> torch.Generator:

@@ -13,13 +13,7 @@ from utal_lightning.models.iocnet import IOCNet, IOCNetOutput
 from utal_lightning.models.outputs import LocalizationOutput
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared, loaded CPU (100x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D, RGB, H = 12, 5, 8  # small dims; rgb_dim deliberately not D/2
 

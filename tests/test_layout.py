@@ -12,6 +12,7 @@ import torch
 from tests.dataset_factory import CLASSES, VIDEOS, features, write_dataset
 from utal_lightning.cli import main
 from utal_lightning.data.layout import DatasetLayout, read_dataset
+from utal_lightning.data.sampling import train_positions
 from utal_lightning.data.store import FeatureStore
 from utal_lightning.errors import DatasetError
 
@@ -47,7 +48,7 @@ def test_store_reads_each_file_once_and_gathers_rgb_first(dataset, monkeypatch):
     generator = torch.Generator().manual_seed(0)
     for _ in range(5):
         video_index = torch.tensor([0, 2, 1])
-        positions = store.sample_train(video_index, 6, generator)
+        positions = train_positions(store.lengths[video_index], 6, generator)
         batch = store.gather(video_index, positions)
         assert batch.shape == (3, 6, 7)
         for b, v in enumerate(video_index.tolist()):

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 from lightning.pytorch.utilities import rank_zero_info
 
 from utal_lightning.data.layout import DatasetLayout, read_dataset
-from utal_lightning.data.sampling import test_positions, train_positions_from_uniform
+from utal_lightning.data.sampling import train_positions_from_uniform
 from utal_lightning.data.store import STORE_DTYPES, FeatureStore, scan_split
 from utal_lightning.errors import DatasetError
 
@@ -54,7 +54,7 @@ class _TestVideos(Dataset):
         return len(self.store)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        positions = test_positions(int(self.store.lengths[i]), self.num_segments)
+        positions = self.store.test_grid(i, self.num_segments)
         video_index = torch.tensor([i])
         return {
             "video_index": video_index,

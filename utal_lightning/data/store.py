@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from utal_lightning.data.layout import MODALITIES, DatasetLayout
-from utal_lightning.data.sampling import position_to_seconds, test_positions, train_positions
+from utal_lightning.data.sampling import position_to_seconds, test_positions
 from utal_lightning.errors import DatasetError
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -162,10 +162,6 @@ class FeatureStore:
         device = self.features.device
         flat = self.offsets.to(device)[video_index.to(device)][:, None] + positions.to(device)
         return self.features[flat].float()
-
-    def sample_train(self, video_index: Tensor, num_segments: int, generator: torch.Generator | None = None) -> Tensor:
-        """Random training positions (B, T) of SPEC 1.2 for the given videos."""
-        return train_positions(self.lengths[video_index], num_segments, generator)
 
     def test_grid(self, index: int, num_segments: int) -> Tensor:
         """Deterministic test positions (T_used,) of SPEC 1.2 for one video."""
