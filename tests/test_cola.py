@@ -13,6 +13,7 @@ from utal_lightning.models import losses as losses_module
 from utal_lightning.models.cola import CoLA
 from utal_lightning.models.losses import (
     cola_classification_loss,
+    cola_cross_entropy_loss,
     cola_loss,
     snippet_contrastive_loss,
 )
@@ -51,6 +52,35 @@ def test_classification_loss_gradient_and_zero_row():
     loss = cola_classification_loss(torch.softmax(logits, 1), y)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_cross_entropy_classification_loss_matches_hand_computation():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]], dtype=torch.float64)  # row 2: targets 0.5 / 0.5
+    # -sum_k y_k log p_k per video, mean over the 2 videos
+    hand = (-math.log(0.7) + -(0.5 * math.log(0.3) + 0.5 * math.log(0.4))) / 2
+    assert cola_cross_entropy_loss(p, y).item() == pytest.approx(hand, rel=1e-12)
+    assert cola_cross_entropy_loss(p, y.bool()).item() == pytest.approx(hand, rel=1e-12)
+    assert abs(cola_classification_loss(p, y).item() - hand) > 1e-3  # a different loss from CoLA's BCE
+
+
+def test_cross_entropy_loss_zero_row_and_underflow_are_finite():
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5]], requires_grad=True)
+    y = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # row 2 unlabeled: contributes 0
+    loss = cola_cross_entropy_loss(p, y)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-7) and torch.isfinite(p.grad).all()
+
+
+@pytest.mark.parametrize("cls_loss,reference", [("bce", cola_classification_loss), ("ce", cola_cross_entropy_loss)])
+def test_model_loss_uses_its_classification_loss(cls_loss, reference):
+    model = _model(3, cls_loss=cls_loss).eval()
+    out = model(torch.randn(2, 30, 16))
+    labels = torch.tensor([[1, 0, 0], [0, 1, 1]])
+    _, parts = model.loss(out, labels)
+    assert parts["cls"].item() == pytest.approx(reference(out.video_scores, labels).item(), rel=1e-6)
+    with pytest.raises(ValueError):
+        CoLA(num_classes=2, feature_dim=4, hidden_dim=4, cls_loss="focal")
 
 
 def _ref_nce(q, k, negs, tau):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -39,14 +40,42 @@ def test_feel_improves_clustering_and_selects_reliable_videos(feel_run):
     # early iterations select videos whose pseudolabels are more accurate than the whole set's
     for h in iterations[:2]:
         assert h["accuracy_selected"] > h["accuracy"] + 0.03, h
-    # the selected fraction grows to everything (IIS) and epochs follow |P| (adaptive epochs)
+    # the selected fraction grows to everything (IIS); adaptive epochs: E_max = 100 epochs over P_i,
+    # in batches of 16, i.e. the batches follow |P_i|
     fractions = [h["selected_fraction"] for h in iterations]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert [h["epochs"] for h in iterations] == [max(1, int(100 * h["num_selected"] / 120 + 0.5)) for h in iterations]
+    assert [h["epochs"] for h in iterations] == [100] * len(iterations)
+    checkpoint = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == sum(100 * -(-h["num_selected"] // 16) for h in iterations)
     for h in iterations:
         assert 0.0 <= h["test"]["0.5"] <= 1.0 and "average_mAP" in h["test"]
+        assert 0.0 <= h["purity_selected"] <= 1.0 and -1.0 <= h["ari_selected"] <= 1.0
+    # P is every video at the end: its ARI and purity are the whole set's
+    assert (last["ari_selected"], last["purity_selected"]) == (last["ari"], last["purity"])
+    # ... and are logged beside the selected set's NMI and accuracy, once per iteration
+    (metrics,) = root.rglob("metrics.csv")
+    rows = list(csv.DictReader(metrics.open()))
+    for key in ("nmi_selected", "accuracy_selected", "ari_selected", "purity_selected"):
+        logged = [float(r[f"cluster/{key}"]) for r in rows if r.get(f"cluster/{key}")]
+        assert logged == pytest.approx([h[key] for h in iterations]), key
     assert summary["final"]["iteration"] == last["iteration"]
     assert (root / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_fixed_batch_budget_without_adaptive_epochs(small, tmp_path):
+    summary = fit(
+        "synthetic_feel.yaml", small, tmp_path / "run", "--loop.max_iterations=2", "--loop.epochs_per_iteration=2",
+        "--loop.adaptive_epochs=false", "--loop.test_each_iteration=false",
+    )
+    iterations = summary["iterations"]
+    assert iterations[0]["num_selected"] < 120 == iterations[-1]["num_selected"]
+    # every iteration gets the baseline's 2 epochs x ceil(120 / 16) = 16 batches of 16, whatever |P_i|
+    for h in iterations:
+        batches_per_epoch = -(-h["num_selected"] // 16)
+        assert h["epochs"] == -(-16 // batches_per_epoch), h
+    assert iterations[0]["epochs"] > 2 == iterations[-1]["epochs"]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == sum(h["epochs"] * -(-h["num_selected"] // 16) for h in iterations)
 
 
 def test_checkpoint_holds_the_loop_state(feel_run):

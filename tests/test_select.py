@@ -1,40 +1,102 @@
-import math
+from fractions import Fraction
 
 import pytest
 import torch
 
 from utal_lightning.pseudo.cluster import kmeans
 from utal_lightning.pseudo.pooling import attention_pool
-from utal_lightning.pseudo.select import adaptive_epochs, iis_beta, iis_select
+from utal_lightning.pseudo.select import iis_beta, iis_select, iteration_epochs
 
 
 def test_iis_beta_schedules():
-    assert [iis_beta(i, 4, "constant") for i in range(1, 5)] == [0.25, 0.5, 0.75, 1.0]
-    mu = 1.05
+    assert [iis_beta(i, 4, "constant") for i in range(1, 5)] == [Fraction(1, 4), Fraction(1, 2), Fraction(3, 4), 1]
+    mu = Fraction(21, 20)  # 1.05 as written
     expected = [(mu**i - 1) / (mu**10 - 1) for i in range(1, 11)]
-    assert [iis_beta(i, 10, "variable", mu) for i in range(1, 11)] == pytest.approx(expected)
-    assert iis_beta(10, 10, "variable", mu) == pytest.approx(1.0)
+    assert [iis_beta(i, 10, "variable", 1.05) for i in range(1, 11)] == expected
+    assert iis_beta(10, 10, "variable", 1.05) == 1
     # variable speed starts slower than constant and catches up at I_max (mu > 1)
-    assert iis_beta(1, 10, "variable", mu) < iis_beta(1, 10, "constant")
-    assert iis_beta(3, 5, "none") == 1.0
+    assert iis_beta(1, 10, "variable", 1.05) < iis_beta(1, 10, "constant")
+    assert iis_beta(3, 5, "variable", 1.0) == Fraction(3, 5)  # the mu -> 1 limit
+    assert iis_beta(3, 5, "none") == 1
     with pytest.raises(ValueError):
         iis_beta(1, 5, "linear")
+    with pytest.raises(ValueError):
+        iis_beta(1, 5, "variable", 0.0)
 
 
 def test_iis_select_quota_per_cluster():
     # cluster sizes: 0 -> 5, 1 -> 1, 2 -> 4 (cluster 3 empty); ranks inside each cluster 0..n_k-1
     labels = torch.tensor([0, 0, 0, 0, 0, 1, 2, 2, 2, 2])
     rank = torch.tensor([4, 0, 3, 1, 2, 0, 2, 0, 3, 1])
-    selected = iis_select(labels, rank, beta=0.5)
+    selected = iis_select(labels, rank, beta=Fraction(1, 2))
     # quotas: floor(2.5) = 2, max(1, floor(0.5)) = 1, floor(2) = 2
     assert selected.tolist() == [False, True, False, True, False, True, False, True, False, True]
-    assert iis_select(labels, rank, beta=0.01).sum() == 3  # at least one per non-empty cluster
-    assert bool(iis_select(labels, rank, beta=1.0).all())
+    assert iis_select(labels, rank, beta=Fraction(1, 100)).sum() == 3  # at least one per non-empty cluster
+    assert bool(iis_select(labels, rank, beta=1).all())
+    with pytest.raises(TypeError):
+        iis_select(labels, rank, beta=0.5)  # a float product is what exact quotas avoid
 
 
-@pytest.mark.parametrize("e_max,selected,n,expected", [(460, 100, 200, 230), (30, 1, 4819, 1), (20, 5, 8, 13), (10, 1, 4, 3)])
-def test_adaptive_epochs(e_max, selected, n, expected):
-    assert adaptive_epochs(e_max, selected, n) == expected == max(1, math.floor(e_max * selected / n + 0.5))
+def _one_cluster(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(n, dtype=torch.long), torch.randperm(n, generator=torch.Generator().manual_seed(n))
+
+
+def test_iis_constant_quota_is_exact():
+    # Eq. 11 at i = 7 of 10 on a cluster of 90: 7 * 90 // 10 = 63; the float product 0.7 * 90 floors to 62
+    assert int(0.7 * 90) == 62
+    beta = iis_beta(7, 10, "constant")
+    assert beta == Fraction(7, 10)
+    labels, rank = _one_cluster(90)
+    selected = iis_select(labels, rank, beta)
+    assert int(selected.sum()) == 63 and torch.equal(selected, rank < 63)
+
+
+@pytest.mark.parametrize(
+    "mu,i,i_max,n,hand_beta,hand_quota",
+    [
+        # (6/5 - 1) / ((6/5)^2 - 1) = (1/5) / (11/25) = 5/11; 5/11 of 11 = 5 (floats give 4.999...)
+        (1.2, 1, 2, 11, Fraction(5, 11), 5),
+        # (11/10 - 1) / ((11/10)^3 - 1) = (1/10) / (331/1000) = 100/331; of 331: 100 (floats: 99.99...)
+        (1.1, 1, 3, 331, Fraction(100, 331), 100),
+        # ((21/20)^3 - 1) / ((21/20)^10 - 1) = (1261/8000) / (6439880978201/10240000000000)
+        #   = 1614080000000/6439880978201; of 90: 145267200000000 // 6439880978201 = 22
+        (1.05, 3, 10, 90, Fraction(1614080000000, 6439880978201), 22),
+    ],
+)
+def test_iis_variable_quota_is_exact(mu, i, i_max, n, hand_beta, hand_quota):
+    assert iis_beta(i, i_max, "variable", mu) == hand_beta
+    assert iis_beta(i, i_max, "variable", str(mu)) == iis_beta(i, i_max, "variable", Fraction(str(mu))) == hand_beta
+    labels, rank = _one_cluster(n)
+    assert int(iis_select(labels, rank, iis_beta(i, i_max, "variable", mu)).sum()) == hand_quota
+
+
+@pytest.mark.parametrize(
+    "e_max,per_epoch,n,batch,adaptive,expected",
+    [
+        # adaptive: E_max epochs over P (100 x ceil(30/16) = 200 of the baseline's 100 x 8 = 800 batches)
+        (100, 30, 120, 16, True, 100),
+        (460, 37, 200, 16, True, 460),
+        # fixed budget: E_max x ceil(N/B) batches; 100 x 8 = 800 batches of 2 per epoch = 400 epochs
+        (100, 30, 120, 16, False, 400),
+        # THUMOS: 460 x 13 = 5980 batches, 3 per epoch over 37 videos: 1993.3 -> 1994 epochs
+        (460, 37, 200, 16, False, 1994),
+        # ActivityNet: 30 x 38 = 1140 batches, 4 per epoch over 500 videos: 285 epochs
+        (30, 500, 4819, 128, False, 285),
+        # fewer videos than a batch: one batch per epoch, the baseline's 20 x 1 batches
+        (20, 5, 8, 16, False, 20),
+        # an epoch over all N videos (P and U): E_max either way
+        (40, 120, 120, 16, True, 40),
+        (40, 120, 120, 16, False, 40),
+    ],
+)
+def test_iteration_epochs(e_max, per_epoch, n, batch, adaptive, expected):
+    assert iteration_epochs(e_max, per_epoch, n, batch, adaptive) == expected
+
+
+def test_iteration_epochs_rejects_empty_or_oversized_epochs():
+    for bad in (0, 121):
+        with pytest.raises(ValueError):
+            iteration_epochs(10, bad, 120, 16, True)
 
 
 def test_attention_pool_uniform_is_mean_and_weighted_is_weighted():

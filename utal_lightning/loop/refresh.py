@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
 from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.modules import test_metrics
-from utal_lightning.pseudo.select import adaptive_epochs
+from utal_lightning.pseudo.select import iteration_epochs
 from utal_lightning.loop import plots
 from utal_lightning.loop.distributed import gather_objects, gather_rows, shard
 from utal_lightning.loop.preemption import preemption_requested
@@ -35,10 +35,14 @@ class PseudoLabelRefresh(L.Callback):
     Args:
         strategy: how to pool, cluster, refine and select (e.g. ``FEELStrategy``).
         max_iterations: I_max, outer iterations.
-        epochs_per_iteration: E_max, epochs of an iteration that selects every video.
-        adaptive_epochs: FEEL's ``E_i = max(1, round(E_max * |P_i| / N))``; else E_max every iteration.
+        epochs_per_iteration: E_max, the baseline's epochs per iteration (over all N videos).
+        adaptive_epochs: FEEL's adaptive epochs: E_max epochs over P_i, about |P_i| / N of the
+            baseline's ``E_max * ceil(N / B)`` batches; else that full batch budget every iteration
+            (as many epochs over P_i as it takes). See ``pseudo.select.iteration_epochs``.
         restart_each_iteration: re-initialize the model (and optimizer state) at every new
-            iteration (FEEL's released code) instead of continuing from the previous weights (COPL).
+            iteration (FEEL's released code) instead of continuing from the previous weights (COPL);
+            the fresh weights are those of the model's constructor under a seed drawn from the
+            DataModule's ``seed`` and the iteration (the same on every rank, see :meth:`restart_seed`).
         test_each_iteration: log test mAP at the end of each iteration (logged only).
     """
 
@@ -100,7 +104,7 @@ class PseudoLabelRefresh(L.Callback):
         if datamodule.iteration < self.max_iterations:
             self._relabel(trainer, pl_module, use_model=True)
             if self.restart_each_iteration:
-                pl_module.reset_weights()
+                pl_module.reset_weights(self.restart_seed(datamodule.seed, datamodule.iteration))
                 for optimizer in trainer.optimizers:  # forget Adam's moments too
                     optimizer.state.clear()
             trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
@@ -111,6 +115,12 @@ class PseudoLabelRefresh(L.Callback):
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, trainer.datamodule.history)
             self._print_table(trainer.datamodule.history)
+
+    @staticmethod
+    def restart_seed(seed: int, iteration: int) -> int:
+        """Seed of the weights an iteration restarts from: a function of the data seed and the
+        (1-based) iteration only, so every rank builds the same network."""
+        return int(np.random.SeedSequence((seed, iteration)).generate_state(1)[0])
 
     # ------------------------------------------------------------------ state (RNG: Lightning saves none)
     def state_dict(self) -> dict[str, Any]:
@@ -165,7 +175,8 @@ class PseudoLabelRefresh(L.Callback):
         datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
         self.strategy.start_iteration()
         metrics = {
-            f"cluster/{k}": float(record[k]) for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "accuracy_selected")
+            f"cluster/{k}": float(record[k])
+            for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "ari_selected", "purity_selected", "accuracy_selected")
         }
         metrics.update({"select/fraction": record["selected_fraction"], "outer/iteration": float(iteration),
                         "time/pseudolabel_s": record["pseudolabel_seconds"], "time/pool_s": record["pool_seconds"],
@@ -197,9 +208,12 @@ class PseudoLabelRefresh(L.Callback):
             seed=datamodule.seed + iteration, ground_truth=ground_truth,
         )
         cluster_seconds = time.perf_counter() - assign_started
-        n, n_selected = len(result.labels), int(result.selected.sum())
-        epochs = (
-            adaptive_epochs(self.epochs_per_iteration, n_selected, n) if self.adaptive_epochs else self.epochs_per_iteration
+        n = len(result.labels)
+        # An epoch covers P, or all N videos for models that also learn from U; under DDP a step
+        # takes batch_size videos on each rank.
+        videos_per_epoch = n if getattr(trainer.lightning_module, "uses_unlabeled", False) else int(result.selected.sum())
+        epochs = iteration_epochs(
+            self.epochs_per_iteration, videos_per_epoch, n, datamodule.batch_size * trainer.world_size, self.adaptive_epochs
         )
         record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
         record.update(pool_seconds=round(pool_seconds, 3), cluster_seconds=round(cluster_seconds, 3))
@@ -227,6 +241,8 @@ class PseudoLabelRefresh(L.Callback):
             "iteration": iteration,
             **{k_: round(v, 6) for k_, v in everyone.items()},
             "nmi_selected": round(chosen["nmi"], 6),
+            "ari_selected": round(chosen["ari"], 6),
+            "purity_selected": round(chosen["purity"], 6),
             "accuracy_selected": round(chosen["accuracy"], 6),
             "accuracy_P": round(float(correct[in_p].mean()), 6) if in_p.any() else None,
             "accuracy_U": round(float(correct[~in_p].mean()), 6) if (~in_p).any() else None,

@@ -8,10 +8,12 @@ LightningModule only calls ``out = model(x); total, parts = model.loss(out, labe
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from utal_lightning.models.losses import CLASSIFICATION_LOSSES
 from utal_lightning.models.losses import cola_loss as _cola_loss_from_mined
 from utal_lightning.models.mining import MinedSnippets, mine_snippets, num_selected, random_keep_mask
 from utal_lightning.models.outputs import LocalizationOutput
@@ -33,6 +35,8 @@ class CoLA(nn.Module):
     * ``hard_threshold`` (FEEL's tau_c variant): when set, hard mining binarizes
       ``attention > hard_threshold`` (i.e. ``actionness > logit(hard_threshold)``) instead of
       ``actionness > median``.
+    * ``cls_loss``: ``L_cls`` of :meth:`loss`, "bce" (CoLA's code) or "ce" (FEEL's text), see
+      ``losses.cola_loss``.
 
     Weights: Xavier-uniform, zero biases (CoLA's ``weight_init``).
     """
@@ -53,6 +57,7 @@ class CoLA(nn.Module):
         M: int = 6,
         drop_rate: float = 0.6,
         hard_threshold: float | None = None,
+        cls_loss: Literal["bce", "ce"] = "bce",
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -61,6 +66,8 @@ class CoLA(nn.Module):
             raise ValueError("r_easy, r_hard, m and M must be >= 1")
         if hard_threshold is not None and not 0.0 < hard_threshold < 1.0:
             raise ValueError(f"hard_threshold is on the attention scale, must be in (0, 1): {hard_threshold}")
+        if cls_loss not in CLASSIFICATION_LOSSES:
+            raise ValueError(f"cls_loss must be one of {sorted(CLASSIFICATION_LOSSES)}, got {cls_loss!r}")
         self.num_classes = num_classes
         self.r_easy = r_easy
         self.r_hard = r_hard
@@ -68,6 +75,7 @@ class CoLA(nn.Module):
         self.M = M
         self.drop_rate = drop_rate
         self.hard_threshold = hard_threshold
+        self.cls_loss = cls_loss
 
         self.embed = nn.Sequential(
             nn.Conv1d(feature_dim, hidden_dim, kernel_size=embed_kernel, padding="same"),
@@ -150,4 +158,6 @@ class CoLA(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``L = L_cls + lambda_ctr * L_ctr`` (SPEC 4.1) on ``output``; returns ``(total, parts)``."""
         mined = self.mine(output, generator=generator, drop_mask=drop_mask)
-        return _cola_loss_from_mined(output, labels, mined, lambda_ctr=lambda_ctr, temperature=temperature)
+        return _cola_loss_from_mined(
+            output, labels, mined, lambda_ctr=lambda_ctr, temperature=temperature, cls_loss=self.cls_loss
+        )

@@ -1,7 +1,8 @@
 """CoLA's training losses (SPEC 4.1) as pure functions: tensors in, tensors out, no Lightning.
 
 ``L = L_cls + lambda * L_ctr`` with ``L_cls`` the BCE between the video softmax and the normalized
-label (CoLA's ``ActionLoss``) and ``L_ctr`` the snippet contrastive InfoNCE (CoLA's ``SniCoLoss``).
+label (CoLA's ``ActionLoss``; FEEL's text states a cross entropy instead: the "ce" variant) and
+``L_ctr`` the snippet contrastive InfoNCE (CoLA's ``SniCoLoss``).
 
 Normalization (as CoLA's released code): the embeddings of each snippet set are averaged *first*,
 then the query and the positive are L2-normalized along the channel dim; each negative is
@@ -18,7 +19,9 @@ from utal_lightning.models.mining import MinedSnippets
 from utal_lightning.models.outputs import LocalizationOutput
 
 __all__ = [
+    "CLASSIFICATION_LOSSES",
     "cola_classification_loss",
+    "cola_cross_entropy_loss",
     "cola_loss",
     "gather_snippets",
     "info_nce",
@@ -36,6 +39,20 @@ def cola_classification_loss(video_scores: Tensor, labels: Tensor) -> Tensor:
     labels = labels.to(video_scores.dtype)
     target = labels / labels.sum(dim=1, keepdim=True).clamp_min(torch.finfo(labels.dtype).tiny)
     return F.binary_cross_entropy(video_scores, target)
+
+
+def cola_cross_entropy_loss(video_scores: Tensor, labels: Tensor) -> Tensor:
+    """FEEL's text's ``L_cls``: cross entropy ``-sum_k y_k log p_k`` between the normalized label
+    ``y`` (as :func:`cola_classification_loss`) and the video softmax ``p`` (B, K), mean over the B
+    videos. An all-zero label row contributes 0; ``log`` is taken of ``p`` clamped to the dtype's
+    smallest normal number (a finite loss and gradient when a score underflows)."""
+    labels = labels.to(video_scores.dtype)
+    target = labels / labels.sum(dim=1, keepdim=True).clamp_min(torch.finfo(labels.dtype).tiny)
+    log_p = torch.log(video_scores.clamp_min(torch.finfo(video_scores.dtype).tiny))
+    return -(target * log_p).sum(dim=1).mean()
+
+
+CLASSIFICATION_LOSSES = {"bce": cola_classification_loss, "ce": cola_cross_entropy_loss}
 
 
 def gather_snippets(embeddings: Tensor, idx: Tensor) -> Tensor:
@@ -111,12 +128,14 @@ def cola_loss(
     mined: MinedSnippets,
     lambda_ctr: float = 0.01,
     temperature: float = 0.07,
+    cls_loss: str = "bce",
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """SPEC 4.1 ``L = L_cls + lambda * L_ctr`` for one batch; ``mined`` from ``mine_snippets``.
+    """SPEC 4.1 ``L = L_cls + lambda * L_ctr`` for one batch; ``mined`` from ``mine_snippets``;
+    ``cls_loss`` picks ``L_cls`` from :data:`CLASSIFICATION_LOSSES` ("bce" CoLA's, "ce" FEEL's text).
 
     Returns ``(total, parts)`` with ``parts`` = detached ``{"cls", "ctr", "total"}`` for logging.
     """
-    l_cls = cola_classification_loss(output.video_scores, labels)
+    l_cls = CLASSIFICATION_LOSSES[cls_loss](output.video_scores, labels)
     l_ctr = snippet_contrastive_loss(
         output.embeddings,
         mined.easy_act,

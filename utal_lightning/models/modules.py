@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -107,11 +107,19 @@ class LocalizationModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
-    def reset_weights(self) -> None:
-        """Re-initialize every layer (an outer iteration that restarts from scratch)."""
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+    def _build_model(self) -> nn.Module:
+        """A new network as the constructor builds it (on the CPU, drawing from the global RNG)."""
+        raise NotImplementedError
+
+    def reset_weights(self, seed: int) -> None:
+        """Re-initialize :attr:`model` as the constructor does after ``torch.manual_seed(seed)`` (an
+        outer iteration that restarts from scratch): a fresh network is built under a forked RNG
+        seeded with ``seed``, so the global RNG streams are untouched and equal seeds give equal
+        weights on every rank, and its weights are loaded in place (the optimizer keeps its tensors)."""
+        with torch.random.fork_rng(devices=[]):  # the network is built on the CPU: only its RNG moves
+            torch.default_generator.manual_seed(seed)
+            fresh = self._build_model()
+        self.model.load_state_dict(fresh.state_dict())
 
     # ------------------------------------------------------------------ inference
     def cluster_to_class(self, datamodule: Any) -> Tensor:
@@ -188,7 +196,13 @@ class CoLAModule(LocalizationModule):
         hidden_dim: embedding width (2048 in the paper).
         dropout: after the embedding (0.7).
         embed_kernel / cls_kernel / cls_depthwise_kernel: temporal kernels (THUMOS 3 / 1 / None; ActivityNet 9 / 9 / 7).
+        cls_depthwise_dilation: dilation of the depthwise class conv, when there is one (2).
         r_easy, r_hard, m, M: snippet mining (THUMOS 5, 20, 3, 6; ActivityNet 10, 8, 3, 6).
+        drop_rate: fraction of snippets hidden from the easy-snippet mining in training (0.6).
+        hard_threshold: None (CoLA's code: hard mining splits actionness at its median) or FEEL's
+            tau_c (0.5 in FEEL's text): split where the attention exceeds it.
+        cls_loss: ``L_cls`` form: "bce" (CoLA's code: BCE against the normalized label) or "ce"
+            (FEEL's text: cross entropy ``-sum_k y_k log p_k``).
         lambda_ctr: weight of the snippet contrastive loss (0.01 THUMOS, 0.005 ActivityNet).
         temperature: InfoNCE temperature (0.07).
     """
@@ -202,17 +216,21 @@ class CoLAModule(LocalizationModule):
         embed_kernel: int = 3,
         cls_kernel: int = 1,
         cls_depthwise_kernel: int | None = None,
+        cls_depthwise_dilation: int = 2,
         r_easy: int = 5,
         r_hard: int = 20,
         m: int = 3,
         M: int = 6,
+        drop_rate: float = 0.6,
+        hard_threshold: float | None = None,
+        cls_loss: Literal["bce", "ce"] = "bce",
         lambda_ctr: float = 0.01,
         temperature: float = 0.07,
         **inference: Any,
     ) -> None:
         super().__init__(**inference)
         self.save_hyperparameters()
-        self.model = CoLA(
+        self.model_args = dict(
             num_classes=num_classes,
             feature_dim=feature_dim,
             hidden_dim=hidden_dim,
@@ -220,13 +238,21 @@ class CoLAModule(LocalizationModule):
             embed_kernel=embed_kernel,
             cls_kernel=cls_kernel,
             cls_depthwise_kernel=cls_depthwise_kernel,
+            cls_depthwise_dilation=cls_depthwise_dilation,
             r_easy=r_easy,
             r_hard=r_hard,
             m=m,
             M=M,
+            drop_rate=drop_rate,
+            hard_threshold=hard_threshold,
+            cls_loss=cls_loss,
         )
+        self.model = self._build_model()
         self.lambda_ctr = lambda_ctr
         self.temperature = temperature
+
+    def _build_model(self) -> CoLA:
+        return CoLA(**self.model_args)
 
     def forward(self, features: Tensor) -> LocalizationOutput:
         return self.model(features)
@@ -297,6 +323,7 @@ class IOCNetModule(LocalizationModule):
         hidden_dim: branch width (512).
         h_beta: beta of h_cs (1/3 THUMOS, 1/2 ActivityNet).
         top_l_divisor: l = T // divisor (8 THUMOS, 2 ActivityNet).
+        dropout: on the input of each branch's second conv (0: off, COPL's setting).
         asl_q: q of L_asl (0.7). ci_mu1, ci_mu2: L_CI weights (5, 0.1).
         lambda_c: weight of L_C (0.01). lambda_co: weight of L_CO (10 THUMOS, 1 ActivityNet).
         use_ci, use_c, use_co: loss ablations (COPL Table 7).
@@ -313,6 +340,7 @@ class IOCNetModule(LocalizationModule):
         hidden_dim: int = 512,
         h_beta: float = 1 / 3,
         top_l_divisor: int = 8,
+        dropout: float = 0.0,
         asl_q: float = 0.7,
         ci_mu1: float = 5.0,
         ci_mu2: float = 0.1,
@@ -327,10 +355,11 @@ class IOCNetModule(LocalizationModule):
     ) -> None:
         super().__init__(**inference)
         self.save_hyperparameters()
-        self.model = IOCNet(
+        self.model_args = dict(
             num_classes=num_classes, feature_dim=feature_dim, rgb_dim=self.rgb_dim, hidden_dim=hidden_dim,
-            h_beta=h_beta, top_l_divisor=top_l_divisor,
+            h_beta=h_beta, top_l_divisor=top_l_divisor, dropout=dropout,
         )
+        self.model = self._build_model()
         self.teacher = EMATeacher(self.model, ema_decay) if use_co else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
@@ -367,7 +396,13 @@ class IOCNetModule(LocalizationModule):
         if self.teacher is not None:
             self.teacher.update_parameters(self.model)
 
-    def reset_weights(self) -> None:
-        self.model.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
-        if self.teacher is not None:  # the next update copies the fresh student
+    def _build_model(self) -> IOCNet:
+        return IOCNet(**self.model_args)
+
+    def reset_weights(self, seed: int) -> None:
+        """The student as :meth:`LocalizationModule.reset_weights`; the teacher restarts as built:
+        a copy of the fresh student, with no update counted (the next update copies the student)."""
+        super().reset_weights(seed)
+        if self.teacher is not None:
+            self.teacher.module.load_state_dict(self.model.state_dict())
             self.teacher.n_averaged.zero_()

@@ -1,38 +1,66 @@
-"""Which pseudolabeled videos to train on (SPEC 3.4)."""
+"""Which pseudolabeled videos to train on (SPEC 3.4), and for how many epochs."""
 
 from __future__ import annotations
 
-import math
+from fractions import Fraction
+from numbers import Rational
 
 import torch
 from torch import Tensor
 
 
-def iis_beta(iteration: int, max_iterations: int, schedule: str = "variable", mu: float = 1.05) -> float:
-    """FEEL Eq. 11-12: the fraction of each cluster selected at ``iteration`` (1-based).
+def iis_beta(iteration: int, max_iterations: int, schedule: str = "variable", mu: float | str | Fraction = 1.05) -> Fraction:
+    """FEEL Eq. 11-12: the fraction of each cluster selected at ``iteration`` (1-based), as an exact rational.
 
-    ``constant``: ``i / I_max`` (Eq. 11); ``variable``: ``(mu^i - 1) / (mu^I_max - 1)`` (Eq. 12);
+    ``constant``: ``i / I_max`` (Eq. 11); ``variable``: ``(mu^i - 1) / (mu^I_max - 1)`` (Eq. 12) with
+    ``mu`` read as the decimal it is written as (``1.05`` is 21/20, not the nearest binary float);
     ``none``: 1 (every video, the CoLA-UTAL baseline).
     """
     if schedule == "none":
-        return 1.0
+        return Fraction(1)
     if schedule == "constant":
-        return iteration / max_iterations
+        return Fraction(iteration, max_iterations)
     if schedule == "variable":
-        if mu == 1.0:
-            return iteration / max_iterations  # the limit of Eq. 12 as mu -> 1
-        return (mu**iteration - 1) / (mu**max_iterations - 1)
+        speed = Fraction(str(mu))  # str of a float is its shortest repr: the decimal the user wrote
+        if speed <= 0:
+            raise ValueError(f"the IIS speed mu must be > 0, got {mu}")
+        if speed == 1:
+            return Fraction(iteration, max_iterations)  # the limit of Eq. 12 as mu -> 1
+        return (speed**iteration - 1) / (speed**max_iterations - 1)
     raise ValueError(f"unknown IIS schedule {schedule!r} (none, constant, variable)")
 
 
-def iis_select(labels: Tensor, rank: Tensor, beta: float) -> Tensor:
+def iis_select(labels: Tensor, rank: Tensor, beta: Rational) -> Tensor:
     """FEEL Eq. 10 (SPEC 3.4): in every non-empty cluster keep its ``max(1, floor(beta * n_k))``
-    top-ranked members. ``rank`` (N,) is each video's 0-based rank inside its cluster. Returns (N,) bool."""
-    sizes = torch.bincount(labels, minlength=int(labels.max()) + 1)
-    quota = torch.clamp(torch.floor(beta * sizes.double()).long(), min=1)
-    return rank < quota[labels]
+    top-ranked members. ``rank`` (N,) is each video's 0-based rank inside its cluster; ``beta`` is
+    exact (a ``Fraction`` from :func:`iis_beta`, or an int), so the floor is taken in integers
+    (7/10 of 90 is 63). Returns (N,) bool."""
+    if not isinstance(beta, Rational):
+        raise TypeError(f"beta must be an exact rational (fractions.Fraction), got {type(beta).__name__} {beta!r}")
+    sizes = torch.bincount(labels, minlength=int(labels.max()) + 1).tolist()
+    quota = [max(1, beta.numerator * n // beta.denominator) for n in sizes]
+    return rank < torch.tensor(quota, dtype=torch.long, device=labels.device)[labels]
 
 
-def adaptive_epochs(max_epochs: int, num_selected: int, num_videos: int) -> int:
-    """FEEL: ``E_i = max(1, round(E_max * |P_i| / N))`` (SPEC 2), rounding halves up."""
-    return max(1, math.floor(max_epochs * num_selected / num_videos + 0.5))
+def iteration_epochs(max_epochs: int, videos_per_epoch: int, num_videos: int, batch_size: int, adaptive: bool) -> int:
+    """Epochs of an outer iteration (FEEL sec. 3.6 / 4.1.2, adaptive epochs).
+
+    The baseline trains ``E_max`` epochs over all N videos: ``E_max * ceil(N / B)`` batches.
+    ``adaptive``: FEEL's ``E_i = E_max |V_i| / |V|`` counts epochs in units of N videos' worth of
+    batches, i.e. ``E_max`` epochs over the ``videos_per_epoch`` videos an epoch covers (|P_i|):
+    ``E_max * ceil(|P_i| / B)`` batches, the baseline's budget scaled by about |P_i| / N. Else the
+    baseline's budget whatever |P_i| is: ``ceil(E_max * ceil(N / B) / ceil(|P_i| / B))`` epochs.
+    Models whose epochs cover all N videos (P and U) get ``E_max`` either way.
+    """
+    if not 1 <= videos_per_epoch <= num_videos:
+        raise ValueError(f"videos_per_epoch must be in [1, num_videos={num_videos}], got {videos_per_epoch}")
+    if max_epochs < 1 or batch_size < 1:
+        raise ValueError(f"max_epochs and batch_size must be >= 1, got {max_epochs} and {batch_size}")
+    if adaptive:
+        return max_epochs
+    budget = max_epochs * _ceil_div(num_videos, batch_size)
+    return _ceil_div(budget, _ceil_div(videos_per_epoch, batch_size))
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
