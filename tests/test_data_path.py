@@ -93,16 +93,25 @@ def test_half_precision_store_gives_rounded_float32_batches(many_videos, store_d
 
 
 def test_pooling_batches_use_the_fixed_grid(many_videos):
+    # SPEC 1.2's test grid: T spread positions when L > T, else the video's own L snippets, zero-padded.
     dm = labelled(many_videos)
     dm.pool_batch_size = 4
     ids = dm.index.train_ids
-    seen = []
+    seen, short = [], 0
     for batch in dm.pooling_batches():
-        for v, rows in zip(batch["video_index"].tolist(), batch["features"]):
+        for v, rows, n in zip(batch["video_index"].tolist(), batch["features"], batch["lengths"].tolist()):
             full = np.concatenate([np.load(dm.layout.feature_path("train", m, ids[v])) for m in ("rgb", "flow")], axis=1)
-            np.testing.assert_array_equal(rows.numpy(), full[[i * len(full) // T for i in range(T)]])
+            if len(full) > T:
+                assert n == T
+                np.testing.assert_array_equal(rows.numpy(), full[[i * len(full) // T for i in range(T)]])
+            else:
+                short += 1
+                assert n == len(full)
+                np.testing.assert_array_equal(rows[:n].numpy(), full)
+                assert not rows[n:].any()
             seen.append(v)
     assert seen == list(range(len(ids)))
+    assert short > 0  # the fixture has videos shorter than T
 
 
 def test_store_options_are_checked(many_videos):
@@ -146,3 +155,39 @@ def test_cuda_batches_equal_cpu_batches(many_videos, store_device):
     for a, raw in zip(cpu, dm.train_dataloader()):
         batch = dm.on_after_batch_transfer({k: v.cuda() for k, v in raw.items()}, 0)
         assert batch["features"].is_cuda and torch.equal(batch["features"].cpu(), a["features"])
+
+
+def test_short_videos_are_pooled_and_voted_on_their_own_snippets(many_videos):
+    # SPEC 3.1: a video with L < T is pooled on its own L snippets (masked in the padded batch), the HAS
+    # median, top-k (k from L) and vote use only those; a model's output there equals its output on the
+    # video alone (IOCNet's k=3 conv zero-pads the sequence end like the batch padding).
+    from utal_lightning.models.iocnet import IOCNet
+    from utal_lightning.pseudo.has import has_attention, has_pool
+    from utal_lightning.pseudo.strategies import COPLStrategy, FEELStrategy
+
+    dm = UTALDataModule(many_videos, num_segments=T, batch_size=4)
+    dm.setup("fit")
+    store = dm.train_store
+    torch.manual_seed(0)
+    net = IOCNet(num_classes=2, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim, hidden_dim=8).eval()
+    copl, feel = COPLStrategy(has_gamma=2), FEELStrategy()
+    checked = 0
+    with torch.no_grad():
+        for batch in dm.pooling_batches():
+            out, lengths = net(batch["features"]), batch["lengths"]
+            votes = copl.epoch_observation(out, lengths)
+            pooled = copl.video_features(out, batch["features"], batch["video_index"], lengths)
+            means = feel.video_features(None, batch["features"], batch["video_index"], lengths)
+            for row, v in enumerate(batch["video_index"].tolist()):
+                x = store.video(v)[None]
+                n = x.shape[1]
+                if n > T:
+                    continue
+                alone = net(x)
+                expected = has_attention(alone.attention, alone.agnostic_attention, 2)  # k = max(1, n // 2)
+                torch.testing.assert_close(votes[row, :n], expected[0])
+                assert not votes[row, n:].any()
+                torch.testing.assert_close(pooled[row], has_pool(x, expected)[0])
+                torch.testing.assert_close(means[row], torch.nn.functional.normalize(x[0].mean(0), dim=0))
+                checked += 1
+    assert checked == 4  # lengths 1, 3, 5, 6

@@ -204,6 +204,48 @@ def test_thumos_shape_statistics(tmp_path):
     assert 600 <= np.median(lengths) <= 1300
 
 
+def _annotation_statistics(root: Path) -> dict[str, float]:
+    entries = list(_read(root)["db"].values())
+    durations = np.array([a["segment"][1] - a["segment"][0] for e in entries for a in e["annotations"]])
+    counts = np.array([len(e["annotations"]) for e in entries])
+    return {
+        "videos": len(entries),
+        "segments_mean": counts.mean(),
+        "single_segment": np.mean(counts == 1),
+        "duration_median_s": np.median(durations),
+        "coverage": np.mean([sum(a["segment"][1] - a["segment"][0] for a in e["annotations"]) / e["duration"] for e in entries]),
+        "multi_label": np.mean([len({a["label"] for a in e["annotations"]}) > 1 for e in entries]),
+        "min_snippets": min(_snippets(e["duration"]) for e in entries),
+        "max_snippets": max(_snippets(e["duration"]) for e in entries),
+        "median_snippets": np.median([_snippets(e["duration"]) for e in entries]),
+    }
+
+
+def test_thumos_lite_follows_thumos_annotation_statistics(tmp_path):
+    # THUMOS'14 validation: ~15 actions a video (median ~3 s), ~25-30% of the time, ~10% multi-label
+    # videos, lengths 19 to ~2,600 snippets with a median of ~3 min.
+    cfg = dataclasses.replace(PRESETS["thumos-lite"], num_train=120, num_test=1)
+    stats = _annotation_statistics(write_synthetic_dataset(cfg, tmp_path / "t", seed=1))
+    assert 11 <= stats["segments_mean"] <= 19, stats
+    assert 2.0 <= stats["duration_median_s"] <= 4.0, stats
+    assert 0.15 <= stats["coverage"] <= 0.4, stats
+    assert 0.03 <= stats["multi_label"] <= 0.25, stats
+    assert stats["min_snippets"] >= 19 and stats["max_snippets"] <= 2600, stats
+    assert 200 <= stats["median_snippets"] <= 380, stats
+
+
+def test_anet_lite_follows_activitynet_annotation_statistics(tmp_path):
+    # ActivityNet v1.2: ~1.5 actions a video (most have one), long actions covering ~half of the
+    # video or more, one class a video, median length ~2 min.
+    cfg = dataclasses.replace(PRESETS["anet-lite"], num_train=300, num_test=1)
+    stats = _annotation_statistics(write_synthetic_dataset(cfg, tmp_path / "a", seed=1))
+    assert 1.3 <= stats["segments_mean"] <= 1.8, stats
+    assert 0.55 <= stats["single_segment"] <= 0.8, stats
+    assert 0.4 <= stats["coverage"] <= 0.7, stats
+    assert stats["multi_label"] == 0, stats
+    assert 130 <= stats["median_snippets"] <= 220 and stats["max_snippets"] <= 940, stats
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -212,6 +254,11 @@ def test_thumos_shape_statistics(tmp_path):
         dict(segment_fraction=(0.5, 1.0), max_action_fraction=1.0, min_length=1, length_median=3.0),
         dict(id_style="anet", train_subset="training", test_subset="validation", noise=0.0),
         dict(context_floor=1.0, context_strength=0.0, multi_label_prob=1.0, class_imbalance=3.0),
+        dict(segment_count_law="lognormal", segment_count_center=3.0, segment_count_sigma=0.5,
+             segment_count_length_exponent=0.5, segment_length_law="lognormal", segment_length_median=3.0,
+             segment_length_sigma=0.6, class_duration_spread=0.4, segment_length=(1, 30)),
+        dict(segment_count_law="geometric", segment_count_center=1.5, segment_fraction=(0.2, 0.9),
+             segment_fraction_total=True, max_action_fraction=0.95, multi_label_prob=0.5),
     ],
 )
 def test_edge_configs(tmp_path, changes):

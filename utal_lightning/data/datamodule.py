@@ -296,10 +296,11 @@ class UTALDataModule(L.LightningDataModule):
         return batch
 
     def pooling_batches(self, videos: Tensor | None = None) -> Iterator[dict[str, Tensor]]:
-        """Training videos (default all; a rank's shard under DDP) on a fixed grid of T positions, in batches.
+        """Training videos (default all; a rank's shard under DDP) on their fixed test-style grid, in batches.
 
-        Position ``i`` is ``floor(i * L / T)``: SPEC 1.2's test grid when L >= T; shorter videos
-        repeat snippets so every video has T positions and batches stack.
+        SPEC 1.2's test grid: ``floor(i * L / T)`` for the T positions when L > T, else the video's
+        own L snippets, zero-padded to T so batches stack; ``lengths`` (B,) = ``min(L, T)`` says
+        how many positions are real, and the pseudolabel stage uses only those (SPEC 3.1).
         """
         store = self.train_store
         videos = torch.arange(len(store)) if videos is None else videos
@@ -307,8 +308,12 @@ class UTALDataModule(L.LightningDataModule):
         for start in range(0, len(videos), self.pool_batch_size):
             video_index = videos[start : start + self.pool_batch_size]
             lengths = store.lengths[video_index.to(store.device)]
-            positions = torch.div(grid[None, :] * lengths[:, None], self.num_segments, rounding_mode="floor")
-            yield {"video_index": video_index, "features": store.gather(video_index, positions)}
+            long = lengths[:, None] > self.num_segments
+            spread = torch.div(grid[None, :] * lengths[:, None], self.num_segments, rounding_mode="floor")
+            positions = torch.where(long, spread, torch.minimum(grid[None, :], lengths[:, None] - 1))
+            valid = grid[None, :] < lengths[:, None]
+            features = store.gather(video_index, positions) * valid[..., None].to(torch.float32)
+            yield {"video_index": video_index, "features": features, "lengths": torch.minimum(lengths, grid.new_tensor(self.num_segments))}
 
     def test_videos(self, videos: Tensor | None = None) -> Dataset:
         """Test videos one at a time (default all; a rank's shard under DDP)."""

@@ -82,9 +82,27 @@ class SyntheticConfig:
     min_length: int = 60
     max_length: int = 250
     # --- action segments ----------------------------------------------------------------------
-    segments_per_video: tuple[int, int] = (1, 4)  # annotated segments a video, inclusive range
-    segment_length: tuple[int, int] = (6, 20)  # segment length in snippets, inclusive range
+    segments_per_video: tuple[int, int] = (1, 4)  # annotated segments a video, inclusive range (= bounds)
+    # How many: "uniform" over segments_per_video; "lognormal" with median segment_count_center *
+    # (L / length_median) ** segment_count_length_exponent (longer videos hold more actions, as in
+    # THUMOS) and spread segment_count_sigma; "geometric" with mean segment_count_center (ActivityNet:
+    # most videos one action). Both clipped to segments_per_video.
+    segment_count_law: str = "uniform"
+    segment_count_center: float = 1.0
+    segment_count_sigma: float = 0.0
+    segment_count_length_exponent: float = 0.0
+    segment_length: tuple[int, int] = (6, 20)  # segment length in snippets, inclusive range (= bounds)
+    # "uniform" over segment_length, or "lognormal" with median segment_length_median snippets and
+    # spread segment_length_sigma, times a per-class duration scale exp(N(0, class_duration_spread))
+    # (some classes are short, some long); clipped to segment_length.
+    segment_length_law: str = "uniform"
+    segment_length_median: float = 5.0
+    segment_length_sigma: float = 0.0
+    class_duration_spread: float = 0.0
     segment_fraction: tuple[float, float] | None = None  # if set: length = U(range) * L (overrides)
+    # With segment_fraction: False = each segment's own share of L; True = the video's total action
+    # share, split among its segments (ActivityNet: one long action or a few shorter ones).
+    segment_fraction_total: bool = False
     max_action_fraction: float = 0.7  # segments (+ distractors) cover at most this share of L
     min_gap: int = 1  # background snippets at least between two segments
     multi_label_prob: float = 0.2  # P(a video has a second class); needs >= 2 segments
@@ -134,6 +152,14 @@ class SyntheticConfig:
         lo, hi = self.segment_length
         if not 1 <= lo <= hi:
             raise bad("segment_length", "need 1 <= min <= max")
+        if self.segment_count_law not in ("uniform", "lognormal", "geometric"):
+            raise bad("segment_count_law", 'must be "uniform", "lognormal" or "geometric"')
+        if self.segment_count_law != "uniform" and not self.segment_count_center >= 1:
+            raise bad("segment_count_center", "must be >= 1")
+        if self.segment_length_law not in ("uniform", "lognormal"):
+            raise bad("segment_length_law", 'must be "uniform" or "lognormal"')
+        if self.segment_length_law == "lognormal" and not self.segment_length_median > 0:
+            raise bad("segment_length_median", "must be > 0")
         if self.segment_fraction is not None:
             lo, hi = self.segment_fraction
             if not 0 < lo <= hi <= 1:
@@ -154,6 +180,9 @@ class SyntheticConfig:
             "video_nuisance",
             "distractor_rate",
             "class_imbalance",
+            "segment_count_sigma",
+            "segment_length_sigma",
+            "class_duration_spread",
         ):
             if float(getattr(self, f)) < 0:
                 raise bad(f, "must be >= 0")
@@ -238,6 +267,66 @@ PRESETS: dict[str, SyntheticConfig] = {
         test_subset="validation",
         id_style="anet",
     ),
+    # THUMOS'14's annotation statistics at a width 2 CPU cores handle (32 + 32): 200 / 210 videos of
+    # 19 to 2,600 snippets (median ~3 min), ~15 actions a video (more in longer videos) with a median
+    # of ~3 s (5 snippets), class-dependent durations, 12% multi-label videos, Zipf-imbalanced
+    # classes, distractor motion and class-correlated scene context around the actions.
+    "thumos-lite": SyntheticConfig(
+        num_classes=20,
+        num_train=200,
+        num_test=210,
+        feature_dim=32,
+        length_median=280.0,
+        length_sigma=0.75,
+        min_length=19,
+        max_length=2600,
+        segments_per_video=(1, 100),
+        segment_count_law="lognormal",
+        segment_count_center=11.0,
+        segment_count_sigma=0.7,
+        segment_count_length_exponent=0.5,
+        segment_length=(1, 60),
+        segment_length_law="lognormal",
+        segment_length_median=5.0,
+        segment_length_sigma=0.65,
+        class_duration_spread=0.4,
+        max_action_fraction=0.7,
+        multi_label_prob=0.12,
+        num_distractor_classes=5,
+        distractor_rate=0.15,
+        class_imbalance=0.5,
+        train_subset="validation",
+        test_subset="test",
+        id_style="thumos",
+    ),
+    # ActivityNet v1.2's statistics at 32 + 32: 4,819 / 2,383 videos, 100 classes, lengths 8 to ~940
+    # snippets (median ~2 min), 1.5 actions a video (geometric: most have one), actions covering
+    # ~60% of the video in all, single-label, mildly imbalanced classes, shorter-range context.
+    "anet-lite": SyntheticConfig(
+        num_classes=100,
+        num_train=4819,
+        num_test=2383,
+        feature_dim=32,
+        length_median=170.0,
+        length_sigma=0.5,
+        min_length=8,
+        max_length=940,
+        segments_per_video=(1, 20),
+        segment_count_law="geometric",
+        segment_count_center=1.5,
+        segment_length=(2, 940),
+        segment_fraction=(0.2, 0.95),
+        segment_fraction_total=True,
+        max_action_fraction=0.95,
+        multi_label_prob=0.0,
+        context_width=4.0,
+        num_distractor_classes=10,
+        distractor_rate=0.1,
+        class_imbalance=0.2,
+        train_subset="training",
+        test_subset="validation",
+        id_style="anet",
+    ),
 }
 
 
@@ -273,6 +362,7 @@ class _World:
     actionness: np.ndarray  # (2, D) class-agnostic motion energy, non-negative
     action_amp: np.ndarray  # (2,) per-modality amplitude of action evidence
     context_amp: np.ndarray  # (2,) per-modality amplitude of context evidence
+    duration_scale: np.ndarray  # (K,) per-class factor on segment durations (lognormal length law)
 
 
 def _make_world(cfg: SyntheticConfig, seed: int) -> _World:
@@ -288,6 +378,8 @@ def _make_world(cfg: SyntheticConfig, seed: int) -> _World:
     fa, rc = cfg.flow_action_share, cfg.rgb_context_share
     action_amp = np.array([math.sqrt(2 * (1 - fa)), math.sqrt(2 * fa)], dtype=f32)
     context_amp = np.array([math.sqrt(2 * rc), math.sqrt(2 * (1 - rc))], dtype=f32)
+    # A stream of its own, so the draws above (and the presets' bytes) do not depend on it.
+    duration_scale = np.exp(cfg.class_duration_spread * _rng(seed, _TAG_WORLD, 1).standard_normal(k))
     return _World(
         background.astype(f32),
         prototypes,
@@ -296,6 +388,7 @@ def _make_world(cfg: SyntheticConfig, seed: int) -> _World:
         actionness,
         action_amp,
         context_amp,
+        duration_scale,
     )
 
 
@@ -354,6 +447,105 @@ def _video_id(cfg: SyntheticConfig, split: str, index: int, rng: np.random.Gener
     return vid, f"v_{vid}"
 
 
+
+def _segment_count(cfg: SyntheticConfig, rng: np.random.Generator, length: int) -> int:
+    """Annotated segments of a video of ``length`` snippets (``segment_count_law``), within bounds."""
+    lo, hi = cfg.segments_per_video
+    if cfg.segment_count_law == "lognormal":
+        median = cfg.segment_count_center * (length / cfg.length_median) ** cfg.segment_count_length_exponent
+        raw = rng.lognormal(math.log(median), cfg.segment_count_sigma) if cfg.segment_count_sigma > 0 else median
+    else:  # geometric on 1, 2, ... with the given mean
+        raw = rng.geometric(1.0 / cfg.segment_count_center)
+    return int(np.clip(round(raw), lo, hi))
+
+
+def _fit_budget(cfg: SyntheticConfig, lengths: np.ndarray, length: int) -> int:
+    """How many segments (a prefix, annotated ones first) fit the action budget; shrinks the first if alone."""
+    n = len(lengths)
+    budget = max(1, int(math.floor(cfg.max_action_fraction * length)))
+    used = np.cumsum(lengths) + cfg.min_gap * np.arange(n)
+    keep = max(1, int(np.sum(used <= budget)))
+    lengths[0] = min(lengths[0], budget)
+    return keep
+
+
+def _plan_segments(
+    cfg: SyntheticConfig, world: _World, rng: np.random.Generator, length: int, labels: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Segment lengths, classes and the annotated mask of one video (annotated first, then
+    distractors; placement comes after), and the video's labels that survived the budget."""
+    if cfg.segment_count_law == "uniform" and cfg.segment_length_law == "uniform" and not cfg.segment_fraction_total:
+        return _plan_segments_uniform(cfg, rng, length, labels)
+    n_act = _segment_count(cfg, rng, length)
+    n_dis = _distractor_count(cfg, rng, n_act)
+    n = n_act + n_dis
+    # Classes first: a segment's duration depends on its class.
+    seg_cls = np.empty(n, dtype=np.int64)
+    if len(labels) > 1 and n_act < 2:
+        labels = labels[:1]
+    seg_cls[:n_act] = rng.choice(labels, size=n_act)
+    seg_cls[: len(labels)] = labels
+    seg_cls[n_act:] = rng.integers(0, max(cfg.num_distractor_classes, 1), size=n_dis)
+    lo, hi = cfg.segment_length
+    if cfg.segment_fraction is not None:
+        frac = rng.uniform(cfg.segment_fraction[0], cfg.segment_fraction[1], size=n)
+        if cfg.segment_fraction_total:  # the video's total share, split among its segments
+            frac = float(frac[0]) * rng.dirichlet(np.full(n, 2.0))
+        raw = frac * length
+    elif cfg.segment_length_law == "lognormal":
+        scale = np.where(np.arange(n) < n_act, world.duration_scale[seg_cls.clip(max=cfg.num_classes - 1)], 1.0)
+        raw = cfg.segment_length_median * scale * np.exp(cfg.segment_length_sigma * rng.standard_normal(n))
+    else:
+        raw = rng.integers(lo, hi + 1, size=n)
+    lengths = np.clip(np.round(raw), lo, hi).astype(np.int64)
+    keep = _fit_budget(cfg, lengths, length)
+    lengths, seg_cls = lengths[:keep], seg_cls[:keep]
+    n_act = min(n_act, keep)
+    labels = [c for c in labels if (seg_cls[:n_act] == c).any()]
+    return lengths, seg_cls, np.arange(keep) < n_act, labels
+
+
+def _distractor_count(cfg: SyntheticConfig, rng: np.random.Generator, n_act: int) -> int:
+    if not cfg.num_distractor_classes:
+        return 0
+    if cfg.distractor_rate <= 1:
+        return int(rng.binomial(n_act, cfg.distractor_rate))
+    return int(rng.poisson(cfg.distractor_rate * n_act))
+
+
+def _plan_segments_uniform(
+    cfg: SyntheticConfig, rng: np.random.Generator, length: int, labels: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """The original plan (uniform counts and lengths): its draws, in its order, keep the bytes of
+    the presets that use it (tiny, small, thumos, anet) unchanged."""
+    n_act = int(rng.integers(cfg.segments_per_video[0], cfg.segments_per_video[1] + 1))
+    n_dis = _distractor_count(cfg, rng, n_act)
+    n = n_act + n_dis
+    if cfg.segment_fraction is not None:
+        frac = rng.uniform(cfg.segment_fraction[0], cfg.segment_fraction[1], size=n)
+        lengths = np.maximum(1, np.round(frac * length)).astype(np.int64)
+        lengths = np.clip(lengths, cfg.segment_length[0], cfg.segment_length[1])
+    else:
+        lengths = rng.integers(cfg.segment_length[0], cfg.segment_length[1] + 1, size=n).astype(np.int64)
+    keep = _fit_budget(cfg, lengths, length)
+    lengths = lengths[:keep]
+    n_act = min(n_act, keep)
+    n = keep
+    n_dis = n - n_act  # distractors that fit
+    is_action = np.arange(n) < n_act
+
+    # Classes: every label of the video appears at least once (else it is dropped).
+    if len(labels) > 1 and n_act < 2:
+        labels = labels[:1]
+    seg_cls = np.empty(n, dtype=np.int64)
+    if n_act:
+        seg_cls[:n_act] = rng.choice(labels, size=n_act)
+        seg_cls[: len(labels)] = labels
+    if n_dis:
+        seg_cls[n_act:] = rng.integers(0, cfg.num_distractor_classes, size=n_dis)
+    return lengths, seg_cls, is_action, labels
+
+
 def _make_video(
     cfg: SyntheticConfig, world: _World, seed: int, split: str, index: int, primary: int
 ) -> _Video:
@@ -375,41 +567,9 @@ def _make_video(
         other = int(rng.integers(0, cfg.num_classes - 1))
         labels.append(other + (other >= primary))
 
-    # Segment counts and lengths: annotated first, then distractors.
-    n_act = int(rng.integers(cfg.segments_per_video[0], cfg.segments_per_video[1] + 1))
-    if not cfg.num_distractor_classes:
-        n_dis = 0
-    elif cfg.distractor_rate <= 1:
-        n_dis = int(rng.binomial(n_act, cfg.distractor_rate))
-    else:
-        n_dis = int(rng.poisson(cfg.distractor_rate * n_act))
-    n = n_act + n_dis
-    if cfg.segment_fraction is not None:
-        frac = rng.uniform(cfg.segment_fraction[0], cfg.segment_fraction[1], size=n)
-        lengths = np.maximum(1, np.round(frac * length)).astype(np.int64)
-        lengths = np.clip(lengths, cfg.segment_length[0], cfg.segment_length[1])
-    else:
-        lengths = rng.integers(cfg.segment_length[0], cfg.segment_length[1] + 1, size=n).astype(np.int64)
-    # Keep the longest prefix (annotated ones first) that fits the action budget.
-    budget = max(1, int(math.floor(cfg.max_action_fraction * length)))
-    used = np.cumsum(lengths) + cfg.min_gap * np.arange(n)
-    keep = max(1, int(np.sum(used <= budget)))
-    lengths = lengths[:keep]
-    lengths[0] = min(lengths[0], budget)
-    n_act = min(n_act, keep)
-    n = keep
-    n_dis = n - n_act  # distractors that fit
-    is_action = np.arange(n) < n_act
-
-    # Classes: every label of the video appears at least once (else it is dropped).
-    if len(labels) > 1 and n_act < 2:
-        labels = labels[:1]
-    seg_cls = np.empty(n, dtype=np.int64)
-    if n_act:
-        seg_cls[:n_act] = rng.choice(labels, size=n_act)
-        seg_cls[: len(labels)] = labels
-    if n_dis:
-        seg_cls[n_act:] = rng.integers(0, cfg.num_distractor_classes, size=n_dis)
+    lengths, seg_cls, is_action, labels = _plan_segments(cfg, world, rng, length, labels)
+    n = len(lengths)
+    n_dis = int((~is_action).sum())
 
     # Placement: random order, random gaps (>= min_gap between segments).
     order = rng.permutation(n)

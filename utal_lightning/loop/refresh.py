@@ -82,7 +82,7 @@ class PseudoLabelRefresh(L.Callback):
         datamodule = trainer.datamodule
         if self.strategy.observes_epochs:
             started = time.perf_counter()
-            index, rows = self._pass(trainer, pl_module, lambda output, features, video_index: self.strategy.epoch_observation(output))
+            index, rows = self._pass(trainer, pl_module, lambda output, batch: self.strategy.epoch_observation(output, batch["lengths"]))
             self.strategy.observe(gather_rows(trainer, index, rows, len(datamodule.labels)))
             # HAS voting belongs to the pseudolabel stage's cost, paid every epoch.
             pl_module.log("time/vote_s", time.perf_counter() - started, on_epoch=True, rank_zero_only=True)
@@ -145,15 +145,16 @@ class PseudoLabelRefresh(L.Callback):
     @torch.no_grad()
     def _pass(trainer: L.Trainer, pl_module: L.LightningModule, row_fn: Any, use_model: bool = True) -> tuple[Tensor, Tensor]:
         """No-grad pass over this rank's shard of the training videos on their fixed grid:
-        ``row_fn(output or None, features, video_index)`` per batch -> (video indices, rows)."""
+        ``row_fn(output or None, batch)`` per batch (features on the module's device, video_index,
+        lengths) -> (video indices, rows)."""
         datamodule = trainer.datamodule
         videos = shard(len(datamodule.labels), trainer.global_rank, trainer.world_size)
         index, rows = [], []
         for batch in datamodule.pooling_batches(videos):
-            features = batch["features"].to(pl_module.device)
-            output = pl_module.localize(features) if use_model else None
+            batch["features"] = batch["features"].to(pl_module.device)
+            output = pl_module.localize(batch["features"]) if use_model else None
             index.append(batch["video_index"])
-            rows.append(row_fn(output, features, batch["video_index"]))
+            rows.append(row_fn(output, batch))
         return torch.cat(index), torch.cat(rows)
 
     @torch.no_grad()
@@ -162,7 +163,9 @@ class PseudoLabelRefresh(L.Callback):
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
         index, rows = self._pass(
-            trainer, pl_module, lambda output, features, video_index: self.strategy.video_features(output, features, video_index).float(),
+            trainer, pl_module, lambda output, batch: self.strategy.video_features(
+                output, batch["features"], batch["video_index"], batch["lengths"]
+            ).float(),
             use_model=use_model,
         )
         video_features = gather_rows(trainer, index, rows, len(datamodule.labels))

@@ -31,6 +31,8 @@ import math
 import torch
 from torch import Tensor
 
+from utal_lightning.pseudo.pooling import valid_mask
+
 __all__ = ["has_attention", "has_k", "has_pool", "vote"]
 
 _BRANCHES = ("both", "cs", "ca")
@@ -39,16 +41,6 @@ _BRANCHES = ("both", "cs", "ca")
 def has_k(length: int, gamma: float) -> int:
     """Eq. 3: ``k = max(1, floor(length / gamma))`` (37 at T = 750, gamma = 20; 25 at T = 50, gamma = 2)."""
     return max(1, math.floor(length / gamma))  # true division then floor, as the batched version
-
-
-def _valid_mask(shape: torch.Size, lengths: Tensor | None, device: torch.device) -> Tensor:
-    b, t = shape
-    if lengths is None:
-        return torch.ones((b, t), dtype=torch.bool, device=device)
-    lengths = torch.as_tensor(lengths, device=device).long().clamp(0, t)
-    if lengths.shape != (b,):
-        raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
-    return torch.arange(t, device=device)[None, :] < lengths[:, None]
 
 
 def _above_median(a: Tensor, valid: Tensor) -> Tensor:
@@ -91,7 +83,7 @@ def has_attention(
     if a_cs.dim() != 2:
         raise ValueError(f"expected (B, T) attentions, got {tuple(a_cs.shape)}")
     b, t = a_cs.shape
-    valid = _valid_mask(a_cs.shape, lengths, a_cs.device)
+    valid = valid_mask(a_cs.shape, lengths, a_cs.device)
     a_ca = a_ca.to(a_cs.dtype)
 
     if branch == "both":
@@ -146,7 +138,7 @@ def has_pool(features: Tensor, weights: Tensor, lengths: Tensor | None = None) -
     """
     if features.dim() != 3 or weights.shape != features.shape[:2]:
         raise ValueError(f"expected features (B, T, D) and weights (B, T), got {tuple(features.shape)}, {tuple(weights.shape)}")
-    valid = _valid_mask(weights.shape, lengths, features.device)
+    valid = valid_mask(weights.shape, lengths, features.device)
     zero = torch.zeros((), dtype=features.dtype, device=features.device)
     w = torch.where(valid, weights.to(features.dtype), zero)
     if lengths is not None:

@@ -6,14 +6,28 @@ import torch
 from torch import Tensor
 
 
-def attention_pool(features: Tensor, attention: Tensor | None = None) -> Tensor:
+def valid_mask(shape: torch.Size | tuple[int, int], lengths: Tensor | None, device: torch.device) -> Tensor:
+    """(B, T) bool: position t of video b is real (t < lengths[b]); all True when ``lengths`` is None."""
+    b, t = shape
+    if lengths is None:
+        return torch.ones((b, t), dtype=torch.bool, device=device)
+    lengths = torch.as_tensor(lengths, device=device).long().clamp(0, t)
+    if lengths.shape != (b,):
+        raise ValueError(f"lengths must have shape ({b},), got {tuple(lengths.shape)}")
+    return torch.arange(t, device=device)[None, :] < lengths[:, None]
+
+
+def attention_pool(features: Tensor, attention: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
     """FEEL Eq. 1 (SPEC 3.1): ``F_n = L2Norm(sum_t s_t x_t)``.
 
     ``features`` (B, T, D); ``attention`` (B, T) is the previous model's class-agnostic attention,
-    or None for iteration 1, where ``s = 1/T`` (mean pooling). Returns (B, D), unit L2 norm.
+    or None for iteration 1, where ``s = 1/L`` (mean pooling). ``lengths`` (B,) optional valid lengths
+    of a zero-padded batch: positions ``>= length`` take no part. Returns (B, D), unit L2 norm.
     """
+    valid = valid_mask(features.shape[:2], lengths, features.device).to(features.dtype)
     if attention is None:
-        pooled = features.mean(dim=1)
+        weights = valid / valid.sum(dim=1, keepdim=True).clamp(min=1)
     else:
-        pooled = torch.einsum("bt,btd->bd", attention.to(features.dtype), features)
+        weights = attention.to(features.dtype) * valid
+    pooled = torch.einsum("bt,btd->bd", weights, features)
     return torch.nn.functional.normalize(pooled, dim=1)

@@ -44,9 +44,12 @@ class PseudoLabelStrategy:
     observes_epochs: bool = False
     needs_ground_truth: bool = False
 
-    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
-        """Global features (B, D) of a batch of videos sampled to T snippets; ``output`` is None
-        at iteration 1 (no model yet)."""
+    def video_features(
+        self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor, lengths: Tensor | None = None
+    ) -> Tensor:
+        """Global features (B, D) of a batch of videos on their fixed grid; ``output`` is None at
+        iteration 1 (no model yet). ``lengths`` (B,): real positions of a zero-padded batch (videos
+        shorter than T are pooled on their own snippets only, SPEC 3.1)."""
         raise NotImplementedError
 
     def assign(
@@ -65,8 +68,9 @@ class PseudoLabelStrategy:
     def start_iteration(self) -> None:
         """New labels were handed out: forget per-iteration state."""
 
-    def epoch_observation(self, output: LocalizationOutput) -> Tensor:
-        """(B, ...) what to remember of one epoch's no-grad output for a batch of training videos."""
+    def epoch_observation(self, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
+        """(B, ...) what to remember of one epoch's no-grad output for a batch of training videos
+        (``lengths`` as in :meth:`video_features`)."""
         raise NotImplementedError
 
     def observe(self, observations: Tensor) -> None:
@@ -103,11 +107,11 @@ class FEELStrategy(PseudoLabelStrategy):
         self.iis_schedule, self.iis_mu = iis_schedule, iis_mu
         self.kmeans_n_init = kmeans_n_init
 
-    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
+    def video_features(self, output, features, video_index, lengths=None) -> Tensor:
         if output is None:
-            return attention_pool(features)
+            return attention_pool(features, lengths=lengths)
         attention = output.agnostic_attention if output.agnostic_attention is not None else output.attention
-        return attention_pool(features, attention)
+        return attention_pool(features, attention, lengths)
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, centres = kmeans(video_features, num_clusters, seed=seed, n_init=self.kmeans_n_init)
@@ -179,12 +183,14 @@ class COPLStrategy(PseudoLabelStrategy):
         self.spectral_eigen_solver = spectral_eigen_solver
         self.votes: Tensor | None = None  # (N, T) accumulated HAS attention of this iteration
 
-    def _has(self, output: LocalizationOutput) -> Tensor:
+    def _has(self, output: LocalizationOutput, lengths: Tensor | None) -> Tensor:
         agnostic = output.agnostic_attention if output.agnostic_attention is not None else output.attention
-        return has_attention(output.attention, agnostic, self.has_gamma, branch=self.has_branch, use_filter=self.has_filter)
+        return has_attention(
+            output.attention, agnostic, self.has_gamma, lengths=lengths, branch=self.has_branch, use_filter=self.has_filter
+        )
 
-    def epoch_observation(self, output: LocalizationOutput) -> Tensor:
-        return self._has(output).float()
+    def epoch_observation(self, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
+        return self._has(output, lengths).float()
 
     def observe(self, observations: Tensor) -> None:
         current = observations.float().cpu()
@@ -193,11 +199,11 @@ class COPLStrategy(PseudoLabelStrategy):
     def start_iteration(self) -> None:
         self.votes = None
 
-    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
+    def video_features(self, output, features, video_index, lengths=None) -> Tensor:
         if output is None:
-            return attention_pool(features)
-        weights = self.votes[video_index.cpu()].to(features.device) if self.votes is not None else self._has(output)
-        return has_pool(features, weights)
+            return attention_pool(features, lengths=lengths)
+        weights = self.votes[video_index.cpu()].to(features.device) if self.votes is not None else self._has(output, lengths)
+        return has_pool(features, weights, lengths)
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, affinity = spectral_clustering(
@@ -225,8 +231,8 @@ class GroundTruthLabels(PseudoLabelStrategy):
 
     needs_ground_truth = True
 
-    def video_features(self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor) -> Tensor:
-        return attention_pool(features)  # unused: labels come from the ground truth
+    def video_features(self, output, features, video_index, lengths=None) -> Tensor:
+        return attention_pool(features, lengths=lengths)  # unused: labels come from the ground truth
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         if ground_truth is None:
