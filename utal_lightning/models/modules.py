@@ -24,6 +24,7 @@ from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.outputs import LocalizationOutput
 
 COLA_THUMOS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 0.25, 0.025), 3))
+COLA_ACTIONNESS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.925, 0.025), 3))  # 33 values
 
 
 def test_metrics(result: DetectionMAP, prefix: str = "test") -> dict[str, float]:
@@ -39,7 +40,11 @@ class LocalizationModule(L.LightningModule):
 
     Args:
         class_threshold: keep classes with video score >= this (0.2 THUMOS, 0.1 ActivityNet), else the argmax.
-        proposal_thresholds: thresholds on the normalized localization map (SPEC 5).
+        proposal_thresholds: thresholds on the normalized localization map; each run is scored on
+            the thresholded copy of that map (SPEC 5).
+        actionness_thresholds: thresholds on the normalized class-agnostic actionness (CoLA's second
+            proposal source, ``arange(0.1, 0.925, 0.025)`` in its code; empty = off); each run is
+            scored on the unthresholded localization map of every kept class.
         nms_iou: per-class NMS IoU (0.6 CoLA's code, 0.7 FEEL's text).
         upsample_scale: linear upsampling factor before thresholding.
         class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority" (FEEL/TCAM protocol).
@@ -55,6 +60,7 @@ class LocalizationModule(L.LightningModule):
         self,
         class_threshold: float = 0.2,
         proposal_thresholds: Sequence[float] = COLA_THUMOS_THRESHOLDS,
+        actionness_thresholds: Sequence[float] = (),
         nms_iou: float = 0.6,
         upsample_scale: int = 24,
         class_mapping: str = "hungarian",
@@ -69,6 +75,7 @@ class LocalizationModule(L.LightningModule):
             raise ValueError(f"class_mapping must be 'hungarian' or 'majority', got {class_mapping!r}")
         self.class_threshold = class_threshold
         self.proposal_thresholds = tuple(proposal_thresholds)
+        self.actionness_thresholds = tuple(actionness_thresholds)
         self.nms_iou = nms_iou
         self.upsample_scale = upsample_scale
         self.class_mapping = class_mapping
@@ -134,9 +141,15 @@ class LocalizationModule(L.LightningModule):
         """(B, T, K) map whose thresholded runs are proposals (SPEC 5): CoLA's CAS."""
         return output.cas
 
+    def proposal_actionness(self, output: LocalizationOutput) -> Tensor:
+        """(B, T) class-agnostic actionness for actionness-threshold proposals: the model's
+        class-agnostic branch where it has one (IOCNet's ``A_ca``), else ``sum_k CAS`` (CoLA's actionness)."""
+        return output.agnostic_attention if output.agnostic_attention is not None else output.cas.sum(dim=2)
+
     def detect(self, batch: dict[str, Any], mapping: Tensor, model: nn.Module | None = None) -> np.ndarray:
         """Detections ``[start_s, end_s, score, class]`` of one test video."""
         output = self.localize(batch["features"], model)
+        actionness = self.proposal_actionness(output)[0].float().cpu() if self.actionness_thresholds else None
         rows = detect_with_mapping(
             self.localization_map(output)[0].float().cpu(),
             output.video_scores[0].float().cpu(),
@@ -146,6 +159,8 @@ class LocalizationModule(L.LightningModule):
             self.class_threshold,
             self.nms_iou,
             scale=self.upsample_scale,
+            actionness=actionness,
+            actionness_thresholds=self.actionness_thresholds,
         )
         return rows.numpy()
 
