@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from tests.model_helpers import randomize_agnostic_heads
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.copl_losses import (
     actionness_contrastive_loss,
@@ -286,7 +287,7 @@ def test_contrastive_loss_does_not_differentiate_attention():
 
 def _outputs(B=4, T=24, K=3, seed=0):
     torch.manual_seed(seed)
-    m = IOCNet(K, feature_dim=10, rgb_dim=6, hidden_dim=8).double()
+    m = randomize_agnostic_heads(IOCNet(K, feature_dim=10, rgb_dim=6, hidden_dim=8).double())
     teacher = copy.deepcopy(m)
     with torch.no_grad():
         for p in teacher.parameters():

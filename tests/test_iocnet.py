@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.model_helpers import randomize_agnostic_heads
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.iocnet import IOCNet, IOCNetOutput
 from utal_lightning.models.outputs import LocalizationOutput
@@ -19,8 +20,23 @@ D, RGB, H = 12, 5, 8  # small dims; rgb_dim deliberately not D/2
 
 
 def _model(K: int, **kw) -> IOCNet:
+    """A model whose class-agnostic heads are random too (they start at zero), so the forward
+    arithmetic of every branch is exercised."""
     torch.manual_seed(0)
-    return IOCNet(K, feature_dim=D, rgb_dim=RGB, hidden_dim=H, **kw).double()
+    return randomize_agnostic_heads(IOCNet(K, feature_dim=D, rgb_dim=RGB, hidden_dim=H, **kw).double())
+
+
+def test_class_agnostic_heads_start_uninformative():
+    # A_ca = 0.5 at initialization, so h_cs's first top-l sets (L_asl's positives) are chosen by the
+    # class-specific branch alone; a random head would rank snippets by a random feature direction and
+    # L_asl would reinforce that ordering, inverted on background-heavy videos (docs/method.md, 4.2).
+    torch.manual_seed(3)
+    m = IOCNet(20, feature_dim=D, rgb_dim=RGB, hidden_dim=H)
+    out = m(torch.rand(2, 40, D) * 5)
+    assert torch.equal(out.agnostic_rgb, torch.full_like(out.agnostic_rgb, 0.5))
+    assert torch.equal(out.agnostic_flow, torch.full_like(out.agnostic_flow, 0.5))
+    by_softmax = torch.softmax(out.cas, dim=2).topk(m.top_l(40), dim=1).indices
+    assert torch.equal(out.top_l_index.sort(dim=1).values, by_softmax.sort(dim=1).values)
 
 
 def _ref_forward(m: IOCNet, x: torch.Tensor) -> dict[str, torch.Tensor]:

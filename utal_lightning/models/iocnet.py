@@ -20,7 +20,16 @@ Architecture (SPEC 4.2):
 
 Decisions: ``embeddings*`` are the first convs' outputs after the ReLU and before the (optional,
 default off) dropout, which is applied to the input of the second conv of each branch, as CoLA does.
-Weights use PyTorch's default ``Conv1d`` initialization (the spec fixes none).
+Initialization: PyTorch's default ``Conv1d`` init, except the two class-agnostic heads (the k=1
+convs giving ``A_ca^R``, ``A_ca^F``), which start at zero, so ``A_ca = 0.5`` everywhere before
+training. Why: ``L_asl`` takes its positives from the top-l snippets of ``h_cs``, which ``A_ca``
+dominates (weight ``1 - beta`` = 2/3 on THUMOS), so whatever ordering ``A_ca`` has at the start is
+reinforced. A randomly initialized head ranks snippets by a random direction of their features:
+on long videos with many short actions, whether that first ordering favours the actions or the
+background is a coin flip per seed, and a head that starts "inverted" trains into an inverted
+``A_ca`` (detections between the true segments), with ``A_cs`` following it through ``L_CI``.
+Zero heads let the class-specific branch (softmax of the CAS, trained by ``L_cls``) choose the
+first positives. See docs/method.md, sec. 4.2.
 """
 
 from __future__ import annotations
@@ -93,6 +102,9 @@ class IOCNet(nn.Module):
         self.embed_flow = nn.Sequential(nn.Conv1d(flow_dim, hidden_dim, kernel_size=3, padding=1), nn.ReLU())
         self.attention_flow = nn.Conv1d(hidden_dim, 1, kernel_size=1)
         self.dropout = nn.Dropout(p=dropout)
+        for head in (self.attention_rgb, self.attention_flow):  # A_ca starts at 0.5 (module docstring)
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
 
     def top_l(self, T: int) -> int:
         """``l = max(1, T // top_l_divisor)`` (THUMOS T/8, ANet T/2), never more than T."""
