@@ -65,7 +65,7 @@ def test_feel_improves_clustering_and_selects_reliable_videos(feel_run):
 def test_fixed_batch_budget_without_adaptive_epochs(small, tmp_path):
     summary = fit(
         "synthetic_feel.yaml", small, tmp_path / "run", "--loop.max_iterations=2", "--loop.epochs_per_iteration=2",
-        "--loop.adaptive_epochs=false", "--loop.test_each_iteration=false",
+        "--loop.adaptive_epochs=false", "--loop.test_iterations=none",
     )
     iterations = summary["iterations"]
     assert iterations[0]["num_selected"] < 120 == iterations[-1]["num_selected"]
@@ -126,7 +126,7 @@ def test_paper_configs_train_on_real_layout_data(config, preset, tmp_path):
 
 
 def test_stale_labels_are_refused(small, tmp_path):
-    short = ["--loop.max_iterations=2", "--loop.epochs_per_iteration=4", "--loop.test_each_iteration=false"]
+    short = ["--loop.max_iterations=2", "--loop.epochs_per_iteration=4", "--loop.test_iterations=none"]
     fit("synthetic_feel.yaml", small, tmp_path / "run", *short)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     # pretend the labels belong to an iteration that ended before this checkpoint's epoch

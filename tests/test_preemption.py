@@ -39,7 +39,7 @@ SLURM_ENV = {
 }
 # COPL on `small`: all 120 videos (P and U) in batches of 16 -> 8 batches per epoch; 2 iterations x 4 epochs.
 BATCHES_PER_EPOCH = 8
-SHORT = ["--loop.max_iterations=2", "--loop.epochs_per_iteration=4", "--loop.test_each_iteration=false"]
+SHORT = ["--loop.max_iterations=2", "--loop.epochs_per_iteration=4", "--loop.test_iterations=none"]
 SIGNAL_STEP = 12  # signalled at the end of epoch 1's 4th batch (inside iteration 1): saved at the 5th's start
 
 
@@ -291,7 +291,7 @@ def test_ddp_one_signalled_rank_makes_every_rank_save_and_stop_at_the_same_step(
         sys.executable, "-m", "utal_lightning.cli", "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"),
         "--data.init_args.root", str(data), "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar=false",
         "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
-        "--loop.max_iterations=1", "--loop.epochs_per_iteration=3", "--loop.test_each_iteration=false",
+        "--loop.max_iterations=1", "--loop.epochs_per_iteration=3", "--loop.test_iterations=none",
         '--trainer.callbacks+={"class_path": "tests.test_preemption.SignalRank", "init_args": {"step": %d, "rank": 1}}' % step,
         f"--preemption.requeue_command={requeue}",
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -43,7 +43,8 @@ class PseudoLabelRefresh(L.Callback):
             iteration (FEEL's released code) instead of continuing from the previous weights (COPL);
             the fresh weights are those of the model's constructor under a seed drawn from the
             DataModule's ``seed`` and the iteration (the same on every rank, see :meth:`restart_seed`).
-        test_each_iteration: log test mAP at the end of each iteration (logged only).
+        test_iterations: which iterations end with a test pass (logged only, never used for a
+            decision): "all", "last" (cheaper on large test sets) or "none".
     """
 
     def __init__(
@@ -53,14 +54,16 @@ class PseudoLabelRefresh(L.Callback):
         epochs_per_iteration: int = 20,
         adaptive_epochs: bool = True,
         restart_each_iteration: bool = False,
-        test_each_iteration: bool = True,
+        test_iterations: Literal["all", "last", "none"] = "all",
     ) -> None:
         self.strategy = strategy
         self.max_iterations = max_iterations
         self.epochs_per_iteration = epochs_per_iteration
         self.adaptive_epochs = adaptive_epochs
         self.restart_each_iteration = restart_each_iteration
-        self.test_each_iteration = test_each_iteration
+        if test_iterations not in ("all", "last", "none"):
+            raise ValueError(f"test_iterations must be all, last or none, got {test_iterations!r}")
+        self.test_iterations = test_iterations
         self._restored_epoch: int | None = None
 
     # ------------------------------------------------------------------ hooks
@@ -88,7 +91,8 @@ class PseudoLabelRefresh(L.Callback):
             pl_module.log("time/vote_s", time.perf_counter() - started, on_epoch=True, rank_zero_only=True)
         if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
             return
-        if self.test_each_iteration:
+        last = datamodule.iteration == self.max_iterations
+        if self.test_iterations == "all" or (self.test_iterations == "last" and last):
             metrics = {"outer/iteration": float(datamodule.iteration)}
             mine = datamodule.test_videos(shard(len(datamodule.index.test_ids), trainer.global_rank, trainer.world_size))
             for name, model in pl_module.evaluation_models().items():
