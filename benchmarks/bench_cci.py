@@ -1,4 +1,4 @@
-"""Benchmark: batched CCI (SPEC 3.3) against the per-centre reference, at ActivityNet training scale,
+"""Benchmark: batched CCI (docs/method.md sec. 3.3) against the per-centre reference, at ActivityNet training scale,
 then alone at a large scale.
 
 Run from the repository root:  .venv/bin/python benchmarks/bench_cci.py [--n 4819] [--k 100]

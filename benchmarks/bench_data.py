@@ -9,7 +9,7 @@ snippets), written once by ``write_synthetic_dataset("thumos", DIR, seed=0)`` in
 copy (``num_train=N, num_test=2``; default directory /tmp/utal_bench/thumos_trainN) for a quick run.
 
 Baseline (the common practice of the reference code): a ``Dataset`` whose ``__getitem__`` np.loads the
-video's rgb and flow ``.npy`` files, concatenates them (RGB first), samples T positions with SPEC 1.2's
+video's rgb and flow ``.npy`` files, concatenates them (RGB first), samples T positions with docs/method.md sec. 1.2's
 training rule (``train_positions`` on one length) and returns a (T, D) float32 tensor;
 ``DataLoader(batch_size, shuffle=True, num_workers, drop_last=False)`` with a seeded generator.
 

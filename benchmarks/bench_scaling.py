@@ -32,7 +32,7 @@ Lanczos solver; well-separated classes (e.g. 0.5) make the graph fall apart into
 changes the eigensolver's work (up to a few times faster or slower at a given N).
 
 Affinity: ``knn`` (the sparse k-nearest-neighbour graph + ARPACK; the default, because the dense one
-needs N x N float64: 80 GB at N = 100k) or ``dense`` (SPEC 3.2's fully connected graph; small N only).
+needs N x N float64: 80 GB at N = 100k) or ``dense`` (docs/method.md sec. 3.2's fully connected graph; small N only).
 
 Time: wall clock per stage (``torch.cuda.synchronize()`` around GPU work), after one untimed warm-up of
 every stage on max(3K, 2 x pool batch) videos; ``--repeat`` runs of each N, the fastest is reported.

@@ -1,4 +1,4 @@
-"""Benchmark: COPL spectral clustering (SPEC 3.2) at ActivityNet training scale, and the sparse kNN path.
+"""Benchmark: COPL spectral clustering (docs/method.md sec. 3.2) at ActivityNet training scale, and the sparse kNN path.
 
 Run from the repository root:  .venv/bin/python benchmarks/bench_spectral.py [--n 4819] [--dim 2048]
 [--k 100] [--neighbors 10] [--spread 0.3] [--seed 0] [--device cpu|cuda] [--large-n 100000]

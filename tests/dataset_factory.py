@@ -1,4 +1,4 @@
-"""Write small datasets in the SPEC 1.1 layout by hand (independently of ``utal synth``)."""
+"""Write small datasets in the docs/method.md sec. 1.1 layout by hand (independently of ``utal synth``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Straightforward per-centre reference of CCI (SPEC 3.3, FEEL Eq. 2-7), numpy float64.
+"""Straightforward per-centre reference of CCI (docs/method.md sec. 3.3, FEEL Eq. 2-7), numpy float64.
 
 For every centre separately it builds the dense (N+1) x (N+1) squared-distance matrix of
 ``{c_k} + videos`` (centre = point 0), and follows the k-reciprocal re-ranking recipe point by
-point, exactly as SPEC 3.3 words it. It is deliberately slow and plain; the production code in
+point, exactly as docs/method.md sec. 3.3 words it. It is deliberately slow and plain; the production code in
 ``utal_lightning.pseudo.cci`` must agree with it. Conventions shared with production (stated in
 the production module docstring too):
 

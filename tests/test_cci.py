@@ -1,4 +1,4 @@
-"""CCI (SPEC 3.3): the batched production code against the per-centre reference."""
+"""CCI (docs/method.md sec. 3.3): the batched production code against the per-centre reference."""
 
 from __future__ import annotations
 

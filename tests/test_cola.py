@@ -1,4 +1,4 @@
-"""CoLA model (SPEC 4.1) and its losses: shapes, reference computations, gradients, a toy fit."""
+"""CoLA model (docs/method.md sec. 4.1) and its losses: shapes, reference computations, gradients, a toy fit."""
 
 from __future__ import annotations
 

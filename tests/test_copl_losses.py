@@ -1,4 +1,4 @@
-"""COPL / IOCNet losses (SPEC 4.2, paper Eq. 15-22) against plain-Python references; a toy fit."""
+"""COPL / IOCNet losses (docs/method.md sec. 4.2, paper Eq. 15-22) against plain-Python references; a toy fit."""
 
 from __future__ import annotations
 

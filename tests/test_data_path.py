@@ -3,7 +3,7 @@
 The reference here re-derives one epoch from the documented contract alone: with
 ``s = seed * 1_000_003 + iteration * 10_007 + epoch``, the video order is a permutation drawn from a
 generator seeded ``2 s`` and every batch draws its (B, T) uniforms, in turn, from one seeded
-``2 s + 1``; positions follow SPEC 1.2 bin by bin (plain Python) and features come from ``np.load``
+``2 s + 1``; positions follow docs/method.md sec. 1.2 bin by bin (plain Python) and features come from ``np.load``
 of each video's files.
 """
 
@@ -93,7 +93,7 @@ def test_half_precision_store_gives_rounded_float32_batches(many_videos, store_d
 
 
 def test_pooling_batches_use_the_fixed_grid(many_videos):
-    # SPEC 1.2's test grid: T spread positions when L > T, else the video's own L snippets, zero-padded.
+    # docs/method.md sec. 1.2's test grid: T spread positions when L > T, else the video's own L snippets, zero-padded.
     dm = labelled(many_videos)
     dm.pool_batch_size = 4
     ids = dm.index.train_ids
@@ -158,7 +158,7 @@ def test_cuda_batches_equal_cpu_batches(many_videos, store_device):
 
 
 def test_short_videos_are_pooled_and_voted_on_their_own_snippets(many_videos):
-    # SPEC 3.1: a video with L < T is pooled on its own L snippets (masked in the padded batch), the HAS
+    # docs/method.md sec. 3.1: a video with L < T is pooled on its own L snippets (masked in the padded batch), the HAS
     # median, top-k (k from L) and vote use only those; a model's output there equals its output on the
     # video alone (IOCNet's k=3 conv zero-pads the sequence end like the batch padding).
     from utal_lightning.models.iocnet import IOCNet

@@ -1,4 +1,4 @@
-"""COPL HAS (SPEC 3.1, Eq. 1-5) against plain-Python references."""
+"""COPL HAS (docs/method.md sec. 3.1, Eq. 1-5) against plain-Python references."""
 
 import math
 import statistics

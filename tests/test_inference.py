@@ -1,4 +1,4 @@
-"""The LightningModules' inference path: which maps feed which proposal source (SPEC 5)."""
+"""The LightningModules' inference path: which maps feed which proposal source (docs/method.md sec. 5)."""
 
 from __future__ import annotations
 

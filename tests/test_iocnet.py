@@ -1,4 +1,4 @@
-"""IOCNet (SPEC 4.2) model and the temporal feature shift: shapes, plain references, determinism."""
+"""IOCNet (docs/method.md sec. 4.2) model and the temporal feature shift: shapes, plain references, determinism."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_class_agnostic_heads_start_uninformative():
 
 
 def _ref_forward(m: IOCNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A straight re-statement of SPEC 4.2 with functional convs on explicitly split inputs."""
+    """A straight re-statement of docs/method.md sec. 4.2 with functional convs on explicitly split inputs."""
     xt = x.transpose(1, 2)
     emb = F.relu(F.conv1d(xt, m.embed[0].weight, m.embed[0].bias, padding=1))
     cas = F.conv1d(emb, m.classifier.weight, m.classifier.bias).transpose(1, 2)

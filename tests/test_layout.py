@@ -1,4 +1,4 @@
-"""Reading real-format datasets (SPEC 1.1) and failing clearly on every kind of bad input."""
+"""Reading real-format datasets (docs/method.md sec. 1.1) and failing clearly on every kind of bad input."""
 
 import json
 import subprocess

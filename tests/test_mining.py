@@ -1,4 +1,4 @@
-"""CoLA snippet mining (SPEC 4.1): morphology vs scipy, easy/hard sets vs plain references."""
+"""CoLA snippet mining (docs/method.md sec. 4.1): morphology vs scipy, easy/hard sets vs plain references."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_dilation_matches_scipy(size):
 
 
 def test_even_size_offsets_are_scipys():
-    # SPEC 4.1: size 6 erosion covers offsets -3..+2; scipy's dilation mirrors it (-2..+3 reach).
+    # docs/method.md sec. 4.1: size 6 erosion covers offsets -3..+2; scipy's dilation mirrors it (-2..+3 reach).
     hole = torch.ones(1, 15, dtype=torch.bool)
     hole[0, 7] = False
     killed = (~binary_erosion_1d(hole, 6))[0].nonzero().flatten() - 7

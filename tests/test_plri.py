@@ -1,4 +1,4 @@
-"""COPL PLRI (SPEC 3.4, Eq. 6-10): confidence forms and the P / U split."""
+"""COPL PLRI (docs/method.md sec. 3.4, Eq. 6-10): confidence forms and the P / U split."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from utal_lightning.pseudo.spectral import gaussian_affinity, pairwise_distances
 
 
 def _affinity_reference(w, labels):
-    """Plain double loop of the SPEC's affinity form."""
+    """Plain double loop of the docs/method.md's affinity form."""
     n = len(labels)
     members = {c: [j for j in range(n) if labels[j] == c] for c in set(labels)}
     out = []

@@ -1,4 +1,4 @@
-"""Proposal generation (SPEC 5) against scipy and a slow plain-Python reference."""
+"""Proposal generation (docs/method.md sec. 5) against scipy and a slow plain-Python reference."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_minmax_normalize_range():
     torch.testing.assert_close(out, (x - x.amin(0)) / (x.amax(0) - x.amin(0)))
 
 
-# ------------------------------------------------------------------------------ slow reference (SPEC 5)
+# ------------------------------------------------------------------------------ slow reference (docs/method.md sec. 5)
 
 
 def _check(loc_map, thresholds, class_score, seconds_per_step, score_map=None, **kw):

@@ -7,7 +7,7 @@ from utal_lightning.data.sampling import position_to_seconds, test_positions as 
 
 
 def reference_bins(length: int, t: int) -> list[tuple[int, int]]:
-    """SPEC 1.2 written out: bin i draws from [floor(i*L/T), floor((i+1)*L/T)], the last from [floor(s), L-1]."""
+    """docs/method.md sec. 1.2 written out: bin i draws from [floor(i*L/T), floor((i+1)*L/T)], the last from [floor(s), L-1]."""
     bins = []
     for i in range(t):
         low = math.floor(i * length / t)

@@ -1,4 +1,4 @@
-"""COPL spectral clustering (SPEC 3.2) against scikit-learn's SpectralClustering / spectral_embedding."""
+"""COPL spectral clustering (docs/method.md sec. 3.2) against scikit-learn's SpectralClustering / spectral_embedding."""
 
 import warnings
 

@@ -1,4 +1,4 @@
-"""Sparse kNN spectral clustering (the "clustering at scale" path) against the dense SPEC 3.2 one."""
+"""Sparse kNN spectral clustering (the "clustering at scale" path) against the dense docs/method.md sec. 3.2 one."""
 
 import numpy as np
 import pytest

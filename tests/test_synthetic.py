@@ -1,4 +1,4 @@
-"""The synthetic benchmark generator (SPEC 6): layout, determinism, and the pooling gap.
+"""The synthetic benchmark generator (docs/method.md sec. 6): layout, determinism, and the pooling gap.
 
 Files are read back with numpy/json directly, never through the project's loaders.
 """
@@ -54,7 +54,7 @@ def _all_files(root: Path) -> dict[str, bytes]:
 
 
 def _check_layout(root: Path, cfg: SyntheticConfig) -> dict:
-    """Every structural promise of SPEC 1.1; returns the parsed dataset."""
+    """Every structural promise of docs/method.md sec. 1.1; returns the parsed dataset."""
     anet = cfg.id_style == "anet"
     assert (root / "gt.json").is_file() and (root / "classes.txt").is_file()
     d = _read(root)

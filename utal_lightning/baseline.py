@@ -2,8 +2,8 @@
 
 No training. It runs the evaluation path end to end (store -> clusters -> class mapping -> proposals
 -> NMS -> ActivityNet JSON -> mAP) and gives the number the learned methods must beat:
-- cluster the L2-normalized mean-pooled training videos with seeded k-means (SPEC 3.2, iteration 1);
-- map clusters to classes with the Hungarian protocol on the *training* ground truth (SPEC 3.5);
+- cluster the L2-normalized mean-pooled training videos with seeded k-means (docs/method.md sec. 3.2, iteration 1);
+- map clusters to classes with the Hungarian protocol on the *training* ground truth (docs/method.md sec. 3.5);
 - actionness of a test snippet = its distance from the mean training snippet (background dominates
   untrimmed videos, so far-from-average snippets are more often actions);
 - class scores = softmax over negative distances to the cluster centres, mapped to classes.

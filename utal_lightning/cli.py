@@ -5,9 +5,9 @@ Training commands (LightningCLI, configs in configs/):
   utal test | predict --config ... --ckpt_path CKPT    evaluate / write detections JSON
 
 Tool commands (no Lightning import, so they start fast):
-  utal synth     --preset NAME --out DIR --seed S      write a synthetic benchmark (SPEC 6)
-  utal check     --root DIR                            validate a dataset (SPEC 1.1) and summarize it
-  utal evaluate  --gt GT --pred PRED --subset S --tiou T [T ...]   ActivityNet-protocol mAP (SPEC 5)
+  utal synth     --preset NAME --out DIR --seed S      write a synthetic benchmark (docs/method.md sec. 6)
+  utal check     --root DIR                            validate a dataset (docs/method.md sec. 1.1) and summarize it
+  utal evaluate  --gt GT --pred PRED --subset S --tiou T [T ...]   ActivityNet-protocol mAP (docs/method.md sec. 5)
   utal baseline  --root DIR --out PRED                 a label-free mean-pooling detector (a floor for mAP)
 
 Bad input exits with status 2 and one line ``error: <file or video>: <problem>`` on stderr.
@@ -27,7 +27,7 @@ from utal_lightning.errors import DatasetError
 
 
 def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", required=True, type=Path, help="dataset root in the SPEC 1.1 layout")
+    parser.add_argument("--root", required=True, type=Path, help="dataset root (layout: docs/method.md sec. 1.1)")
     parser.add_argument("--train-split", default="train", help="name of split_<name>.txt and features/<name>/ for training")
     parser.add_argument("--test-split", default="test", help="name of split_<name>.txt and features/<name>/ for testing")
     parser.add_argument("--train-subset", default=None, help='gt.json subset of the training videos (THUMOS "validation", ActivityNet "training")')
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    synth = commands.add_parser("synth", help="write a synthetic benchmark in the SPEC 1.1 layout")
+    synth = commands.add_parser("synth", help="write a synthetic benchmark (layout: docs/method.md sec. 1.1)")
     synth.add_argument("--preset", required=True, help="tiny | small | thumos | anet")
     synth.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     synth.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,7 @@
 
 The training features live in a :class:`FeatureStore` read once per process, on the training
 device when they fit (else in pinned host memory). The training loader carries only video indices,
-targets and the (B, T) uniforms of SPEC 1.2's sampling, drawn on the host from the epoch's seeded
+targets and the (B, T) uniforms of docs/method.md sec. 1.2's sampling, drawn on the host from the epoch's seeded
 generator; after the batch reaches the device, ``on_after_batch_transfer`` maps the uniforms to
 positions and gathers the (B, T, D) features there: one indexing op, no Python loop over videos, no
 host-device synchronisation, and the same samples on every device for a seed. With the store on the
@@ -45,7 +45,7 @@ class _Indices(Dataset):
 
 
 class _TestVideos(Dataset):
-    """Test videos one at a time on SPEC 1.2's test grid (all snippets when L <= T), gathered lazily."""
+    """Test videos one at a time on docs/method.md sec. 1.2's test grid (all snippets when L <= T), gathered lazily."""
 
     def __init__(self, store: FeatureStore, num_segments: int) -> None:
         self.store, self.num_segments = store, num_segments
@@ -64,10 +64,10 @@ class _TestVideos(Dataset):
 
 
 class UTALDataModule(L.LightningDataModule):
-    """Videos of a dataset in the SPEC 1.1 layout, and the outer loop's pseudolabel state.
+    """Videos of a dataset in the docs/method.md sec. 1.1 layout, and the outer loop's pseudolabel state.
 
     Args:
-        root: dataset root (SPEC 1.1 layout).
+        root: dataset root (docs/method.md sec. 1.1 layout).
         num_segments: T, snippets a video is sampled to (THUMOS 750, ActivityNet 50).
         batch_size: videos per training batch.
         num_clusters: K, pseudo-classes (default: the size of the class list).
@@ -284,7 +284,7 @@ class UTALDataModule(L.LightningDataModule):
         return batch
 
     def _gather_train(self, batch: dict[str, Tensor]) -> Tensor:
-        """SPEC 1.2 training positions from the batch's uniforms, gathered from the store: (B, T, D)."""
+        """docs/method.md sec. 1.2 training positions from the batch's uniforms, gathered from the store: (B, T, D)."""
         store = self.train_store
         video_index = batch["video_index"].to(store.device)
         positions = train_positions_from_uniform(store.lengths[video_index], batch["uniform"])
@@ -298,9 +298,9 @@ class UTALDataModule(L.LightningDataModule):
     def pooling_batches(self, videos: Tensor | None = None) -> Iterator[dict[str, Tensor]]:
         """Training videos (default all; a rank's shard under DDP) on their fixed test-style grid, in batches.
 
-        SPEC 1.2's test grid: ``floor(i * L / T)`` for the T positions when L > T, else the video's
+        docs/method.md sec. 1.2's test grid: ``floor(i * L / T)`` for the T positions when L > T, else the video's
         own L snippets, zero-padded to T so batches stack; ``lengths`` (B,) = ``min(L, T)`` says
-        how many positions are real, and the pseudolabel stage uses only those (SPEC 3.1).
+        how many positions are real, and the pseudolabel stage uses only those (docs/method.md sec. 3.1).
         """
         store = self.train_store
         videos = torch.arange(len(store)) if videos is None else videos

@@ -1,4 +1,4 @@
-"""Read and validate the on-disk dataset layout of SPEC 1.1 (CoLA / FEEL style).
+"""Read and validate the on-disk dataset layout of docs/method.md sec. 1.1 (CoLA / FEEL style).
 
 ```
 <root>/gt.json                     {"database": {vid: {"subset", "duration"?, "annotations": [{"segment", "label"}]}}}
@@ -25,10 +25,10 @@ from utal_lightning.errors import DatasetError
 from utal_lightning.utils import read_json
 
 SNIPPET_SECONDS = 16 / 25
-"""One I3D snippet is 16 frames at 25 fps (SPEC 1)."""
+"""One I3D snippet is 16 frames at 25 fps (docs/method.md sec. 1)."""
 
 MODALITIES = ("rgb", "flow")
-"""Feature modalities, in concatenation order: RGB first (SPEC 1)."""
+"""Feature modalities, in concatenation order: RGB first (docs/method.md sec. 1)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class VideoAnnotation:
     labels: tuple[str, ...]
 
     def main_label(self) -> str | None:
-        """The class with the longest total annotated duration (SPEC 5: the class of a multi-label
+        """The class with the longest total annotated duration (docs/method.md sec. 5: the class of a multi-label
         video for clustering metrics). Ties go to the label annotated first."""
         if not self.labels:
             return None
@@ -56,7 +56,7 @@ class VideoAnnotation:
 class DatasetLayout:
     """Where a dataset lives and how its gt.json subsets map to the train/test splits.
 
-    The mapping is configuration (SPEC 1.1): THUMOS'14 trains on the "validation" subset and tests on
+    The mapping is configuration (docs/method.md sec. 1.1): THUMOS'14 trains on the "validation" subset and tests on
     "test"; ActivityNet v1.2 trains on "training" and tests on "validation".
     """
 
@@ -120,7 +120,7 @@ class DatasetIndex:
         return len(self.classes)
 
     def class_targets(self, video_ids: Sequence[str]) -> np.ndarray:
-        """Class index of each video's main label (SPEC 5), -1 where a video has no annotation.
+        """Class index of each video's main label (docs/method.md sec. 5), -1 where a video has no annotation.
 
         For metrics only: nothing that trains may read this for test videos.
         """
@@ -228,7 +228,7 @@ def _read_lines(path: Path, what: str) -> list[str]:
 
 
 def read_classes(layout: DatasetLayout, annotations: dict[str, VideoAnnotation]) -> list[str]:
-    """classes.txt if present, else the sorted labels found in gt.json (SPEC 1.1)."""
+    """classes.txt if present, else the sorted labels found in gt.json (docs/method.md sec. 1.1)."""
     if layout.classes_path.is_file():
         classes = _read_lines(layout.classes_path, "class")
         if not classes:

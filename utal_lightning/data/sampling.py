@@ -1,4 +1,4 @@
-"""Temporal sampling of a video's snippets to a fixed grid of T (SPEC 1.2), batched, on any device."""
+"""Temporal sampling of a video's snippets to a fixed grid of T (docs/method.md sec. 1.2), batched, on any device."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from utal_lightning.data.layout import SNIPPET_SECONDS
 
 
 def train_positions(lengths: Tensor, num_segments: int, generator: torch.Generator | None = None) -> Tensor:
-    """SPEC 1.2, train: exactly T snippet indices per video, one drawn uniformly from each bin.
+    """docs/method.md sec. 1.2, train: exactly T snippet indices per video, one drawn uniformly from each bin.
 
     Draws the (B, T) uniforms with ``generator`` (on its device) and maps them with
     :func:`train_positions_from_uniform`. ``lengths`` is (B,); returns (B, T) int64 on its device.
@@ -21,7 +21,7 @@ def train_positions(lengths: Tensor, num_segments: int, generator: torch.Generat
 
 
 def train_positions_from_uniform(lengths: Tensor, uniform: Tensor) -> Tensor:
-    """SPEC 1.2, train: bin ``i`` of T has edges ``s_i = i*L/T`` and its index is drawn from
+    """docs/method.md sec. 1.2, train: bin ``i`` of T has edges ``s_i = i*L/T`` and its index is drawn from
     ``[floor(s_i), floor(s_{i+1})]`` (both ends included), the last bin from ``[floor(s_{T-1}), L-1]``;
     ``uniform`` (B, T) in [0, 1) picks the index inside each bin. Videos shorter than T repeat snippets.
 
@@ -43,12 +43,12 @@ def train_positions_from_uniform(lengths: Tensor, uniform: Tensor) -> Tensor:
 
 
 def test_positions(length: int, num_segments: int, device: torch.device | str | None = None) -> Tensor:
-    """SPEC 1.2, test: ``floor(i*L/T)`` for i < T when L > T; all L snippets when L <= T."""
+    """docs/method.md sec. 1.2, test: ``floor(i*L/T)`` for i < T when L > T; all L snippets when L <= T."""
     if length <= num_segments:
         return torch.arange(length, device=device, dtype=torch.int64)
     return torch.div(torch.arange(num_segments, device=device, dtype=torch.int64) * length, num_segments, rounding_mode="floor")
 
 
 def position_to_seconds(position: Tensor | float, length: int | Tensor, num_used: int | Tensor) -> Tensor | float:
-    """SPEC 1.2: seconds of grid position ``p`` = ``p * L / T_used * 16/25`` (L = the original length)."""
+    """docs/method.md sec. 1.2: seconds of grid position ``p`` = ``p * L / T_used * 16/25`` (L = the original length)."""
     return position * (length / num_used) * SNIPPET_SECONDS

@@ -104,7 +104,7 @@ def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
 class FeatureStore:
     """All videos of one split in a contiguous ``(sum L, D)`` tensor, with per-video offsets and lengths.
 
-    Keeps every video's original length L, so grid positions convert to seconds (SPEC 1.2).
+    Keeps every video's original length L, so grid positions convert to seconds (docs/method.md sec. 1.2).
     """
 
     def __init__(self, video_ids: Sequence[str], features: Tensor, lengths: Tensor, rgb_dim: int) -> None:
@@ -164,7 +164,7 @@ class FeatureStore:
         return self.features[flat].float()
 
     def test_grid(self, index: int, num_segments: int) -> Tensor:
-        """Deterministic test positions (T_used,) of SPEC 1.2 for one video."""
+        """Deterministic test positions (T_used,) of docs/method.md sec. 1.2 for one video."""
         return test_positions(int(self.lengths[index]), num_segments, device=self.lengths.device)
 
     def seconds_per_position(self, index: int, num_used: int) -> float:

@@ -1,4 +1,4 @@
-"""Synthetic UTAL benchmark generator (SPEC 6), written in the on-disk layout of SPEC 1.1.
+"""Synthetic UTAL benchmark generator (docs/method.md sec. 6), written in the on-disk layout of docs/method.md sec. 1.1.
 
 The generator is a test bed with known answers, not a model of real data. Each video is a sequence
 of snippet features (RGB and flow, each ``feature_dim`` wide) built as::
@@ -656,7 +656,7 @@ def write_synthetic_dataset(
     seed: int,
     overwrite: bool = False,
 ) -> Path:
-    """Write a synthetic dataset (SPEC 1.1 layout) to ``out_dir``; return its path.
+    """Write a synthetic dataset (docs/method.md sec. 1.1 layout) to ``out_dir``; return its path.
 
     Built in a temporary sibling directory and renamed into place at the end, so ``out_dir`` is
     either absent/untouched or complete. Refuses a non-empty ``out_dir`` unless ``overwrite``.

@@ -1,4 +1,4 @@
-"""Clustering metrics and cluster-to-class mappings (SPEC 3.5, SPEC 5 "Clustering metrics").
+"""Clustering metrics and cluster-to-class mappings (docs/method.md sec. 3.5, docs/method.md sec. 5 "Clustering metrics").
 
 Everything here is evaluation: it reads ground truth and must never feed a training decision.
 """
@@ -25,7 +25,7 @@ def contingency_matrix(clusters: Tensor, classes: Tensor, num_clusters: int, num
 
 
 def hungarian_mapping(confusion: Tensor) -> Tensor:
-    """SPEC 3.5 Hungarian: one-to-one cluster -> class weights (K, C) maximizing the matched count.
+    """docs/method.md sec. 3.5 Hungarian: one-to-one cluster -> class weights (K, C) maximizing the matched count.
 
     With more clusters than classes, the clusters left unmatched fall back to their majority class
     (so no cluster's detections are dropped); with K == C (the default) the map is a permutation.
@@ -41,7 +41,7 @@ def hungarian_mapping(confusion: Tensor) -> Tensor:
 
 
 def majority_mapping(confusion: Tensor) -> Tensor:
-    """SPEC 3.5 majority-soft (TCAM/FEEL protocol): weights (K, C) per cluster.
+    """docs/method.md sec. 3.5 majority-soft (TCAM/FEEL protocol): weights (K, C) per cluster.
 
     The most frequent class(es) of a cluster weigh 1.0; any other class with at least half the top
     count weighs 0.5. An empty cluster maps to nothing (all zeros).

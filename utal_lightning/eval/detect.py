@@ -1,4 +1,4 @@
-"""From one video's model output to class-labelled detections (SPEC 5), with the cluster-to-class map.
+"""From one video's model output to class-labelled detections (docs/method.md sec. 5), with the cluster-to-class map.
 
 Proposals come from :mod:`utal_lightning.eval.proposals` (map-threshold proposals scored on the
 thresholded map, optional actionness-threshold proposals scored on the unthresholded map: CoLA's
@@ -117,8 +117,8 @@ def detect_with_mapping(
     """Detections ``[start_s, end_s, score, class]`` (n, 4) of one video.
 
     ``cas`` (T, K) and ``video_scores`` (K,) are over the model's K (pseudo-)classes; ``mapping``
-    (K, C) holds cluster -> class weights (SPEC 3.5: one-hot rows for Hungarian, 1.0 / 0.5 for
-    majority-soft). Kept clusters (score >= ``class_threshold``, else the argmax; SPEC 5) give
+    (K, C) holds cluster -> class weights (docs/method.md sec. 3.5: one-hot rows for Hungarian, 1.0 / 0.5 for
+    majority-soft). Kept clusters (score >= ``class_threshold``, else the argmax; docs/method.md sec. 5) give
     proposals (:func:`~utal_lightning.eval.proposals.detect_video`): ``thresholds`` on the cluster's
     normalized map, scored on its thresholded copy, and, when ``actionness`` (T,) is given with
     non-empty ``actionness_thresholds``, runs of the normalized actionness scored on the cluster's

@@ -1,4 +1,4 @@
-"""ActivityNet-format files: ground truth for evaluation and detection results (SPEC 5)."""
+"""ActivityNet-format files: ground truth for evaluation and detection results (docs/method.md sec. 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Temporal IoU, greedy NMS and Soft-NMS for 1-D segments (SPEC 5). Pure torch, no Lightning.
+"""Temporal IoU, greedy NMS and Soft-NMS for 1-D segments (docs/method.md sec. 5). Pure torch, no Lightning.
 
 Conventions (all functions):
 

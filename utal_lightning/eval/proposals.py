@@ -1,4 +1,4 @@
-"""Proposals from class activation sequences (SPEC 5): normalize, upsample, threshold, score (OIC).
+"""Proposals from class activation sequences (docs/method.md sec. 5): normalize, upsample, threshold, score (OIC).
 
 Pure torch, no Lightning. Every function runs on the input's device. Proposal arithmetic is done in
 float64 and proposals are returned as float64 (seconds of long videos keep their precision, and the
@@ -200,7 +200,7 @@ def proposals_from_scores(
     normalize: bool = True,
     score_map: Tensor | None = None,
 ) -> Tensor:
-    """SPEC 5: proposals of one class of one video. ``loc_map`` (T,) -> (n, 3) float64.
+    """docs/method.md sec. 5: proposals of one class of one video. ``loc_map`` (T,) -> (n, 3) float64.
 
     The map is min-max normalized over time (if ``normalize``), upsampled ``x scale`` with
     :func:`upsample_linear`, and for each threshold every maximal run of upsampled steps with value
@@ -312,7 +312,7 @@ def detect_video(
 
 
 def select_classes(class_scores: Tensor, threshold: float) -> Tensor:
-    """SPEC 5: indices (int64, ascending) of the classes with score ``>= threshold``; if none, the
+    """docs/method.md sec. 5: indices (int64, ascending) of the classes with score ``>= threshold``; if none, the
     argmax alone (first index on ties). Never empty for C >= 1."""
     class_scores = class_scores.reshape(-1)
     if class_scores.numel() == 0:

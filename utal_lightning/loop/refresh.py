@@ -1,4 +1,4 @@
-"""The outer loop (SPEC 2) as a Callback: it decides *when* to relabel; the strategy decides *how*.
+"""The outer loop (docs/method.md sec. 2) as a Callback: it decides *when* to relabel; the strategy decides *how*.
 
 One ``fit`` runs every iteration: the Callback labels the videos at the start of a fresh run and
 again when an iteration's epochs are done, hands labels and P to the DataModule (which rebuilds the

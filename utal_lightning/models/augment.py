@@ -1,4 +1,4 @@
-"""Feature augmentation for IOCNet's student (SPEC 4.2): the temporal feature shift (COPL, after TSM).
+"""Feature augmentation for IOCNet's student (docs/method.md sec. 4.2): the temporal feature shift (COPL, after TSM).
 
 Pure torch, on the input's device; no Lightning.
 """
@@ -12,7 +12,7 @@ __all__ = ["temporal_shift"]
 
 
 def temporal_shift(features: Tensor, num_channels: int = 512, generator: torch.Generator | None = None) -> Tensor:
-    """SPEC 4.2 temporal feature shift of the student's input; returns a new (B, T, D) tensor.
+    """docs/method.md sec. 4.2 temporal feature shift of the student's input; returns a new (B, T, D) tensor.
 
     Once per call (= per batch), ``num_channels`` of the D channels are drawn at random without
     replacement (``torch.randperm(D, generator=generator)[:num_channels]``, drawn on the generator's

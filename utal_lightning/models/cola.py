@@ -1,4 +1,4 @@
-"""CoLA, FEEL's localization model (SPEC 4.1), as a plain ``nn.Module`` (no Lightning).
+"""CoLA, FEEL's localization model (docs/method.md sec. 4.1), as a plain ``nn.Module`` (no Lightning).
 
 ``forward`` returns a :class:`LocalizationOutput`; training additionally needs the snippet mining
 (:meth:`CoLA.mine`) and the losses (:meth:`CoLA.loss`, built on ``losses.cola_loss``), so a thin
@@ -22,7 +22,7 @@ __all__ = ["CoLA"]
 
 
 class CoLA(nn.Module):
-    """CoLA (SPEC 4.1), defaults = CoLA's released THUMOS configuration.
+    """CoLA (docs/method.md sec. 4.1), defaults = CoLA's released THUMOS configuration.
 
     * ``embed = ReLU(Conv1d(D, hidden, embed_kernel, 'same'))``; ``embeddings`` are taken before the
       dropout (as CoLA's code), the classifier sees ``Dropout(dropout)(embed)``.
@@ -132,7 +132,7 @@ class CoLA(nn.Module):
         generator: torch.Generator | None = None,
         drop_mask: Tensor | None = None,
     ) -> MinedSnippets:
-        """The four CoLA snippet sets (SPEC 4.1) from an output or an actionness tensor (B, T).
+        """The four CoLA snippet sets (docs/method.md sec. 4.1) from an output or an actionness tensor (B, T).
 
         The easy sets are drawn from a random ``1 - drop_rate`` subset of snippets: ``drop_mask``
         (True = keep) when given, else a fresh mask from ``generator`` (on the actionness' device)
@@ -156,7 +156,7 @@ class CoLA(nn.Module):
         generator: torch.Generator | None = None,
         drop_mask: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``L = L_cls + lambda_ctr * L_ctr`` (SPEC 4.1) on ``output``; returns ``(total, parts)``."""
+        """``L = L_cls + lambda_ctr * L_ctr`` (docs/method.md sec. 4.1) on ``output``; returns ``(total, parts)``."""
         mined = self.mine(output, generator=generator, drop_mask=drop_mask)
         return _cola_loss_from_mined(
             output, labels, mined, lambda_ctr=lambda_ctr, temperature=temperature, cls_loss=self.cls_loss

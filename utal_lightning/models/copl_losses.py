@@ -1,11 +1,11 @@
-"""COPL / IOCNet training losses (SPEC 4.2, paper Eq. 15-22) as pure functions: tensors in, tensors out.
+"""COPL / IOCNet training losses (docs/method.md sec. 4.2, paper Eq. 15-22) as pure functions: tensors in, tensors out.
 
 One function per equation; :func:`iocnet_loss` assembles ``L = L_sup (set P) + L_un (P and U)``:
 
 * ``L_sup = L_cls + L_asl^R + L_asl^F`` (Eq. 15-17), on the pseudolabeled rows only;
 * ``L_un = L_CI + lambda1 * L_C + lambda2 * L_CO`` (Eq. 18-22), on every row.
 
-Decisions (SPEC 4.2 where it decides, stated here where it does not):
+Decisions (docs/method.md sec. 4.2 where it decides, stated here where it does not):
 
 * Medians (``L_C``): the *lower* median over time (``torch.median``), foreground iff ``A > median``.
   With ``>`` the set equals the one for the average-of-middles (numpy) median, up to float rounding
@@ -57,7 +57,7 @@ def _classification_per_video(video_logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def classification_loss(video_logits: Tensor, labels: Tensor) -> Tensor:
-    """SPEC 4.2 ``L_cls`` (paper Eq. 15): soft-target cross entropy of the video logits (B, K).
+    """docs/method.md sec. 4.2 ``L_cls`` (paper Eq. 15): soft-target cross entropy of the video logits (B, K).
 
     Target = ``labels`` (one-/multi-hot, any dtype) with each row divided by its sum; per video
     ``-sum_k target_k * log softmax(video_logits)_k``, then the mean over the B rows. A row with no
@@ -68,7 +68,7 @@ def classification_loss(video_logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def positives_from_top_l(top_l_index: Tensor, labels: Tensor, T: int) -> Tensor:
-    """SPEC 4.2 ``L_asl`` positive set: (B, T) bool, True where snippet t is in the top-l set (by
+    """docs/method.md sec. 4.2 ``L_asl`` positive set: (B, T) bool, True where snippet t is in the top-l set (by
     ``h_cs``) of any class the video is labelled with.
 
     ``top_l_index`` (B, l, K) as :attr:`IOCNetOutput.top_l_index`; ``labels`` (B, K), a class counts
@@ -98,7 +98,7 @@ def _asl_per_video(agnostic: Tensor, positives: Tensor, q: float) -> Tensor:
 
 
 def asymmetric_actionness_loss(agnostic: Tensor, positives: Tensor, q: float = 0.7) -> Tensor:
-    """SPEC 4.2 ``L_asl`` (paper Eq. 16) on one modality's class-agnostic attention ``A`` (B, T).
+    """docs/method.md sec. 4.2 ``L_asl`` (paper Eq. 16) on one modality's class-agnostic attention ``A`` (B, T).
 
     Per video: mean over the positive snippets of ``(1 - A^q) / q`` plus mean over the negative
     (= all non-positive) snippets of ``(1 - (1 - A)^q) / q``; an empty positive or negative set
@@ -114,7 +114,7 @@ def asymmetric_actionness_loss(agnostic: Tensor, positives: Tensor, q: float = 0
 def consistency_loss(
     a_rgb: Tensor, a_flow: Tensor, a_cs: Tensor, a_ca: Tensor, mu1: float = 5.0, mu2: float = 0.1
 ) -> Tensor:
-    """SPEC 4.2 ``L_CI`` (paper Eq. 18-20): ``mu1 * MSE(A_ca^R, A_ca^F) + mu2 * MSE(A_cs, A_ca)``.
+    """docs/method.md sec. 4.2 ``L_CI`` (paper Eq. 18-20): ``mu1 * MSE(A_ca^R, A_ca^F) + mu2 * MSE(A_cs, A_ca)``.
 
     All (B, T); MSE = mean over all elements. No side is detached (both branches are pulled together).
     """
@@ -122,7 +122,7 @@ def consistency_loss(
 
 
 def co_training_loss(h_student: Tensor, h_teacher: Tensor, a_student: Tensor, a_teacher: Tensor) -> Tensor:
-    """SPEC 4.2 ``L_CO`` (paper Eq. 21): ``MSE(h_cs, h_cs~) + MSE(A_ca, A_ca~)``.
+    """docs/method.md sec. 4.2 ``L_CO`` (paper Eq. 21): ``MSE(h_cs, h_cs~) + MSE(A_ca, A_ca~)``.
 
     ``h_*`` (B, T, K), ``a_*`` = ``A_ca`` (B, T); the teacher's tensors are detached (the teacher is
     an EMA of the student, never trained by gradient).
@@ -139,7 +139,7 @@ def _top_k_in_region(score: Tensor, region: Tensor, k: int) -> tuple[Tensor, Ten
 
 
 def contrastive_sets(a_cs: Tensor, a_ca: Tensor, k_divisor: int = 20) -> dict[str, tuple[Tensor, Tensor]]:
-    """SPEC 4.2 ``L_C`` snippet sets: ``{"CA", "CB", "IA", "IB"} -> (index (B, k), valid (B, k))``.
+    """docs/method.md sec. 4.2 ``L_C`` snippet sets: ``{"CA", "CB", "IA", "IB"} -> (index (B, k), valid (B, k))``.
 
     ``bin = A > lower median over time``; ``s = bin_cs + bin_ca``; ``k = max(1, T // k_divisor)``;
     CA = top-k of ``A_cs`` on s = 2, CB = top-k of ``max_t A_cs - A_cs`` on s = 0, IA = top-k of
@@ -200,7 +200,7 @@ def actionness_contrastive_loss(
     k_divisor: int = 20,
     temperature: float = 0.1,
 ) -> Tensor:
-    """SPEC 4.2 ``L_C`` (AICL's actionness-inconsistency contrastive loss; paper Eq. 22's ``L_C``).
+    """docs/method.md sec. 4.2 ``L_C`` (AICL's actionness-inconsistency contrastive loss; paper Eq. 22's ``L_C``).
 
     Sets from :func:`contrastive_sets` (CA, CB, IA, IB; ``A_cs`` / ``A_ca`` (B, T) are not
     differentiated through). Per embedding space (B, T, E):
@@ -250,7 +250,7 @@ def iocnet_loss(
     contrast_k_divisor: int = 20,
     temperature: float = 0.1,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """SPEC 4.2 ``L = L_sup (P) + L_un (P and U)`` (paper Eq. 17 and 22) for one batch.
+    """docs/method.md sec. 4.2 ``L = L_sup (P) + L_un (P and U)`` (paper Eq. 17 and 22) for one batch.
 
     * ``L_sup = L_cls + L_asl^R + L_asl^F`` on the rows with ``supervised`` (B,) True (set P; labels
       = their pseudolabels), averaged over those rows; positives from the student's top-l sets of

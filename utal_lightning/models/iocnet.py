@@ -1,11 +1,11 @@
-"""IOCNet, COPL's localization model (SPEC 4.2, paper Eq. 11-14), as a plain ``nn.Module``.
+"""IOCNet, COPL's localization model (docs/method.md sec. 4.2, paper Eq. 11-14), as a plain ``nn.Module``.
 
 ``forward`` returns an :class:`IOCNetOutput`, a :class:`LocalizationOutput` subclass, so every
 strategy written against the shared output type keeps working; the extra fields are what the COPL
 losses (``copl_losses``) need. No Lightning here: a thin LightningModule calls
 ``out = student(temporal_shift(x)); teacher_out = teacher(x); iocnet_loss(out, teacher_out, ...)``.
 
-Architecture (SPEC 4.2):
+Architecture (docs/method.md sec. 4.2):
 
 * class-specific branch: ``embed = ReLU(Conv1d(D, hidden, k=3, pad=1))``,
   ``CAS = Conv1d(hidden, K, k=1)(embed)`` (logits), ``A_cs = sigmoid(sum_k CAS)`` (Eq. 11);
@@ -46,7 +46,7 @@ __all__ = ["IOCNet", "IOCNetOutput"]
 
 @dataclass(kw_only=True)
 class IOCNetOutput(LocalizationOutput):
-    """:class:`LocalizationOutput` plus IOCNet's branch outputs (SPEC 4.2).
+    """:class:`LocalizationOutput` plus IOCNet's branch outputs (docs/method.md sec. 4.2).
 
     Inherited: ``cas`` = CAS logits (B, T, K); ``attention`` = ``A_cs`` (B, T); ``video_scores`` =
     softmax of ``video_logits`` (B, K); ``embeddings`` = class-specific (fused) embedding (B, T, H);
@@ -64,7 +64,7 @@ class IOCNetOutput(LocalizationOutput):
 
 
 class IOCNet(nn.Module):
-    """IOCNet (SPEC 4.2); defaults = COPL's THUMOS configuration (``h_beta=1/2, top_l_divisor=2`` for ANet)."""
+    """IOCNet (docs/method.md sec. 4.2); defaults = COPL's THUMOS configuration (``h_beta=1/2, top_l_divisor=2`` for ANet)."""
 
     def __init__(
         self,

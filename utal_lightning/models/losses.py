@@ -1,4 +1,4 @@
-"""CoLA's training losses (SPEC 4.1) as pure functions: tensors in, tensors out, no Lightning.
+"""CoLA's training losses (docs/method.md sec. 4.1) as pure functions: tensors in, tensors out, no Lightning.
 
 ``L = L_cls + lambda * L_ctr`` with ``L_cls`` the BCE between the video softmax and the normalized
 label (CoLA's ``ActionLoss``; FEEL's text states a cross entropy instead: the "ce" variant) and
@@ -30,7 +30,7 @@ __all__ = [
 
 
 def cola_classification_loss(video_scores: Tensor, labels: Tensor) -> Tensor:
-    """SPEC 4.1 ``L_cls``: BCE between the video softmax (B, K) and the label normalized to sum 1.
+    """docs/method.md sec. 4.1 ``L_cls``: BCE between the video softmax (B, K) and the label normalized to sum 1.
 
     ``labels`` is one-hot or multi-hot (B, K); each row is divided by its sum (a multi-label video
     with n classes gets target 1/n on each), then ``mean`` BCE over all B*K entries (``nn.BCELoss``).
@@ -72,7 +72,7 @@ def _masked_mean(x: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor | None
 def info_nce(
     query: Tensor, positive: Tensor, negatives: Tensor, temperature: float = 0.07, row_valid: Tensor | None = None
 ) -> Tensor:
-    """SPEC 4.1 InfoNCE (CoLA's ``SniCoLoss.NCE``) for one direction of ``L_ctr``.
+    """docs/method.md sec. 4.1 InfoNCE (CoLA's ``SniCoLoss.NCE``) for one direction of ``L_ctr``.
 
     query, positive (B, E); negatives (B, N, E). Each is L2-normalized along E; logits
     ``[q.k, q.n_1, ..., q.n_N] / temperature``; cross entropy with the positive as target, averaged
@@ -102,7 +102,7 @@ def snippet_contrastive_loss(
     hard_act_valid: Tensor | None = None,
     hard_bkg_valid: Tensor | None = None,
 ) -> Tensor:
-    """SPEC 4.1 ``L_ctr`` (CoLA's SniCoLoss): two InfoNCE terms, summed.
+    """docs/method.md sec. 4.1 ``L_ctr`` (CoLA's SniCoLoss): two InfoNCE terms, summed.
 
     * query = mean hard-action embedding, positive = mean easy-action embedding, negatives = each
       easy-background embedding;
@@ -130,7 +130,7 @@ def cola_loss(
     temperature: float = 0.07,
     cls_loss: str = "bce",
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """SPEC 4.1 ``L = L_cls + lambda * L_ctr`` for one batch; ``mined`` from ``mine_snippets``;
+    """docs/method.md sec. 4.1 ``L = L_cls + lambda * L_ctr`` for one batch; ``mined`` from ``mine_snippets``;
     ``cls_loss`` picks ``L_cls`` from :data:`CLASSIFICATION_LOSSES` ("bce" CoLA's, "ce" FEEL's text).
 
     Returns ``(total, parts)`` with ``parts`` = detached ``{"cls", "ctr", "total"}`` for logging.

@@ -1,4 +1,4 @@
-"""CoLA snippet mining (SPEC 4.1): easy/hard action and background snippets, on device.
+"""CoLA snippet mining (docs/method.md sec. 4.1): easy/hard action and background snippets, on device.
 
 Pure torch: tensors in, tensors out, on whatever device the input lives; no host-device sync, no
 numpy/scipy. The 1-D binary morphology reproduces ``scipy.ndimage.binary_erosion`` /
@@ -42,7 +42,7 @@ __all__ = [
 
 
 def num_selected(T: int, r: int) -> int:
-    """``max(1, T // r)`` (SPEC 4.1: every ``T // r`` never selects nothing), capped at T."""
+    """``max(1, T // r)`` (docs/method.md sec. 4.1: every ``T // r`` never selects nothing), capped at T."""
     return max(1, min(T, T // r))
 
 
@@ -84,7 +84,7 @@ def binary_dilation_1d(mask: Tensor, size: int) -> Tensor:
 
 
 class MinedSnippets(NamedTuple):
-    """Indices (B, k) int64 into the time axis of the four CoLA snippet sets (SPEC 4.1)."""
+    """Indices (B, k) int64 into the time axis of the four CoLA snippet sets (docs/method.md sec. 4.1)."""
 
     easy_act: Tensor  # (B, k_easy)
     easy_bkg: Tensor  # (B, k_easy)
@@ -123,7 +123,7 @@ def _topk_keep_first(scores: Tensor, keep: Tensor | None, k: int) -> Tensor:
 def hard_bands(
     actionness: Tensor, m: int, M: int, threshold: float | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Inner and outer bands (B, T) bool of CoLA's hard mining (SPEC 4.1).
+    """Inner and outer bands (B, T) bool of CoLA's hard mining (docs/method.md sec. 4.1).
 
     ``bin = actionness > t`` with ``t`` the lower median over time (or ``threshold`` when given);
     inner = ``erode(bin, m) & ~erode(bin, M)``, outer = ``dilate(bin, M) & ~dilate(bin, m)``
@@ -149,7 +149,7 @@ def mine_snippets(
     drop_mask: Tensor | None = None,
     threshold: float | None = None,
 ) -> MinedSnippets:
-    """CoLA's easy and hard snippet mining (SPEC 4.1) from ``actionness`` (B, T).
+    """CoLA's easy and hard snippet mining (docs/method.md sec. 4.1) from ``actionness`` (B, T).
 
     * easy action: top ``max(1, T // r_easy)`` by actionness; easy background: top by
       ``max_t(actionness) - actionness``; both restricted to ``drop_mask`` (True = keep; None = no

@@ -1,4 +1,4 @@
-"""Thin LightningModules: training steps per model, one shared inference / test path (SPEC 5)."""
+"""Thin LightningModules: training steps per model, one shared inference / test path (docs/method.md sec. 5)."""
 
 from __future__ import annotations
 
@@ -36,12 +36,12 @@ def test_metrics(result: DetectionMAP, prefix: str = "test") -> dict[str, float]
 
 class LocalizationModule(L.LightningModule):
     """What every localization model shares: Adam, the eval-mode forward used by the pseudolabel
-    stage, and detection + mAP on the test split (SPEC 5).
+    stage, and detection + mAP on the test split (docs/method.md sec. 5).
 
     Args:
         class_threshold: keep classes with video score >= this (0.2 THUMOS, 0.1 ActivityNet), else the argmax.
         proposal_thresholds: thresholds on the normalized localization map; each run is scored on
-            the thresholded copy of that map (SPEC 5).
+            the thresholded copy of that map (docs/method.md sec. 5).
         actionness_thresholds: thresholds on the normalized class-agnostic actionness (CoLA's second
             proposal source, ``arange(0.1, 0.925, 0.025)`` in its code; empty = off); each run is
             scored on the unthresholded localization map of every kept class.
@@ -130,7 +130,7 @@ class LocalizationModule(L.LightningModule):
 
     # ------------------------------------------------------------------ inference
     def cluster_to_class(self, datamodule: Any) -> Tensor:
-        """(K, C) evaluation map from the training pseudolabels and the *training* ground truth (SPEC 3.5)."""
+        """(K, C) evaluation map from the training pseudolabels and the *training* ground truth (docs/method.md sec. 3.5)."""
         targets = torch.as_tensor(datamodule.index.class_targets(datamodule.index.train_ids))
         labels = datamodule.labels
         known = (targets >= 0) & (labels >= 0)
@@ -138,7 +138,7 @@ class LocalizationModule(L.LightningModule):
         return hungarian_mapping(confusion) if self.class_mapping == "hungarian" else majority_mapping(confusion)
 
     def localization_map(self, output: LocalizationOutput) -> Tensor:
-        """(B, T, K) map whose thresholded runs are proposals (SPEC 5): CoLA's CAS."""
+        """(B, T, K) map whose thresholded runs are proposals (docs/method.md sec. 5): CoLA's CAS."""
         return output.cas
 
     def proposal_actionness(self, output: LocalizationOutput) -> Tensor:
@@ -203,7 +203,7 @@ class LocalizationModule(L.LightningModule):
 
 
 class CoLAModule(LocalizationModule):
-    """CoLA (SPEC 4.1) trained on pseudolabels: ``L = L_cls + lambda * L_ctr``.
+    """CoLA (docs/method.md sec. 4.1) trained on pseudolabels: ``L = L_cls + lambda * L_ctr``.
 
     Args:
         num_classes: K (linked from the data's ``num_clusters``).
@@ -280,7 +280,7 @@ class CoLAModule(LocalizationModule):
 
 
 def ema_with_warmup(decay: float):
-    """SPEC 4.2 teacher update: ``decay_n = min(d, (1 + n) / (10 + n))`` at update n (mean-teacher
+    """docs/method.md sec. 4.2 teacher update: ``decay_n = min(d, (1 + n) / (10 + n))`` at update n (mean-teacher
     warm-up), as an ``AveragedModel`` ``avg_fn``."""
 
     def average(teacher: Tensor, student: Tensor, num_averaged: Tensor) -> Tensor:
@@ -291,7 +291,7 @@ def ema_with_warmup(decay: float):
 
 
 def ema_warmup_decay(num_averaged: Tensor, decay: float) -> Tensor:
-    """SPEC 4.2's teacher decay at update n: ``min(d, (1 + n) / (10 + n))``."""
+    """docs/method.md sec. 4.2's teacher decay at update n: ``min(d, (1 + n) / (10 + n))``."""
     return torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay)
 
 
@@ -326,7 +326,7 @@ class EMATeacher(AveragedModel):
 
 
 class IOCNetModule(LocalizationModule):
-    """IOCNet (SPEC 4.2) as a student with an EMA teacher, trained on P (``L_sup``) and on P and U (``L_un``).
+    """IOCNet (docs/method.md sec. 4.2) as a student with an EMA teacher, trained on P (``L_sup``) and on P and U (``L_un``).
 
     The student sees temporally shifted features, the teacher the originals; the teacher
     (``torch.optim.swa_utils.AveragedModel``, no gradients, updated after every optimizer step, saved
@@ -392,7 +392,7 @@ class IOCNetModule(LocalizationModule):
         return self.model(features)
 
     def localization_map(self, output: LocalizationOutput) -> Tensor:
-        """COPL localizes with the action selection function h_cs (SPEC 5); class scores still come from the CAS."""
+        """COPL localizes with the action selection function h_cs (docs/method.md sec. 5); class scores still come from the CAS."""
         return output.h_cs
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor
 class LocalizationOutput:
     """What a localization model says about a batch of videos sampled to T snippets.
 
-    ``attention`` is the class-specific actionness in [0, 1] (``sigmoid(sum_k CAS)``, SPEC 3.1);
+    ``attention`` is the class-specific actionness in [0, 1] (``sigmoid(sum_k CAS)``, docs/method.md sec. 3.1);
     ``agnostic_attention`` the class-agnostic one (IOCNet's ``A_ca``), or None for models without
     that branch (CoLA): a strategy that needs it falls back to ``attention``.
     """

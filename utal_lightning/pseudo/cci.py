@@ -1,6 +1,6 @@
-"""CCI: clustering confidence improvement (SPEC 3.3, FEEL Eq. 2-9), exact and batched over centres.
+"""CCI: clustering confidence improvement (docs/method.md sec. 3.3, FEEL Eq. 2-9), exact and batched over centres.
 
-SPEC 3.3 defines, for every centre ``c`` separately, k-reciprocal re-ranking on the point set
+docs/method.md sec. 3.3 defines, for every centre ``c`` separately, k-reciprocal re-ranking on the point set
 ``{c} + videos`` (N + 1 points). Done literally that is K passes over an (N+1) x (N+1) matrix. This
 module computes the same numbers without forming such a matrix (memory O(N k1^2) shared, O(N M)
 while step 1 runs, plus O(N k1) per centre of a batch):
@@ -457,7 +457,7 @@ def cci_refine(
     chunk_size: int | None = None,
     centre_batch: int | None = None,
 ) -> CCIResult:
-    """SPEC 3.3 CCI of N videos ``features`` (N, D) against K ``centres`` (K, D).
+    """docs/method.md sec. 3.3 CCI of N videos ``features`` (N, D) against K ``centres`` (K, D).
 
     ``chunk_size``: video rows per chunk of the video-video distance pass (default: about 8M
     elements per chunk); ``centre_batch``: centres processed together (default: about 2^25

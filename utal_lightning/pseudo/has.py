@@ -1,6 +1,6 @@
-"""COPL HAS: high-actionness snippet selection, cross-epoch voting and pooling (SPEC 3.1, COPL Eq. 1-5).
+"""COPL HAS: high-actionness snippet selection, cross-epoch voting and pooling (docs/method.md sec. 3.1, COPL Eq. 1-5).
 
-Pure torch, no Lightning. The intended use (SPEC 3.1): once per epoch, a no-grad teacher pass over each
+Pure torch, no Lightning. The intended use (docs/method.md sec. 3.1): once per epoch, a no-grad teacher pass over each
 video's deterministic test-style grid gives ``A_cs = sigmoid(sum_k CAS)`` and ``A_ca = (A_R + A_F) / 2``;
 :func:`has_attention` turns them into that epoch's HAS attention, :func:`vote` accumulates the epochs
 of the iteration, and :func:`has_pool` makes the global video feature for spectral clustering.
@@ -115,7 +115,7 @@ def has_attention(
 def vote(previous: Tensor | None, current: Tensor, alpha: float) -> Tensor:
     """COPL Eq. 4, the cross-epoch voting: returns ``alpha * previous + current``.
 
-    Eq. 4 writes ``a_HAS = sum_k alpha^k a_HAS_k`` over the epochs; read (SPEC 3.1) with the exponent
+    Eq. 4 writes ``a_HAS = sum_k alpha^k a_HAS_k`` over the epochs; read (docs/method.md sec. 3.1) with the exponent
     counted back from the newest epoch, ``a_HAS = sum_{e=1..E} alpha^(E-e) a_HAS_e``, so the newest
     epoch has weight 1 and older ones decay geometrically (alpha in (0, 1): 0.9 THUMOS, 0.5 ANet).
     Accumulated recursively, ``v_e = alpha * v_{e-1} + a_HAS_e``, ``v_1 = a_HAS_1`` (``previous=None``).

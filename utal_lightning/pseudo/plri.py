@@ -1,8 +1,8 @@
-"""COPL PLRI: pseudolabel confidence and the P / U split (SPEC 3.4, COPL Eq. 6-10). Pure torch.
+"""COPL PLRI: pseudolabel confidence and the P / U split (docs/method.md sec. 3.4, COPL Eq. 6-10). Pure torch.
 
 Two forms of the confidence ``s_i``:
 
-* ``form="affinity"`` (**the default**, SPEC 3.4 as COPL Eq. 6-8 write it, on the spectral affinity W):
+* ``form="affinity"`` (**the default**, docs/method.md sec. 3.4 as COPL Eq. 6-8 write it, on the spectral affinity W):
   ``a_i = sum_{j in Y_I, j != i} w_ij / |Y_I|`` (note: divided by the cluster size, self included,
   as Eq. 6 writes it), ``b_i = max_{J != I, |Y_J| > 0} mean_{j in Y_J} w_ij`` (the nearest cluster is
   the one of *highest* mean affinity; the paper's "distance"/"min" wording sums affinities, and
@@ -99,7 +99,7 @@ def _confidence_from_sums(cluster_sums, labels: Tensor, out_dtype: torch.dtype, 
 def plri_split(confidence: Tensor, labels: Tensor, delta: float = 0.0) -> Tensor:
     """COPL Eq. 9-10: the pseudolabeled set ``P = {s_i >= delta}`` as an (N,) bool mask (U = ``~P``).
 
-    Never-empty guard (SPEC 3.4): a cluster with members none of which reaches delta keeps its best
+    Never-empty guard (docs/method.md sec. 3.4): a cluster with members none of which reaches delta keeps its best
     member (highest s; ties -> lowest index). NaN confidences count as -inf.
     """
     if confidence.shape != labels.shape or confidence.dim() != 1:

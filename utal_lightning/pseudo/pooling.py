@@ -1,4 +1,4 @@
-"""Global video features from snippet features and a model's attention (SPEC 3.1)."""
+"""Global video features from snippet features and a model's attention (docs/method.md sec. 3.1)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def valid_mask(shape: torch.Size | tuple[int, int], lengths: Tensor | None, devi
 
 
 def attention_pool(features: Tensor, attention: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
-    """FEEL Eq. 1 (SPEC 3.1): ``F_n = L2Norm(sum_t s_t x_t)``.
+    """FEEL Eq. 1 (docs/method.md sec. 3.1): ``F_n = L2Norm(sum_t s_t x_t)``.
 
     ``features`` (B, T, D); ``attention`` (B, T) is the previous model's class-agnostic attention,
     or None for iteration 1, where ``s = 1/L`` (mean pooling). ``lengths`` (B,) optional valid lengths

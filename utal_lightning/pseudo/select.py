@@ -1,4 +1,4 @@
-"""Which pseudolabeled videos to train on (SPEC 3.4), and for how many epochs."""
+"""Which pseudolabeled videos to train on (docs/method.md sec. 3.4), and for how many epochs."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def iis_beta(iteration: int, max_iterations: int, schedule: str = "variable", mu
 
 
 def iis_select(labels: Tensor, rank: Tensor, beta: Rational) -> Tensor:
-    """FEEL Eq. 10 (SPEC 3.4): in every non-empty cluster keep its ``max(1, floor(beta * n_k))``
+    """FEEL Eq. 10 (docs/method.md sec. 3.4): in every non-empty cluster keep its ``max(1, floor(beta * n_k))``
     top-ranked members. ``rank`` (N,) is each video's 0-based rank inside its cluster; ``beta`` is
     exact (a ``Fraction`` from :func:`iis_beta`, or an int), so the floor is taken in integers
     (7/10 of 90 is 63). Returns (N,) bool."""

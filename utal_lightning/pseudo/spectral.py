@@ -1,4 +1,4 @@
-"""COPL spectral clustering of global video features (SPEC 3.2), dense torch so it runs on a GPU.
+"""COPL spectral clustering of global video features (docs/method.md sec. 3.2), dense torch so it runs on a GPU.
 
 Follows scikit-learn's ``SpectralClustering(affinity="precomputed", assign_labels="kmeans")`` (1.x),
 i.e. ``sklearn.manifold.spectral_embedding(W, norm_laplacian=True, drop_first=False)`` + k-means:
@@ -47,7 +47,7 @@ own cluster, like :func:`kmeans`); duplicate points and K = 1 are fine.
   Both solvers give the same embedding up to rounding (tested: eigenvalues to 1e-10, same spanned
   subspace, identical partitions on separated data), the degenerate-eigenspace caveats aside.
 
-**Sparse path at scale** (``affinity="knn"``, not SPEC 3.2's fully connected graph; the dense one
+**Sparse path at scale** (``affinity="knn"``, not docs/method.md sec. 3.2's fully connected graph; the dense one
 stays the default and is unchanged): :func:`knn_affinity` builds a symmetric k-nearest-neighbour
 Gaussian graph as a ``scipy.sparse.csr_matrix`` in O(N k) memory (exact neighbours, searched in row
 chunks; sigma = the mean kNN distance, since the dense sigma needs all N^2 pairs) and
@@ -273,7 +273,7 @@ def knn_affinity(x: Tensor, n_neighbors: int = 10, chunk_size: int = 4096) -> sp
       may swap neighbours closer than float32 rounding); the chosen pairs' distances are then
       recomputed exactly in float64 as ``|x_i - x_j|``.
     * **Weights**: ``w_ij = exp(-d_ij^2 / (2 sigma^2))`` with ``sigma`` = the mean of those N*k
-      neighbour distances (SPEC 3.2's dense sigma = mean over all N^2 pairs would need every pair;
+      neighbour distances (docs/method.md sec. 3.2's dense sigma = mean over all N^2 pairs would need every pair;
       the local scale is the usual choice for kNN graphs). sigma = 0 (duplicates) -> weights 1.
     * **Symmetrized** ``W = max(W_knn, W_knn^T)`` (an edge if either end lists the other; the weight is
       symmetric in d, so the max is just the union), **no self loops** (zero diagonal, not stored).
@@ -385,7 +385,7 @@ def spectral_clustering(
     """COPL spectral clustering of ``x`` (N, D): Gaussian affinity, normalized-Laplacian embedding with
     ``n_components = min(K, N)``, seeded k-means (``n_init`` restarts) on the embedding.
 
-    ``affinity="dense"`` (default, SPEC 3.2): the fully connected graph; returns ``labels`` (N,) int64
+    ``affinity="dense"`` (default, docs/method.md sec. 3.2): the fully connected graph; returns ``labels`` (N,) int64
     in [0, min(K, N)) on ``x``'s device and the affinity ``W`` (N, N), float64 on ``x``'s device (PLRI
     uses it). ``affinity="knn"``: :func:`knn_affinity` with ``n_neighbors`` (searched in ``x``'s dtype)
     + :func:`spectral_embedding_sparse`; returns ``labels`` as above and ``W`` as a

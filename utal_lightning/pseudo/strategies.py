@@ -1,4 +1,4 @@
-"""Pseudolabel strategies: *how* one outer iteration pools, clusters, refines and selects (SPEC 2).
+"""Pseudolabel strategies: *how* one outer iteration pools, clusters, refines and selects (docs/method.md sec. 2).
 
 A strategy is one object chosen in the config; the refresh Callback only decides *when* it runs
 and the DataModule only holds its result. Every strategy works with every model, because models
@@ -49,7 +49,7 @@ class PseudoLabelStrategy:
     ) -> Tensor:
         """Global features (B, D) of a batch of videos on their fixed grid; ``output`` is None at
         iteration 1 (no model yet). ``lengths`` (B,): real positions of a zero-padded batch (videos
-        shorter than T are pooled on their own snippets only, SPEC 3.1)."""
+        shorter than T are pooled on their own snippets only, docs/method.md sec. 3.1)."""
         raise NotImplementedError
 
     def assign(
@@ -84,7 +84,7 @@ class PseudoLabelStrategy:
 
 
 class FEELStrategy(PseudoLabelStrategy):
-    """FEEL (SPEC 3.1-3.4): attention pooling (Eq. 1), seeded k-means, CCI re-ranking and
+    """FEEL (docs/method.md sec. 3.1-3.4): attention pooling (Eq. 1), seeded k-means, CCI re-ranking and
     re-assignment (Eq. 2-9), IIS self-paced selection (Eq. 10-12).
 
     With ``use_cci=False`` videos are ranked by Euclidean distance to their k-means centre; with
@@ -125,10 +125,10 @@ class FEELStrategy(PseudoLabelStrategy):
 
 
 class COPLStrategy(PseudoLabelStrategy):
-    """COPL (SPEC 3.1, 3.2, 3.4): HAS pooling with cross-epoch voting, spectral clustering, PLRI.
+    """COPL (docs/method.md sec. 3.1, 3.2, 3.4): HAS pooling with cross-epoch voting, spectral clustering, PLRI.
 
     Votes come from the inference model's (IOCNet: the EMA teacher's) no-grad pass over every
-    training video on its fixed grid after each epoch of an iteration (SPEC 3.1: a fixed grid is
+    training video on its fixed grid after each epoch of an iteration (docs/method.md sec. 3.1: a fixed grid is
     needed to add attention across epochs; random training crops would not line up). Iteration 1
     pools by the mean. Models without a class-agnostic branch (CoLA) use their class-specific
     attention for both HAS branches.
@@ -140,9 +140,9 @@ class COPLStrategy(PseudoLabelStrategy):
         has_filter: keep only snippets above the median in both branches (ablation: off).
         has_voting: accumulate across epochs (ablation: off = the last epoch only).
         plri_delta: P = {confidence >= delta}.
-        plri_form: "affinity" (SPEC 3.4's reading of Eq. 6-10) or "distance" (classic silhouette).
+        plri_form: "affinity" (docs/method.md sec. 3.4's reading of Eq. 6-10) or "distance" (classic silhouette).
         spectral_n_init: k-means restarts on the spectral embedding.
-        spectral_affinity: "dense" (SPEC 3.2's fully connected Gaussian graph, the default) or "knn"
+        spectral_affinity: "dense" (docs/method.md sec. 3.2's fully connected Gaussian graph, the default) or "knn"
             (a sparse k-nearest-neighbour graph with a sparse eigensolver, for large N).
         spectral_neighbors: k of the "knn" graph.
         spectral_eigen_solver: eigensolver of the dense graph's embedding: "auto" (default: the dense
