@@ -386,13 +386,29 @@ def test_detect_video_matches_reference(seed, t, one_thread):
     actionness = _map_of(rng, MAP_KINDS[(seed + 3) % 5], t, ACTIONNESS_THRESHOLDS)
     class_scores = rng.uniform(size=5)
     keep = [int(c) for c in rng.permutation(5)[: int(rng.integers(1, 4))]]
-    for kw in ({}, dict(scale=5, min_length=3, normalize=False)):
+    for kw in ({}, dict(scale=5, min_length=3, normalize=False), dict(thresholded_scoring=False)):
         want = reference_detect_video(maps, class_scores, keep, CAS_THRESHOLDS, 0.64, actionness=actionness,
                                       actionness_thresholds=ACTIONNESS_THRESHOLDS, **kw)
         got = detect_video(torch.from_numpy(maps), torch.from_numpy(class_scores), keep, CAS_THRESHOLDS, 0.64,
                            actionness=torch.from_numpy(actionness), actionness_thresholds=ACTIONNESS_THRESHOLDS, **kw)
         assert got.shape == want.shape
         np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unthresholded_scoring_of_map_runs_matches_reference(seed, one_thread):
+    # COPL's h_cs runs (thresholds 0:0.1:0.9) scored on h_cs itself, as AICL's released inference does.
+    rng = np.random.default_rng(700 + seed)
+    maps = np.stack([_map_of(rng, MAP_KINDS[(seed + i) % 5], 120, COPL_THRESHOLDS) for i in range(3)], axis=1)
+    scores = rng.uniform(size=3)
+    want = reference_detect_video(maps, scores, [0, 2], COPL_THRESHOLDS, 0.64, thresholded_scoring=False)
+    got = detect_video(torch.from_numpy(maps), torch.from_numpy(scores), [0, 2], COPL_THRESHOLDS, 0.64,
+                       thresholded_scoring=False)
+    assert got.shape == want.shape and got.shape[0] > 0
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-9)
+    thresholded = detect_video(torch.from_numpy(maps), torch.from_numpy(scores), [0, 2], COPL_THRESHOLDS, 0.64)
+    np.testing.assert_array_equal(thresholded[:, :2].numpy(), got[:, :2].numpy())  # the same runs,
+    assert not torch.allclose(thresholded[:, 2], got[:, 2])  # scored on another map
 
 
 def test_detect_video_actionness_off_is_identical():

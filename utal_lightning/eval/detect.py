@@ -113,6 +113,7 @@ def detect_with_mapping(
     scale: int = 24,
     actionness: Tensor | None = None,
     actionness_thresholds: Sequence[float] = (),
+    thresholded_scoring: bool = True,
 ) -> Tensor:
     """Detections ``[start_s, end_s, score, class]`` (n, 4) of one video.
 
@@ -120,7 +121,7 @@ def detect_with_mapping(
     (K, C) holds cluster -> class weights (docs/method.md sec. 3.5: one-hot rows for Hungarian, 1.0 / 0.5 for
     majority-soft). Kept clusters (score >= ``class_threshold``, else the argmax; docs/method.md sec. 5) give
     proposals (:func:`~utal_lightning.eval.proposals.detect_video`): ``thresholds`` on the cluster's
-    normalized map, scored on its thresholded copy, and, when ``actionness`` (T,) is given with
+    normalized map, scored on its thresholded copy (or the map itself without ``thresholded_scoring``), and, when ``actionness`` (T,) is given with
     non-empty ``actionness_thresholds``, runs of the normalized actionness scored on the cluster's
     unthresholded map (CoLA's two sources). Each proposal is emitted once per class its cluster maps
     to, with score x weight; then NMS per class (:func:`~utal_lightning.eval.nms.nms`'s result,
@@ -135,6 +136,7 @@ def detect_with_mapping(
         seconds_per_step,
         actionness=actionness,
         actionness_thresholds=actionness_thresholds,
+        thresholded_scoring=thresholded_scoring,
         scale=scale,
     )
     if rows.shape[0] == 0:

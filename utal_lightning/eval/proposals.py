@@ -170,12 +170,21 @@ def _oic_rows(
 
 
 def _map_threshold_rows(
-    up: Tensor, thr: Tensor, min_length: int, outer_ratio: float, class_term: float, step_seconds: float
+    up: Tensor,
+    thr: Tensor,
+    min_length: int,
+    outer_ratio: float,
+    class_term: float,
+    step_seconds: float,
+    thresholded_scoring: bool = True,
 ) -> Tensor:
-    """Rule 1: runs of ``up`` (Tup,) above ``thr``, scored on the thresholded copies of ``up``."""
+    """Rule 1: runs of ``up`` (Tup,) above ``thr``, scored on the thresholded copies of ``up`` (or on
+    ``up`` itself without ``thresholded_scoring``)."""
     k, start, stop = _runs(up, thr, min_length)
     if start.numel() == 0:
         return torch.zeros((0, 3), dtype=torch.float64, device=up.device)
+    if not thresholded_scoring:
+        return _oic_rows(_padded_cumsum(up), k, start, stop, outer_ratio, class_term, step_seconds)
     # One thresholded copy per threshold that has runs: values < thr set to 0; run i scored on row k[i].
     used, k = torch.unique(k, return_inverse=True)
     t = thr[used][:, None]
@@ -256,13 +265,15 @@ def detect_video(
     seconds_per_step: float,
     actionness: Tensor | None = None,
     actionness_thresholds: Sequence[float] | Tensor = (),
+    thresholded_scoring: bool = True,
     **kw,
 ) -> Tensor:
     """Proposals of the kept classes of one video: ``loc_maps`` (T, C) -> (n, 4) float64.
 
     Rows ``[start_seconds, end_seconds, score, class_index]``, class by class in ``keep_classes``
     order; ``class_scores[c]`` is the class score of class ``c``. Per class: its map-threshold
-    proposals (``thresholds`` on its own map, scored on the thresholded copy), then, when
+    proposals (``thresholds`` on its own map, scored on the thresholded copy; on the unthresholded
+    map without ``thresholded_scoring``, as AICL's released inference scores ``h_cs`` runs), then, when
     ``actionness`` (T,) is given and ``actionness_thresholds`` is non-empty, its actionness-threshold
     proposals (runs of the normalized actionness, scored on the class's unthresholded map); see the
     module docstring. The same rows as :func:`proposals_from_scores` class by class (without, then
@@ -302,7 +313,7 @@ def detect_video(
         if loc_maps.shape[0] == 0 or thr.numel() == 0:
             props = torch.zeros((0, 3), dtype=torch.float64, device=device)
         else:
-            props = _map_threshold_rows(up, thr, min_length, outer_ratio, class_term, step_seconds)
+            props = _map_threshold_rows(up, thr, min_length, outer_ratio, class_term, step_seconds, thresholded_scoring)
         if with_actionness:
             extra = _oic_rows(_padded_cumsum(up), a_k, a_start, a_stop, outer_ratio, class_term, step_seconds)
             props = torch.cat([props, extra], dim=0)

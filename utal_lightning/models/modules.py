@@ -40,8 +40,11 @@ class LocalizationModule(L.LightningModule):
 
     Args:
         class_threshold: keep classes with video score >= this (0.2 THUMOS, 0.1 ActivityNet), else the argmax.
-        proposal_thresholds: thresholds on the normalized localization map; each run is scored on
-            the thresholded copy of that map (docs/method.md sec. 5).
+        proposal_thresholds: thresholds on the normalized localization map (docs/method.md sec. 5).
+        proposal_scoring: the map a run of ``proposal_thresholds`` is OIC-scored on: "thresholded"
+            (its copy with values below the threshold set to 0: CoLA's released code, for CAS
+            thresholds) or "unthresholded" (the map itself: AICL's released code, which COPL
+            follows, for ``h_cs`` thresholds).
         actionness_thresholds: thresholds on the normalized class-agnostic actionness (CoLA's second
             proposal source, ``arange(0.1, 0.925, 0.025)`` in its code; empty = off); each run is
             scored on the unthresholded localization map of every kept class.
@@ -60,6 +63,7 @@ class LocalizationModule(L.LightningModule):
         self,
         class_threshold: float = 0.2,
         proposal_thresholds: Sequence[float] = COLA_THUMOS_THRESHOLDS,
+        proposal_scoring: Literal["thresholded", "unthresholded"] = "thresholded",
         actionness_thresholds: Sequence[float] = (),
         nms_iou: float = 0.6,
         upsample_scale: int = 24,
@@ -76,6 +80,9 @@ class LocalizationModule(L.LightningModule):
         self.class_threshold = class_threshold
         self.proposal_thresholds = tuple(proposal_thresholds)
         self.actionness_thresholds = tuple(actionness_thresholds)
+        if proposal_scoring not in ("thresholded", "unthresholded"):
+            raise ValueError(f"proposal_scoring must be 'thresholded' or 'unthresholded', got {proposal_scoring!r}")
+        self.proposal_scoring = proposal_scoring
         self.nms_iou = nms_iou
         self.upsample_scale = upsample_scale
         self.class_mapping = class_mapping
@@ -161,6 +168,7 @@ class LocalizationModule(L.LightningModule):
             scale=self.upsample_scale,
             actionness=actionness,
             actionness_thresholds=self.actionness_thresholds,
+            thresholded_scoring=self.proposal_scoring == "thresholded",
         )
         return rows.numpy()
 
