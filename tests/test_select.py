@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from utal_lightning.pseudo.cluster import kmeans
-from utal_lightning.pseudo.pooling import attention_pool
+from utal_lightning.pseudo.pooling import attention_pool, minmax_over_time
 from utal_lightning.pseudo.select import iis_beta, iis_select, iteration_epochs
 
 
@@ -115,3 +115,28 @@ def test_kmeans_edge_cases_do_not_crash():
     a, _ = kmeans(data, 3, seed=7)
     b, _ = kmeans(data, 3, seed=7)
     assert torch.equal(a, b) and len(set(a.tolist())) == 3
+
+
+def test_minmax_over_time_uses_real_positions_only():
+    x = torch.tensor([[1.0, 3.0, 2.0, 99.0], [5.0, 5.0, 5.0, 5.0], [0.0, -2.0, 4.0, 1.0]])
+    out = minmax_over_time(x, lengths=torch.tensor([3, 4, 4]))
+    torch.testing.assert_close(out, torch.tensor([[0.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0], [2 / 6, 0.0, 1.0, 3 / 6]]))
+
+
+def test_feel_pools_with_minmax_actionness_by_default():
+    # CoLA's actionness sum_k CAS is >> 1 on every snippet: sigmoid(.) is ~1 everywhere (Eq. 1 as
+    # written pools like the mean); rescaled to [0, 1] per video, the background snippet gets weight 0.
+    from utal_lightning.models.outputs import LocalizationOutput
+    from utal_lightning.pseudo.strategies import FEELStrategy
+
+    features = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
+    cas = torch.tensor([[[10.0, 2.0], [3.0, 3.0], [20.0, 1.0]]])  # actionness 12, 6, 21
+    output = LocalizationOutput(cas=cas, attention=torch.sigmoid(cas.sum(2)), video_scores=torch.ones(1, 2) / 2,
+                                embeddings=features)
+    weights = torch.tensor([[6 / 15, 0.0, 1.0]])
+    expected = torch.nn.functional.normalize(torch.einsum("bt,btd->bd", weights, features), dim=1)
+    torch.testing.assert_close(FEELStrategy().video_features(output, features, torch.tensor([0])), expected)
+    as_written = FEELStrategy(attention="sigmoid").video_features(output, features, torch.tensor([0]))
+    torch.testing.assert_close(as_written, attention_pool(features, torch.sigmoid(cas.sum(2))))
+    with pytest.raises(ValueError, match="attention"):
+        FEELStrategy(attention="softmax")

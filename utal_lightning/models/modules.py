@@ -148,15 +148,10 @@ class LocalizationModule(L.LightningModule):
         """(B, T, K) map whose thresholded runs are proposals (docs/method.md sec. 5): CoLA's CAS."""
         return output.cas
 
-    def proposal_actionness(self, output: LocalizationOutput) -> Tensor:
-        """(B, T) class-agnostic actionness for actionness-threshold proposals: the model's
-        class-agnostic branch where it has one (IOCNet's ``A_ca``), else ``sum_k CAS`` (CoLA's actionness)."""
-        return output.agnostic_attention if output.agnostic_attention is not None else output.cas.sum(dim=2)
-
     def detect(self, batch: dict[str, Any], mapping: Tensor, model: nn.Module | None = None) -> np.ndarray:
         """Detections ``[start_s, end_s, score, class]`` of one test video."""
         output = self.localize(batch["features"], model)
-        actionness = self.proposal_actionness(output)[0].float().cpu() if self.actionness_thresholds else None
+        actionness = output.actionness()[0].float().cpu() if self.actionness_thresholds else None
         rows = detect_with_mapping(
             self.localization_map(output)[0].float().cpu(),
             output.video_scores[0].float().cpu(),

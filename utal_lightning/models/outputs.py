@@ -21,3 +21,8 @@ class LocalizationOutput:
     video_scores: Tensor  # (B, K) video-level class probabilities (softmax)
     embeddings: Tensor  # (B, T, E) snippet embeddings
     agnostic_attention: Tensor | None = None  # (B, T) class-agnostic actionness in [0, 1]
+
+    def actionness(self) -> Tensor:
+        """(B, T) class-agnostic actionness: the class-agnostic branch where the model has one
+        (IOCNet's ``A_ca``), else ``sum_k CAS`` (CoLA's actionness, unbounded: its CAS is non-negative)."""
+        return self.agnostic_attention if self.agnostic_attention is not None else self.cas.sum(dim=2)

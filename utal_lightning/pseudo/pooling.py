@@ -31,3 +31,15 @@ def attention_pool(features: Tensor, attention: Tensor | None = None, lengths: T
         weights = attention.to(features.dtype) * valid
     pooled = torch.einsum("bt,btd->bd", weights, features)
     return torch.nn.functional.normalize(pooled, dim=1)
+
+
+def minmax_over_time(x: Tensor, lengths: Tensor | None = None, eps: float = 1e-12) -> Tensor:
+    """(B, T) rescaled to [0, 1] per video over its real positions (``lengths``): ``(x - min) / (max - min)``;
+    0 at padded positions and on a constant video."""
+    valid = valid_mask(x.shape, lengths, x.device)
+    inf = torch.tensor(float("inf"), dtype=x.dtype, device=x.device)
+    low = torch.where(valid, x, inf).amin(dim=1, keepdim=True)
+    high = torch.where(valid, x, -inf).amax(dim=1, keepdim=True)
+    span = high - low
+    out = (x - low) / torch.where(span > eps, span, torch.ones_like(span))
+    return torch.where(valid & (span > eps), out, torch.zeros_like(out)).clamp(0.0, 1.0)

@@ -8,6 +8,7 @@ return one output type (:class:`~utal_lightning.models.outputs.LocalizationOutpu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -17,7 +18,7 @@ from utal_lightning.pseudo.cci import cci_refine, rank_within_clusters
 from utal_lightning.pseudo.cluster import kmeans
 from utal_lightning.pseudo.has import has_attention, has_pool, vote
 from utal_lightning.pseudo.plri import plri_confidence, plri_split
-from utal_lightning.pseudo.pooling import attention_pool
+from utal_lightning.pseudo.pooling import attention_pool, minmax_over_time
 from utal_lightning.pseudo.select import iis_beta, iis_select
 from utal_lightning.pseudo.spectral import pairwise_distances, spectral_clustering, validate_eigen_solver
 
@@ -89,10 +90,19 @@ class FEELStrategy(PseudoLabelStrategy):
 
     With ``use_cci=False`` videos are ranked by Euclidean distance to their k-means centre; with
     ``iis_schedule="none"`` every video is selected. Both off is the CoLA-UTAL baseline.
+
+    Args:
+        attention: the pooling weights ``s_t`` of Eq. 1 from the previous model's class-agnostic
+            actionness ``a`` (CoLA: ``sum_k CAS``; IOCNet: ``A_ca``): "minmax" (default) rescales ``a``
+            to [0, 1] over each video, "sigmoid" is Eq. 1 as written, ``sigmoid(sum_k CAS)`` (IOCNet:
+            ``A_ca``). CoLA's CAS is non-negative and its sum over K classes is far above 1 on
+            background snippets too, so the sigmoid is ~1 everywhere and Eq. 1 as written pools like
+            the mean (docs/method.md sec. 3.1).
     """
 
     def __init__(
         self,
+        attention: Literal["minmax", "sigmoid"] = "minmax",
         use_cci: bool = True,
         cci_k1: int = 20,
         cci_k2: int = 6,
@@ -102,6 +112,9 @@ class FEELStrategy(PseudoLabelStrategy):
         kmeans_n_init: int = 10,
     ) -> None:
         iis_beta(1, 1, iis_schedule, iis_mu)  # validate the schedule name now, not mid-run
+        if attention not in ("minmax", "sigmoid"):
+            raise ValueError(f"attention must be minmax or sigmoid, got {attention!r}")
+        self.attention = attention
         self.use_cci = use_cci
         self.cci_k1, self.cci_k2, self.cci_gamma = cci_k1, cci_k2, cci_gamma
         self.iis_schedule, self.iis_mu = iis_schedule, iis_mu
@@ -110,8 +123,11 @@ class FEELStrategy(PseudoLabelStrategy):
     def video_features(self, output, features, video_index, lengths=None) -> Tensor:
         if output is None:
             return attention_pool(features, lengths=lengths)
-        attention = output.agnostic_attention if output.agnostic_attention is not None else output.attention
-        return attention_pool(features, attention, lengths)
+        if self.attention == "minmax":
+            weights = minmax_over_time(output.actionness(), lengths)
+        else:
+            weights = output.agnostic_attention if output.agnostic_attention is not None else output.attention
+        return attention_pool(features, weights, lengths)
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, centres = kmeans(video_features, num_clusters, seed=seed, n_init=self.kmeans_n_init)
