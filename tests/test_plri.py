@@ -9,8 +9,8 @@ from utal_lightning.pseudo.plri import plri_confidence, plri_split
 from utal_lightning.pseudo.spectral import gaussian_affinity, pairwise_distances
 
 
-def _affinity_reference(w, labels):
-    """Plain double loop of the docs/method.md's affinity form."""
+def _affinity_reference(w, labels, cohesion="others"):
+    """Plain double loop of the docs/method.md's affinity form (a_i over the other members, or / |Y_I|)."""
     n = len(labels)
     members = {c: [j for j in range(n) if labels[j] == c] for c in set(labels)}
     out = []
@@ -19,7 +19,7 @@ def _affinity_reference(w, labels):
         if len(own) == 1 or len(members) == 1:
             out.append(0.0)
             continue
-        a = sum(w[i][j] for j in own if j != i) / len(own)
+        a = sum(w[i][j] for j in own if j != i) / (len(own) - 1 if cohesion == "others" else len(own))
         b = max(sum(w[i][j] for j in m) / len(m) for c, m in members.items() if c != labels[i])
         out.append((a - b) / max(a, b) if max(a, b) > 0 else 0.0)
     return out
@@ -43,6 +43,11 @@ def test_affinity_form_matches_double_loop(seed):
     np.testing.assert_allclose(s.numpy(), ref, atol=1e-12)
     assert s[0] == 0 and (s.abs() <= 1).all()
     assert (s != 0).sum() > 30  # the reference is not trivially zero
+    literal = plri_confidence(w, labels, cohesion="size")  # Eq. 6 as printed: / |Y_I|
+    np.testing.assert_allclose(literal.numpy(), _affinity_reference(w.tolist(), labels.tolist(), "size"), atol=1e-12)
+    assert (literal <= s + 1e-12).all() and (literal < s).any()  # the literal divisor only lowers a_i
+    with pytest.raises(ValueError, match="cohesion"):
+        plri_confidence(w, labels, cohesion="n")
 
 
 @pytest.mark.parametrize("seed", [0, 3])

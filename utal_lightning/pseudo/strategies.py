@@ -157,6 +157,9 @@ class COPLStrategy(PseudoLabelStrategy):
         has_voting: accumulate across epochs (ablation: off = the last epoch only).
         plri_delta: P = {confidence >= delta}.
         plri_form: "affinity" (docs/method.md sec. 3.4's reading of Eq. 6-10) or "distance" (classic silhouette).
+        plri_cohesion: the affinity form's cohesion ``a_i``: "others" (mean affinity to the other
+            members of the cluster) or "size" (their sum divided by the cluster size, Eq. 6 as
+            printed: biased low, it leaves most videos below delta = 0; see ``pseudo.plri``).
         spectral_n_init: k-means restarts on the spectral embedding.
         spectral_affinity: "dense" (docs/method.md sec. 3.2's fully connected Gaussian graph, the default) or "knn"
             (a sparse k-nearest-neighbour graph with a sparse eigensolver, for large N).
@@ -179,6 +182,7 @@ class COPLStrategy(PseudoLabelStrategy):
         has_voting: bool = True,
         plri_delta: float = 0.0,
         plri_form: str = "affinity",
+        plri_cohesion: Literal["others", "size"] = "others",
         spectral_n_init: int = 10,
         spectral_affinity: str = "dense",
         spectral_neighbors: int = 10,
@@ -193,7 +197,9 @@ class COPLStrategy(PseudoLabelStrategy):
         validate_eigen_solver(spectral_eigen_solver, spectral_affinity)
         self.has_gamma, self.has_alpha = has_gamma, has_alpha
         self.has_branch, self.has_filter, self.has_voting = has_branch, has_filter, has_voting
-        self.plri_delta, self.plri_form = plri_delta, plri_form
+        if plri_cohesion not in ("others", "size"):
+            raise ValueError(f"plri_cohesion must be others or size, got {plri_cohesion!r}")
+        self.plri_delta, self.plri_form, self.plri_cohesion = plri_delta, plri_form, plri_cohesion
         self.spectral_n_init = spectral_n_init
         self.spectral_affinity, self.spectral_neighbors = spectral_affinity, spectral_neighbors
         self.spectral_eigen_solver = spectral_eigen_solver
@@ -229,7 +235,9 @@ class COPLStrategy(PseudoLabelStrategy):
         )
         distances = pairwise_distances(video_features) if self.plri_form == "distance" else None
         # The sparse (knn) affinity lives on the host: bring its confidences to the labels' device.
-        confidence = plri_confidence(affinity, labels, form=self.plri_form, distances=distances).to(labels.device)
+        confidence = plri_confidence(
+            affinity, labels, form=self.plri_form, distances=distances, cohesion=self.plri_cohesion
+        ).to(labels.device)
         selected = plri_split(confidence, labels, self.plri_delta)
         rank = rank_within_clusters(-confidence[:, None].expand(-1, int(labels.max()) + 1).double(), labels)
         return PseudoLabels(labels=labels, selected=selected, rank=rank)
