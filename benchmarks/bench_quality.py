@@ -3,7 +3,7 @@
 Run from the repository root:
     .venv/bin/python benchmarks/bench_quality.py [--presets thumos-lite anet-lite] [--seeds 0 1 2]
         [--methods baseline cola-weak iocnet-weak feel copl] [--data-dir data/bench] [--runs-dir runs/bench]
-        [--out runs/bench/quality.json] [--dry-run]
+        [--out runs/bench/quality.json] [--keep] [--dry-run]
 
 Per preset and seed: ``utal synth --preset P --seed S`` (written once into --data-dir/P-sS and reused),
 then every method on it, each as its own ``utal fit`` process with the shipped config of the dataset
@@ -22,7 +22,9 @@ mAP@0.5 and the average mAP of the last iteration, and checks the targets:
   each weakly supervised model beats its unsupervised use (cola-weak > feel, iocnet-weak > copl);
   FEEL's and COPL's last-iteration NMI beats their first by >= 0.05.
 
-Every number comes from this run; per-seed numbers go to --out (JSON). Test labels are used only
+Every number comes from this run, except with --keep, which reuses the rows an earlier run left in --out
+(same preset, seed and method: to continue an interrupted run or add seeds); per-seed numbers go to
+--out (JSON), written after each method. Test labels are used only
 to score, never by a method. About 25 minutes per seed for both presets on 2 CPU cores.
 """
 
@@ -178,15 +180,21 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "bench")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--out", type=Path, default=None, help="per-seed results as JSON (default: RUNS_DIR/quality.json)")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse the rows already in --out (same preset, seed, method) instead of running them again")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args()
     out = args.out or args.runs_dir / "quality.json"
-    results: dict = {}
+    results: dict = json.loads(out.read_text()) if args.keep and out.is_file() else {}
     started = time.perf_counter()
     for preset in args.presets:
         for seed in args.seeds:
             data = dataset_dir(args, preset, seed)
             for method in args.methods:
+                kept = results.get(preset, {}).get(method, {}).get(str(seed))
+                if kept is not None:
+                    print(f"{preset} seed {seed}: {method} (kept from {out})\n  {json.dumps(kept)}", flush=True)
+                    continue
                 print(f"{preset} seed {seed}: {method}", flush=True)
                 run_dir = args.runs_dir / preset / f"s{seed}" / method
                 t0 = time.perf_counter()
