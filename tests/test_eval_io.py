@@ -54,5 +54,8 @@ def test_ground_truth_by_subset(tmp_path):
     assert table.videos == ["video_test_1", "video_test_2"] and table.labels == ["Walk", "Swim"]
     np.testing.assert_allclose(table.segments, [[1.0, 5.0], [0.0, 1.9]])
     assert len(read_ground_truth(root / "gt.json")) == 6
-    with pytest.raises(DatasetError, match='no video has subset "Test"'):
-        read_ground_truth(root / "gt.json", "Test")
+    # subset names compare case-insensitively (ActionFormer's file says "Test"), and a list accepts any
+    assert read_ground_truth(root / "gt.json", "Test").videos == table.videos
+    assert len(read_ground_truth(root / "gt.json", ["VALIDATION", "test"])) == 6
+    with pytest.raises(DatasetError, match='no video has subset "testing" or "val"'):
+        read_ground_truth(root / "gt.json", ["testing", "val"])

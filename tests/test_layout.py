@@ -163,3 +163,41 @@ def test_console_script_reports_without_traceback(dataset):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert "video_test_1" in proc.stderr
+
+
+def _shipped_subsets(config: str) -> tuple[list[str] | str, list[str] | str]:
+    """The train/test subset names a shipped config accepts (read from the YAML, not restated here)."""
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / config).read_text())["data"]["init_args"]
+    return data["train_subset"], data["test_subset"]
+
+
+@pytest.mark.parametrize(
+    "config, train_name, test_name",
+    [
+        ("thumos_copl.yaml", "train", "test"),  # CoLA's THUMOS'14 gt.json
+        ("thumos_feel.yaml", "validation", "test"),  # the official THUMOS'14 file
+        ("thumos_copl.yaml", "Validation", "Test"),  # ActionFormer's capitalised names
+        ("anet_feel.yaml", "training", "validation"),
+        ("anet_copl.yaml", "train", "val"),
+    ],
+)
+def test_shipped_configs_accept_the_subset_names_real_files_use(tmp_path, config, train_name, test_name):
+    train_subset, test_subset = _shipped_subsets(config)
+    for write_splits in (True, False):  # cross-checked against split files, or the only source of ids
+        root = write_dataset(tmp_path / f"{write_splits}", subsets={"train": train_name, "test": test_name},
+                             write_splits=write_splits)
+        index = read_dataset(DatasetLayout(root, train_subset=train_subset, test_subset=test_subset))
+        assert index.test_ids == ["video_test_1", "video_test_2"]
+        expected_train = ["video_validation_1", "video_validation_2"] + (["video_validation_3"] if write_splits else [])
+        assert index.train_ids == expected_train
+
+
+def test_a_subset_no_split_accepts_is_named_in_one_line(tmp_path, capsys):
+    root = write_dataset(tmp_path / "d", subsets={"train": "train", "test": "test"}, write_splits=False)
+    with pytest.raises(SystemExit):
+        main(["check", "--root", str(root), "--train-subset", "training", "validation", "--test-subset", "test"])
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert '"training", "validation"' in err and 'subsets present: "test", "train"' in err

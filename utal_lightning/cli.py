@@ -30,8 +30,10 @@ def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, type=Path, help="dataset root (layout: docs/method.md sec. 1.1)")
     parser.add_argument("--train-split", default="train", help="name of split_<name>.txt and features/<name>/ for training")
     parser.add_argument("--test-split", default="test", help="name of split_<name>.txt and features/<name>/ for testing")
-    parser.add_argument("--train-subset", default=None, help='gt.json subset of the training videos (THUMOS "validation", ActivityNet "training")')
-    parser.add_argument("--test-subset", default=None, help='gt.json subset of the test videos (THUMOS "test", ActivityNet "validation")')
+    parser.add_argument("--train-subset", nargs="+", default=None, metavar="NAME",
+                        help='gt.json subsets of the training videos, case-insensitive (THUMOS "validation train", ActivityNet "training")')
+    parser.add_argument("--test-subset", nargs="+", default=None, metavar="NAME",
+                        help='gt.json subsets of the test videos, case-insensitive (THUMOS "test", ActivityNet "validation val")')
     parser.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help='drop annotations with this label (e.g. THUMOS "Ambiguous"); repeatable')
 
 
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="mAP of ActivityNet-format detections (ActivityNet protocol)")
     evaluate.add_argument("--gt", required=True, type=Path, help="gt.json")
     evaluate.add_argument("--pred", required=True, type=Path, help='detections JSON {"results": {vid: [...]}}')
-    evaluate.add_argument("--subset", default=None, help="evaluate the gt.json videos of this subset (default: all)")
+    evaluate.add_argument("--subset", nargs="+", default=None, metavar="NAME",
+                          help="evaluate the gt.json videos of these subsets, case-insensitive (default: all)")
     evaluate.add_argument("--tiou", type=float, nargs="+", help="tIoU thresholds")
     evaluate.add_argument("--preset", choices=["thumos", "anet"], help="thresholds 0.1:0.1:0.7 (thumos) or 0.5:0.05:0.95 (anet)")
     evaluate.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help="drop ground truth with this label")

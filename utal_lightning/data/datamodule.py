@@ -72,8 +72,10 @@ class UTALDataModule(L.LightningDataModule):
         batch_size: videos per training batch.
         num_clusters: K, pseudo-classes (default: the size of the class list).
         train_split / test_split: names of ``split_<name>.txt`` and ``features/<name>/``.
-        train_subset / test_subset: gt.json subset names of the splits (THUMOS validation/test,
-            ActivityNet training/validation); used when split files are absent, else cross-checked.
+        train_subset / test_subset: the gt.json subset names each split accepts, one or a list, compared
+            case-insensitively (THUMOS [validation, train] / test: CoLA's gt.json says "train";
+            ActivityNet [training, train] / [validation, val]); used when split files are absent, else
+            cross-checked.
         ignored_labels: annotation labels to drop (e.g. THUMOS "Ambiguous").
         pool_batch_size: videos per batch of the pseudolabel stage's no-grad pass.
         seed: seeds the training samplers (with the iteration and epoch).
@@ -94,8 +96,8 @@ class UTALDataModule(L.LightningDataModule):
         num_clusters: int | None = None,
         train_split: str = "train",
         test_split: str = "test",
-        train_subset: str | None = None,
-        test_subset: str | None = None,
+        train_subset: str | list[str] | None = None,
+        test_subset: str | list[str] | None = None,
         ignored_labels: Sequence[str] = (),
         pool_batch_size: int = 64,
         num_workers: int = 0,

@@ -52,23 +52,46 @@ class VideoAnnotation:
         return max(totals, key=lambda label: totals[label])  # max keeps the first of equal keys
 
 
+SubsetNames = str | Sequence[str] | None
+"""The gt.json ``subset`` values a split accepts: one name, several, or None (no check)."""
+
+
+def subset_names(names: SubsetNames) -> tuple[str, ...] | None:
+    """``names`` as a tuple (one name or several), None for None; empty names are an error."""
+    if names is None:
+        return None
+    names = (names,) if isinstance(names, str) else tuple(names)
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"subset names must be non-empty strings, got {names!r}")
+    return names
+
+
+def subset_matches(subset: str | None, names: tuple[str, ...]) -> bool:
+    """Whether a gt.json ``subset`` value is one of ``names``, compared case-insensitively (real files
+    disagree: CoLA's THUMOS'14 says "train", the official one "validation", ActionFormer's "Validation")."""
+    return subset is not None and subset.casefold() in {n.casefold() for n in names}
+
+
 @dataclass(frozen=True)
 class DatasetLayout:
     """Where a dataset lives and how its gt.json subsets map to the train/test splits.
 
-    The mapping is configuration (docs/method.md sec. 1.1): THUMOS'14 trains on the "validation" subset and tests on
-    "test"; ActivityNet v1.2 trains on "training" and tests on "validation".
+    The mapping is configuration (docs/method.md sec. 1.1): THUMOS'14 trains on the 200 "validation" videos
+    (CoLA's gt.json calls them "train") and tests on "test"; ActivityNet v1.2 trains on "training" and
+    tests on "validation". Each split accepts a list of subset names, compared case-insensitively.
     """
 
     root: Path
     train_split: str = "train"  # names split_<name>.txt and features/<name>/
     test_split: str = "test"
-    train_subset: str | None = None  # gt.json subset of training videos; ids come from it if the split file is absent
-    test_subset: str | None = None  # gt.json subset of test videos; also the subset evaluated by mAP
+    train_subset: SubsetNames = None  # gt.json subsets of training videos; ids come from them if the split file is absent
+    test_subset: SubsetNames = None  # gt.json subsets of test videos; also the subsets evaluated by mAP
     ignored_labels: tuple[str, ...] = ()  # annotation labels dropped on read (e.g. THUMOS "Ambiguous")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "train_subset", subset_names(self.train_subset))
+        object.__setattr__(self, "test_subset", subset_names(self.test_subset))
         object.__setattr__(self, "ignored_labels", tuple(self.ignored_labels))
 
     @property
@@ -82,7 +105,7 @@ class DatasetLayout:
     def split_path(self, split: str) -> Path:
         return self.root / f"split_{split}.txt"
 
-    def subset_of(self, split: str) -> str | None:
+    def subset_of(self, split: str) -> tuple[str, ...] | None:
         return {self.train_split: self.train_subset, self.test_split: self.test_subset}.get(split)
 
     def feature_path(self, split: str, modality: str, video_id: str) -> Path:
@@ -237,22 +260,32 @@ def read_classes(layout: DatasetLayout, annotations: dict[str, VideoAnnotation])
     return sorted({label for annotation in annotations.values() for label in annotation.labels})
 
 
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
 def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, VideoAnnotation]) -> list[str]:
-    """Video ids of a split: split_<split>.txt, else the gt.json entries of the split's subset."""
+    """Video ids of a split: split_<split>.txt, else the gt.json entries whose subset the split accepts."""
     path = layout.split_path(split)
-    subset = layout.subset_of(split)
+    names = layout.subset_of(split)
     if path.is_file():
         ids = _read_lines(path, "video")
-        if subset is not None:
+        if names is not None:
             for vid in ids:
                 annotation = annotations.get(vid)
-                if annotation is not None and annotation.subset != subset:
+                if annotation is not None and not subset_matches(annotation.subset, names):
                     raise DatasetError(
-                        f'{path}: video "{vid}" has subset "{annotation.subset}" in gt.json, '
-                        f'but the {split} split is configured as subset "{subset}"'
+                        f'{path}: video "{vid}" has subset "{annotation.subset}" in gt.json, but the {split} split '
+                        f"accepts only {_quoted(names)} (set data.{split}_subset to a list that includes it)"
                     )
-    elif subset is not None:
-        ids = [vid for vid, annotation in annotations.items() if annotation.subset == subset]
+    elif names is not None:
+        ids = [vid for vid, annotation in annotations.items() if subset_matches(annotation.subset, names)]
+        if not ids:
+            present = sorted({str(a.subset) for a in annotations.values()})
+            raise DatasetError(
+                f"{layout.gt_path}: no video has a subset the {split} split accepts ({_quoted(names)}); "
+                f"subsets present: {_quoted(present)}"
+            )
     else:
         raise DatasetError(f"{path}: file not found (and no gt.json subset is configured for the {split} split)")
     if not ids:

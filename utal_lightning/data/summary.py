@@ -41,7 +41,7 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
         segments = np.asarray([len(a.labels) for a in annotated], dtype=np.float64)
         label_counts = Counter(label for a in annotated for label in set(a.labels))
         summary["splits"][split] = {  # type: ignore[index]
-            "subset": layout.subset_of(split),
+            "subset": None if layout.subset_of(split) is None else list(layout.subset_of(split)),
             "videos": len(ids),
             "annotated_videos": len(annotated),
             "feature_dim": {"rgb": scan.rgb_dim, "flow": scan.flow_dim},
@@ -61,7 +61,7 @@ def format_summary(summary: dict[str, object]) -> str:
     lines = [f"dataset {summary['root']}: OK", f"classes: {summary['num_classes']} ({shown})"]
     for split, s in summary["splits"].items():  # type: ignore[union-attr]
         length, segs = s["snippets_per_video"], s["segments_per_video"]
-        subset = f" (gt.json subset {s['subset']!r})" if s["subset"] else ""
+        subset = f" (gt.json subset {' or '.join(map(repr, s['subset']))})" if s["subset"] else ""
         lines += [
             f"{split}{subset}: {s['videos']} videos, {s['annotated_videos']} annotated, "
             f"features rgb {s['feature_dim']['rgb']} + flow {s['feature_dim']['flow']}",

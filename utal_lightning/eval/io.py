@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utal_lightning.data.layout import VideoAnnotation, read_annotations
+from utal_lightning.data.layout import SubsetNames, VideoAnnotation, read_annotations, subset_matches, subset_names
 from utal_lightning.errors import DatasetError
 from utal_lightning.utils import atomic_write_json, read_json
 
@@ -46,13 +46,16 @@ def ground_truth_table(annotations: Mapping[str, VideoAnnotation], video_ids: It
     return _table(rows)
 
 
-def read_ground_truth(gt_path: str | Path, subset: str | None = None, ignored_labels: Iterable[str] = ()) -> SegmentTable:
-    """Segments of the gt.json videos whose ``subset`` is ``subset`` (all videos when None)."""
+def read_ground_truth(gt_path: str | Path, subset: SubsetNames = None, ignored_labels: Iterable[str] = ()) -> SegmentTable:
+    """Segments of the gt.json videos whose ``subset`` is one of ``subset`` (case-insensitive; all videos
+    when None)."""
     annotations = read_annotations(gt_path, ignored_labels)
-    ids = [vid for vid, a in annotations.items() if subset is None or a.subset == subset]
+    names = subset_names(subset)
+    ids = [vid for vid, a in annotations.items() if names is None or subset_matches(a.subset, names)]
     if not ids:
         subsets = sorted({str(a.subset) for a in annotations.values()})
-        raise DatasetError(f'{gt_path}: no video has subset "{subset}" (subsets present: {", ".join(subsets)})')
+        wanted = " or ".join(f'"{n}"' for n in names or ())
+        raise DatasetError(f'{gt_path}: no video has subset {wanted} (subsets present: {", ".join(subsets)})')
     return ground_truth_table(annotations, ids)
 
 
