@@ -7,7 +7,8 @@ Run from the repository root:
 
 Per preset and seed: ``utal synth --preset P --seed S`` (written once into --data-dir/P-sS and reused),
 then every method on it, each as its own ``utal fit`` process with the shipped config of the dataset
-plus the CPU-sized fragment of configs/lite/ (widths and epoch budget only) and the seed:
+plus the CPU-sized fragment of configs/lite/ (widths and epoch budget; for anet-lite also the learning
+rate, scaled to the widths) and the seed:
 
   baseline     ``utal baseline`` (mean-pooling k-means + feature-deviation actionness, no training)
   cola-weak    CoLA trained on the ground-truth video labels   <ds>_feel.yaml + ablations/weak.yaml

@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from utal_lightning.models import cola as cola_module
 from utal_lightning.models import losses as losses_module
-from utal_lightning.models.cola import CoLA
+from utal_lightning.models.cola import CoLA, glorot_uniform_
 from utal_lightning.models.losses import (
     cola_classification_loss,
     cola_cross_entropy_loss,
@@ -355,3 +356,27 @@ def test_production_modules_import_no_lightning():
         imports = [ln for ln in inspect.getsource(mod).splitlines() if ln.startswith(("import ", "from "))]
         assert not any("lightning" in ln.replace("utal_lightning", "") for ln in imports)
         assert not any("numpy" in ln or "scipy" in ln for ln in imports)
+
+
+def test_glorot_init_equals_xavier_without_groups():
+    conv = nn.Conv1d(12, 7, kernel_size=3, bias=False)
+    expected = torch.empty_like(conv.weight)
+    torch.manual_seed(3)
+    nn.init.xavier_uniform_(expected)
+    torch.manual_seed(3)
+    glorot_uniform_(conv)
+    assert torch.equal(conv.weight, expected)
+
+
+def test_activitynet_depthwise_conv_starts_at_glorot_scale_of_one_group():
+    # Glorot's fans of a depthwise conv (one input and one output channel per group, k taps) are
+    # k and k: bound sqrt(6 / 14) at k = 7. nn.init.xavier_uniform_ counts every output channel in
+    # fan_out (K * k), which left the ActivityNet CoLA at chance on 100 classes.
+    torch.manual_seed(0)
+    model = CoLA(num_classes=100, feature_dim=16, hidden_dim=32, embed_kernel=9, cls_kernel=9, cls_depthwise_kernel=7)
+    depthwise = model.classifier[1]
+    assert depthwise.groups == 100 and depthwise.weight.shape == (100, 1, 7)
+    bound = (6 / (7 + 7)) ** 0.5
+    w = depthwise.weight
+    assert w.abs().max() <= bound and w.abs().max() > 0.95 * bound
+    assert abs(w.std().item() - bound / 3**0.5) < 0.05 * bound  # uniform on [-b, b]: std b / sqrt(3)
