@@ -10,16 +10,25 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(file)`` on a temporary file in ``path``'s folder, then rename it to ``path``.
 
-    A reader sees the old file or the whole new one, never a half-written one.
+    A reader sees the old file or the whole new one, never a half-written one. The file gets the
+    mode ``open()`` would give it (0666 less the umask: 0644 usually), not mkstemp's private 0600,
+    so the group can read a run's outputs on a shared cluster.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_current_umask())
             write(f)
             f.flush()
             os.fsync(f.fileno())
