@@ -75,3 +75,45 @@ def test_evaluate_without_thresholds_or_with_unknown_subset_fails_clearly(tmp_pa
     with pytest.raises(SystemExit):
         main(base + ["--subset", "testing", "--preset", "thumos"])
     assert 'no video has subset "testing"' in capsys.readouterr().err
+
+
+def _with_detection(tmp_path, detection) -> None:
+    """The valid files of _write, with one detection of video_0 replaced."""
+    results = json.loads((tmp_path / "pred.json").read_text())
+    results["results"]["video_0"] = [detection]
+    (tmp_path / "pred.json").write_text(json.dumps(results))
+
+
+BAD_EVALUATE_INPUTS = {
+    "reversed segment": (lambda p: _with_detection(p, {"segment": [5.0, 2.0], "label": "Walk", "score": 0.5}), [], ["video_0", "detection 0", "ends before it starts"]),
+    "segment as a string": (lambda p: _with_detection(p, {"segment": "12", "label": "Walk", "score": 0.5}), [], ["video_0", "'12' is not a [start, end] pair"]),
+    "three numbers": (lambda p: _with_detection(p, {"segment": [1, 2, 3], "label": "Walk", "score": 0.5}), [], ["video_0", "not a [start, end] pair"]),
+    "non-numeric score": (lambda p: _with_detection(p, {"segment": [1, 2], "label": "Walk", "score": "high"}), [], ["video_0", "score 'high' is not a finite number"]),
+    "NaN score": (lambda p: _with_detection(p, {"segment": [1, 2], "label": "Walk", "score": float("nan")}), [], ["video_0", "not a finite number"]),
+    "missing label": (lambda p: _with_detection(p, {"segment": [1, 2], "score": 0.3}), [], ["video_0", '"label"']),
+    "tIoU above 1": (lambda p: None, ["--tiou", "0.5", "1.5"], ["--tiou 1.5", "(0, 1]"]),
+    "tIoU zero": (lambda p: None, ["--tiou", "0"], ["--tiou 0", "(0, 1]"]),
+    "subset without ground truth": (
+        lambda p: (p / "gt.json").write_text(json.dumps({"database": {
+            **json.loads((p / "gt.json").read_text())["database"], "video_x": {"subset": "empty", "annotations": []}}})),
+        ["--subset", "empty"], ["gt.json", '"empty"', "no ground-truth segments"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EVALUATE_INPUTS))
+def test_evaluate_rejects_bad_input_in_one_line(tmp_path, capsys, case):
+    _write(tmp_path)
+    corrupt, extra, fragments = BAD_EVALUATE_INPUTS[case]
+    corrupt(tmp_path)
+    argv = ["evaluate", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"), "--out", str(tmp_path / "map.json")]
+    if "--subset" not in extra:
+        argv += ["--subset", "test"]
+    if "--tiou" not in extra:
+        argv += ["--preset", "thumos"]
+    with pytest.raises(SystemExit) as info:
+        main(argv + extra)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert not (tmp_path / "map.json").exists()  # nothing written

@@ -36,7 +36,7 @@ def test_write_is_atomic_when_serialization_fails(tmp_path):
         ('{"results": {"a": [{"segment": [1], "label": "x", "score": 1}]}}', 'video "a" detection 0'),
         ('{"results": {"a": {"segment": [1, 2]}}}', "not a list"),
         ('{"results": [1]}', '"results"'),
-        ('{"results": {"a": [{"segment": [1, "nan"], "label": "x", "score": 1}]}}', "non-finite"),
+        ('{"results": {"a": [{"segment": [1, "nan"], "label": "x", "score": 1}]}}', "not a finite number"),
         ("{oops", "malformed JSON"),
     ],
 )

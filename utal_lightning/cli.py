@@ -54,6 +54,9 @@ def _tious(args: argparse.Namespace) -> np.ndarray:
     from utal_lightning.eval.detection_map import ANET_TIOUS, THUMOS_TIOUS
 
     if args.tiou:
+        bad = [t for t in args.tiou if not 0.0 < t <= 1.0]  # NaN fails the test too
+        if bad:
+            raise DatasetError(f"--tiou {bad[0]:g}: a tIoU threshold must be in (0, 1]")
         return np.asarray(args.tiou, dtype=np.float64)
     if args.preset:
         return {"thumos": THUMOS_TIOUS, "anet": ANET_TIOUS}[args.preset]
@@ -84,6 +87,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     tious = _tious(args)
     gt = read_ground_truth(args.gt, args.subset, args.ignore_label)
+    if len(gt) == 0:
+        subset = " of subset " + " or ".join(f'"{n}"' for n in args.subset) if args.subset else ""
+        raise DatasetError(f"{args.gt}: the videos{subset} have no ground-truth segments: nothing to evaluate")
     pred = read_detections(args.pred)
     result = detection_map(
         gt.videos, gt.segments, gt.labels, pred.videos, pred.segments, pred.labels, pred.scores, tious

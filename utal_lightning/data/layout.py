@@ -171,8 +171,10 @@ class DatasetIndex:
 # gt.json
 
 
-def _parse_seconds(value: object, where: str) -> float:
+def parse_seconds(value: object, where: str) -> float:
     """A time in seconds from a number or a numeric string ("18.6" occurs in real files)."""
+    if isinstance(value, bool):
+        raise DatasetError(f"{where}: {value!r} is not a number")
     try:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -203,7 +205,7 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
         if not isinstance(items, list):
             raise DatasetError(f'{where}: "annotations" is not a list')
         duration = entry.get("duration")
-        duration = None if duration is None else _parse_seconds(duration, f"{where} duration")
+        duration = None if duration is None else parse_seconds(duration, f"{where} duration")
         subset = entry.get("subset")
         segments, labels = [], []
         for j, item in enumerate(items):
@@ -215,7 +217,7 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
                 raise DatasetError(f"{item_where}: segment {segment!r} is not a [start, end] pair")
             if not isinstance(label, str) or not label:
                 raise DatasetError(f"{item_where}: label {label!r} is not a class name")
-            start, end = (_parse_seconds(v, f"{item_where} segment") for v in segment)
+            start, end = (parse_seconds(v, f"{item_where} segment") for v in segment)
             if end < start:
                 raise DatasetError(f"{item_where}: segment ends before it starts ({start} > {end})")
             if label in ignored:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from utal_lightning.data.layout import SubsetNames, VideoAnnotation, read_annotations, subset_matches, subset_names
+from utal_lightning.data.layout import (
+    SubsetNames,
+    VideoAnnotation,
+    parse_seconds,
+    read_annotations,
+    subset_matches,
+    subset_names,
+)
 from utal_lightning.errors import DatasetError
 from utal_lightning.utils import atomic_write_json, read_json
 
@@ -71,15 +79,20 @@ def read_detections(pred_path: str | Path) -> SegmentTable:
         if not isinstance(detections, list):
             raise DatasetError(f'{pred_path}: video "{vid}": detections are not a list')
         for j, d in enumerate(detections):
-            try:
-                start, end = (float(v) for v in d["segment"])
-                rows.append((vid, start, end, str(d["label"]), float(d["score"])))
-            except (KeyError, TypeError, ValueError):
-                raise DatasetError(
-                    f'{pred_path}: video "{vid}" detection {j}: expected {{"segment": [start, end], "label", "score"}}'
-                ) from None
-            if not (np.isfinite(rows[-1][1:3]).all() and np.isfinite(rows[-1][4])):
-                raise DatasetError(f'{pred_path}: video "{vid}" detection {j}: non-finite segment or score')
+            where = f'{pred_path}: video "{vid}" detection {j}'
+            if not isinstance(d, dict) or not {"segment", "label", "score"} <= d.keys():
+                raise DatasetError(f'{where}: expected {{"segment": [start, end], "label": name, "score": number}}')
+            segment, label, score = d["segment"], d["label"], d["score"]
+            if not isinstance(segment, (list, tuple)) or len(segment) != 2:  # a string "12" is not [1, 2]
+                raise DatasetError(f"{where}: segment {segment!r} is not a [start, end] pair")
+            start, end = (parse_seconds(v, f"{where} segment") for v in segment)
+            if end < start:
+                raise DatasetError(f"{where}: segment ends before it starts ({start} > {end})")
+            if not isinstance(label, str) or not label:
+                raise DatasetError(f"{where}: label {label!r} is not a class name")
+            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+                raise DatasetError(f"{where}: score {score!r} is not a finite number")
+            rows.append((vid, start, end, label, float(score)))
     return _table(rows)
 
 
