@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import traceback
 import warnings
+from argparse import ArgumentError
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import yaml
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from utal_lightning.data.datamodule import UTALDataModule
+from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
 from utal_lightning.loop.preemption import PreemptionCheckpoint, resolve_resume_path, slurm_plugins
 from utal_lightning.loop.refresh import PseudoLabelRefresh
@@ -51,6 +56,12 @@ class LogConfigCallback(SaveConfigCallback):
 
 
 class UTALCLI(LightningCLI):
+    def init_parser(self, **kwargs: Any) -> Any:
+        # Parse errors come back to run() as exceptions, to be printed in one line without the
+        # 80-line usage jsonargparse prints before them.
+        kwargs.setdefault("exit_on_error", False)
+        return super().init_parser(**kwargs)
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         # The outer loop and checkpointing are top-level config groups (`loop:`, `checkpoint:`), so
         # `--loop.strategy.use_cci false` works from the command line; both are added as callbacks.
@@ -91,14 +102,63 @@ class UTALCLI(LightningCLI):
         self.trainer.callbacks.append(DetectionWriter(Path(self.trainer.default_root_dir) / DETECTIONS_FILE))
 
 
+class _DropAdvertisements(logging.Filter):
+    """Lightning's "Tip: try installing litlogger / litmodels" lines, printed on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+def condense_parser_error(message: str) -> str:
+    """jsonargparse's error message on one line, without the lines that restate the union of types
+    (``Subtypes: [...]``, ``Expected a <class 'NoneType'>``, ``Given value ...``)."""
+    skip = ("Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>", "Does not validate against any of the Union subtypes")
+    kept = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith(skip)]
+    return " ".join(kept)
+
+
+def _user_error_in_chain(error: BaseException) -> DatasetError | None:
+    """The DatasetError behind ``error`` (jsonargparse wraps what a constructor raises), or a
+    ValueError raised by one of our constructors (a config value it rejects) as a DatasetError."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatasetError):
+            return current
+        if type(current) is ValueError and current.__traceback__ is not None:
+            frames = traceback.extract_tb(current.__traceback__)
+            last = frames[-1] if frames else None
+            if last is not None and last.name == "__init__" and f"{os.sep}utal_lightning{os.sep}" in last.filename:
+                return DatasetError(f"invalid config: {current}")
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def run(argv: Sequence[str] | None) -> None:
-    """Run LightningCLI on ``argv`` (None: ``sys.argv``)."""
+    """Run LightningCLI on ``argv`` (None: ``sys.argv``). A config mistake or bad data found while
+    the parser builds the classes raises one :class:`DatasetError` (the caller prints one line)."""
     for message in (
         ".*isinstance.treespec, LeafSpec.*",  # Lightning's pytree shim on recent torch
         ".*tensorboardX.*",  # CSV is our default logger on purpose
         ".*is smaller than the logging interval.*",  # small synthetic epochs
     ):
         warnings.filterwarnings("ignore", message=message)
+    rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertisements) for f in rank_zero_log.filters):
+        rank_zero_log.addFilter(_DropAdvertisements())
+    try:
+        _run_cli(argv)
+    except ArgumentError as e:
+        raise DatasetError(condense_parser_error(str(e))) from None
+    except Exception as e:
+        user_error = _user_error_in_chain(e)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
+def _run_cli(argv: Sequence[str] | None) -> None:
     UTALCLI(
         LocalizationModule,
         UTALDataModule,
@@ -106,7 +166,9 @@ def run(argv: Sequence[str] | None) -> None:
         subclass_mode_data=True,
         save_config_callback=LogConfigCallback,
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0},
+        # max_epochs: the outer loop (loop.refresh) sets the epochs of each iteration at fit start;
+        # -1 here only keeps Lightning from warning that it was not set.
+        trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0, "max_epochs": -1},
         parser_kwargs={"prog": "utal"},
         args=None if argv is None else list(argv),
     )
