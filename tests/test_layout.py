@@ -201,3 +201,61 @@ def test_a_subset_no_split_accepts_is_named_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert '"training", "validation"' in err and 'subsets present: "test", "train"' in err
+
+
+def _gt_with(root: Path, vid: str, entry: dict) -> None:
+    gt = json.loads((root / "gt.json").read_text())
+    gt["database"][vid] = entry
+    (root / "gt.json").write_text(json.dumps(gt))
+
+
+def test_segments_outside_the_video_are_clipped_with_a_warning_that_names_them(tmp_path, caplog, capsys):
+    root = write_dataset(tmp_path / "d")
+    _gt_with(root, "video_test_1", {"subset": "test", "duration": 7.68, "annotations": [
+        {"segment": [-0.5, 2.0], "label": "Walk"},  # starts before the video
+        {"segment": [6.0, 9.5], "label": "Swim"},  # ends after it
+        {"segment": [8.0, 9.0], "label": "Jump"},  # wholly after it: nothing left
+        {"segment": [1.0, 3.0], "label": "Walk"},  # inside: untouched
+    ]})
+    with caplog.at_level("WARNING"):
+        index = read_dataset(DatasetLayout(root, train_subset="validation", test_subset="test"))
+    a = index.annotations["video_test_1"]
+    np.testing.assert_array_equal(a.segments, [[0.0, 2.0], [6.0, 7.68], [1.0, 3.0]])
+    assert a.labels == ("Walk", "Swim", "Walk") and a.clipped == 3
+    warning = " ".join(r.getMessage() for r in caplog.records)
+    assert "3 segments" in warning and "video_test_1 [-0.5, 2]" in warning and "video_test_1 [8, 9]" in warning
+    assert main(["check", "--root", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"]["test"]["clipped_segments"] == 3
+
+
+def test_an_empty_segment_is_an_error(tmp_path):
+    root = write_dataset(tmp_path / "d")
+    _gt_with(root, "video_test_1", {"subset": "test", "annotations": [{"segment": [2.5, "2.5"], "label": "Walk"}]})
+    with pytest.raises(DatasetError, match=r'video "video_test_1" annotation 0: segment \[2.5, 2.5\] is empty'):
+        read_dataset(DatasetLayout(root))
+
+
+def test_missing_features_skip_drops_and_lists_the_videos(tmp_path, caplog, capsys):
+    root = write_dataset(tmp_path / "d")
+    (root / "features" / "train" / "flow" / "video_validation_2.npy").unlink()
+    with pytest.raises(DatasetError, match="video_validation_2"):  # the default: an error
+        FeatureStore.load(DatasetLayout(root), "train", read_dataset(DatasetLayout(root)).train_ids)
+    layout = DatasetLayout(root, missing_features="skip")
+    with caplog.at_level("WARNING"):
+        index = read_dataset(layout)
+    assert index.train_ids == ["video_validation_1", "video_validation_3"]
+    assert index.skipped == {"train": ["video_validation_2"]}
+    assert "video_validation_2" in " ".join(r.getMessage() for r in caplog.records)
+    assert main(["check", "--root", str(root), "--missing-features", "skip", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"]["train"]["skipped_videos"] == ["video_validation_2"]
+
+
+def test_test_features_of_another_width_than_training_are_an_error(tmp_path, capsys):
+    root = write_dataset(tmp_path / "d")
+    path = root / "features" / "test" / "flow" / "video_test_1.npy"
+    np.save(path, np.zeros((12, 5), dtype=np.float32))
+    np.save(root / "features" / "test" / "flow" / "video_test_2.npy", np.zeros((3, 5), dtype=np.float32))
+    with pytest.raises(SystemExit):
+        main(["check", "--root", str(root)])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "video_test_1" in err and "flow width 5" in err and "training videos have 3" in err

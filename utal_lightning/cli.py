@@ -35,6 +35,8 @@ def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-subset", nargs="+", default=None, metavar="NAME",
                         help='gt.json subsets of the test videos, case-insensitive (THUMOS "test", ActivityNet "validation val")')
     parser.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help='drop annotations with this label (e.g. THUMOS "Ambiguous"); repeatable')
+    parser.add_argument("--missing-features", choices=["error", "skip"], default="error",
+                        help="a listed video without feature files: an error (default), or skipped and listed")
 
 
 def _layout(args: argparse.Namespace):
@@ -47,6 +49,7 @@ def _layout(args: argparse.Namespace):
         train_subset=args.train_subset,
         test_subset=args.test_subset,
         ignored_labels=tuple(args.ignore_label),
+        missing_features=args.missing_features,
     )
 
 

@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from utal_lightning.data.layout import DatasetLayout, read_dataset
 from utal_lightning.data.sampling import train_positions_from_uniform
-from utal_lightning.data.store import STORE_DTYPES, FeatureStore, scan_split
+from utal_lightning.data.store import STORE_DTYPES, FeatureStore, check_same_widths, scan_split
 from utal_lightning.errors import DatasetError
 
 STORE_PLACEMENTS = ("auto", "device", "host")
@@ -77,6 +77,8 @@ class UTALDataModule(L.LightningDataModule):
             ActivityNet [training, train] / [validation, val]); used when split files are absent, else
             cross-checked.
         ignored_labels: annotation labels to drop (e.g. THUMOS "Ambiguous").
+        missing_features: a listed video without its feature files is an "error" (default), or
+            "skip": left out of its split, with a logged list.
         pool_batch_size: videos per batch of the pseudolabel stage's no-grad pass.
         seed: seeds the training samplers (with the iteration and epoch).
         store_dtype: dtype the training features are kept in: "float32", "float16" or "bfloat16"
@@ -99,6 +101,7 @@ class UTALDataModule(L.LightningDataModule):
         train_subset: str | list[str] | None = None,
         test_subset: str | list[str] | None = None,
         ignored_labels: Sequence[str] = (),
+        missing_features: str = "error",
         pool_batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
@@ -120,6 +123,7 @@ class UTALDataModule(L.LightningDataModule):
             train_subset=train_subset,
             test_subset=test_subset,
             ignored_labels=tuple(ignored_labels),
+            missing_features=missing_features,
         )
         if not self.layout.root.is_dir():
             raise DatasetError(
@@ -129,7 +133,8 @@ class UTALDataModule(L.LightningDataModule):
         # Validate the layout and every feature header now, before any training starts.
         self.index = read_dataset(self.layout)
         train_scan = scan_split(self.layout, train_split, self.index.train_ids)
-        scan_split(self.layout, test_split, self.index.test_ids)
+        test_scan = scan_split(self.layout, test_split, self.index.test_ids)
+        check_same_widths(train_scan, test_scan)
         self.feature_dim = train_scan.feature_dim
         self.rgb_dim = train_scan.rgb_dim
         self.num_clusters = num_clusters or self.index.num_classes

@@ -14,6 +14,7 @@ only answers *which* videos, *which* classes, *what* ground truth and *where* th
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,13 @@ import numpy as np
 from utal_lightning.errors import DatasetError
 from utal_lightning.utils import read_json
 
+log = logging.getLogger(__name__)
+
 SNIPPET_SECONDS = 16 / 25
 """One I3D snippet is 16 frames at 25 fps (docs/method.md sec. 1)."""
+
+MISSING_FEATURES = ("error", "skip")
+"""What a video without feature files is: an error (default), or skipped with a logged list."""
 
 MODALITIES = ("rgb", "flow")
 """Feature modalities, in concatenation order: RGB first (docs/method.md sec. 1)."""
@@ -40,6 +46,7 @@ class VideoAnnotation:
     duration: float | None
     segments: np.ndarray  # (n, 2) float64 [start, end] seconds
     labels: tuple[str, ...]
+    clipped: int = 0  # segments that reached outside [0, duration]: clipped to it (dropped if wholly outside)
 
     def main_label(self) -> str | None:
         """The class with the longest total annotated duration (docs/method.md sec. 5: the class of a multi-label
@@ -87,8 +94,11 @@ class DatasetLayout:
     train_subset: SubsetNames = None  # gt.json subsets of training videos; ids come from them if the split file is absent
     test_subset: SubsetNames = None  # gt.json subsets of test videos; also the subsets evaluated by mAP
     ignored_labels: tuple[str, ...] = ()  # annotation labels dropped on read (e.g. THUMOS "Ambiguous")
+    missing_features: str = "error"  # a video without its feature files: "error", or "skip" (dropped, listed)
 
     def __post_init__(self) -> None:
+        if self.missing_features not in MISSING_FEATURES:
+            raise ValueError(f"missing_features must be one of {MISSING_FEATURES}, got {self.missing_features!r}")
         object.__setattr__(self, "root", Path(self.root))
         object.__setattr__(self, "train_subset", subset_names(self.train_subset))
         object.__setattr__(self, "test_subset", subset_names(self.test_subset))
@@ -129,6 +139,7 @@ class DatasetIndex:
     classes: list[str]
     splits: dict[str, list[str]]  # split name -> video ids in file order
     annotations: dict[str, VideoAnnotation] = field(repr=False)  # every gt.json entry (all subsets)
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # split -> ids dropped for missing features
 
     @property
     def train_ids(self) -> list[str]:
@@ -197,7 +208,9 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
         raise DatasetError(f'{gt_path}: expected an object with a "database" object mapping video ids to entries')
 
     annotations: dict[str, VideoAnnotation] = {}
+    clipped: list[str] = []
     for vid, entry in database.items():
+        clipped_here = 0
         where = f'{gt_path}: video "{vid}"'
         if not isinstance(entry, dict):
             raise DatasetError(f"{where}: entry is not an object")
@@ -220,8 +233,17 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
             start, end = (parse_seconds(v, f"{item_where} segment") for v in segment)
             if end < start:
                 raise DatasetError(f"{item_where}: segment ends before it starts ({start} > {end})")
+            if end == start:
+                raise DatasetError(f"{item_where}: segment [{start}, {end}] is empty")
             if label in ignored:
                 continue
+            if duration is not None and (start < 0.0 or end > duration):
+                # real THUMOS'14 has a few segments past the video's end: clip them to the video
+                clipped.append(f"{vid} [{start:g}, {end:g}] (duration {duration:g})")
+                clipped_here += 1
+                start, end = max(start, 0.0), min(end, duration)
+                if end <= start:  # wholly outside the video: nothing of it is left
+                    continue
             segments.append((start, end))
             labels.append(label)
         annotations[vid] = VideoAnnotation(
@@ -230,7 +252,11 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
             duration=duration,
             segments=np.asarray(segments, dtype=np.float64).reshape(-1, 2),
             labels=tuple(labels),
+            clipped=clipped_here,
         )
+    if clipped:
+        shown = "; ".join(clipped[:5]) + ("; ..." if len(clipped) > 5 else "")
+        log.warning(f"{gt_path}: {len(clipped)} segments reach outside [0, duration] and were clipped to the video (dropped if wholly outside): {shown}")
     return annotations
 
 
@@ -308,6 +334,17 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
     classes = read_classes(layout, annotations)
     known = set(classes)
     splits = {split: read_split_ids(layout, split, annotations) for split in (layout.train_split, layout.test_split)}
+    skipped: dict[str, list[str]] = {}
+    if layout.missing_features == "skip":
+        for split, ids in splits.items():
+            missing = [vid for vid in ids if not all(layout.feature_path(split, m, vid).is_file() for m in MODALITIES)]
+            if missing:
+                kept = [vid for vid in ids if vid not in set(missing)]
+                if not kept:
+                    raise DatasetError(f"{layout.root / 'features' / split}: no video of the {split} split has its feature files")
+                skipped[split], splits[split] = missing, kept
+                shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+                log.warning(f"missing_features: skip: {len(missing)} {split} videos have no feature files and are left out: {shown}")
 
     overlap = set(splits[layout.train_split]) & set(splits[layout.test_split])
     if overlap:
@@ -329,4 +366,4 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
                 raise DatasetError(
                     f'{layout.gt_path}: video "{vid}" has label "{unknown[0]}", which is not in the class list ({source})'
                 )
-    return DatasetIndex(layout=layout, classes=classes, splits=splits, annotations=annotations)
+    return DatasetIndex(layout=layout, classes=classes, splits=splits, annotations=annotations, skipped=skipped)

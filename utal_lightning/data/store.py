@@ -88,6 +88,16 @@ def scan_split(layout: DatasetLayout, split: str, video_ids: Sequence[str]) -> S
     )
 
 
+def check_same_widths(train: SplitScan, test: SplitScan) -> None:
+    """The test features must have the training features' widths (the model is built for those)."""
+    for modality, a, b in (("rgb", train.rgb_dim, test.rgb_dim), ("flow", train.flow_dim, test.flow_dim)):
+        if a != b:
+            raise DatasetError(
+                f'{test.paths[0][MODALITIES.index(modality)]}: test video "{test.video_ids[0]}" has {modality} width {b}, '
+                f'but the training videos have {a} (e.g. {train.paths[0][MODALITIES.index(modality)]})'
+            )
+
+
 def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, features)`` per video: (L, D_rgb + D_flow) float32, RGB first, all finite."""
     for i, (vid, pair) in enumerate(zip(scan.video_ids, scan.paths)):

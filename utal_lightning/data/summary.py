@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from utal_lightning.data.layout import DatasetLayout, read_dataset
-from utal_lightning.data.store import iter_video_features, scan_split
+from utal_lightning.data.store import check_same_widths, iter_video_features, scan_split
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -33,8 +33,10 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
         "num_classes": index.num_classes,
         "splits": {},
     }
+    scans = {split: scan_split(layout, split, ids) for split, ids in index.splits.items()}
+    check_same_widths(scans[layout.train_split], scans[layout.test_split])
     for split, ids in index.splits.items():
-        scan = scan_split(layout, split, ids)
+        scan = scans[split]
         for _ in iter_video_features(scan):  # reads every video once: NaN/Inf check
             pass
         annotated = [index.annotations[v] for v in ids if v in index.annotations]
@@ -49,6 +51,8 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
             "segments_per_video": _stats(segments),
             "segments": int(segments.sum()),
             "multi_label_videos": sum(len(set(a.labels)) > 1 for a in annotated),
+            "clipped_segments": sum(a.clipped for a in annotated),
+            "skipped_videos": index.skipped.get(split, []),
             "videos_per_class": {c: label_counts.get(c, 0) for c in index.classes},
         }
     return summary
@@ -70,6 +74,11 @@ def format_summary(summary: dict[str, object]) -> str:
             f"  segments: {s['segments']} (per annotated video: mean {segs['mean']:g}, max {segs['max']:g}); "
             f"multi-label videos: {s['multi_label_videos']}",
         ]
+        if s["clipped_segments"]:
+            lines.append(f"  segments clipped to [0, duration]: {s['clipped_segments']}")
+        if s["skipped_videos"]:
+            lines.append(f"  skipped (no feature files): {len(s['skipped_videos'])} ({', '.join(s['skipped_videos'][:5])}"
+                         f"{', ...' if len(s['skipped_videos']) > 5 else ''})")
         empty = [c for c, n in s["videos_per_class"].items() if n == 0]
         if s["annotated_videos"] and empty:
             lines.append(f"  classes with no video: {', '.join(empty)}")
