@@ -25,8 +25,8 @@ mAP@0.5 and the average mAP of the last iteration, and checks the targets:
 
 Every number comes from this run, except with --keep, which reuses the rows an earlier run left in --out
 (same preset, seed and method: to continue an interrupted run or add seeds); per-seed numbers go to
---out (JSON), written after each method. Test labels are used only
-to score, never by a method. About 25 minutes per seed for both presets on 2 CPU cores.
+--out (JSON), written after each method. Test labels are used only to score, never by a method.
+About half an hour per seed for thumos-lite and over an hour for anet-lite on 2 CPU cores.
 """
 
 from __future__ import annotations
