@@ -259,3 +259,15 @@ def test_test_features_of_another_width_than_training_are_an_error(tmp_path, cap
         main(["check", "--root", str(root)])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "video_test_1" in err and "flow width 5" in err and "training videos have 3" in err
+
+
+def test_float64_values_beyond_float32_range_are_an_error(tmp_path, capsys):
+    root = write_dataset(tmp_path / "d")
+    path = root / "features" / "test" / "rgb" / "video_test_2.npy"
+    x = np.load(path).astype(np.float64)
+    x[1, 2] = 1e300  # finite in float64, inf once used as float32
+    np.save(path, x)
+    with pytest.raises(SystemExit):
+        main(["check", "--root", str(root)])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "video_test_2" in err and "float32's range" in err and "snippet 1, channel 2" in err

@@ -107,6 +107,12 @@ def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
             if not np.isfinite(array).all():
                 bad = np.argwhere(~np.isfinite(array))[0]
                 raise DatasetError(f'{path}: video "{vid}" has NaN/Inf features (first at snippet {bad[0]}, channel {bad[1]})')
+            if array.dtype.itemsize > 4 and not np.isfinite(array.astype(np.float32)).all():
+                bad = np.argwhere(~np.isfinite(array.astype(np.float32)))[0]
+                raise DatasetError(
+                    f'{path}: video "{vid}" has values beyond float32\'s range (first at snippet {bad[0]}, '
+                    f"channel {bad[1]}: {array[bad[0], bad[1]]:g}); features are used as float32"
+                )
             parts.append(array)
         yield i, np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
