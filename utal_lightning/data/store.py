@@ -104,17 +104,18 @@ def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
         parts = []
         for path in pair:
             array = np.load(path, allow_pickle=False)
-            if not np.isfinite(array).all():
-                bad = np.argwhere(~np.isfinite(array))[0]
-                raise DatasetError(f'{path}: video "{vid}" has NaN/Inf features (first at snippet {bad[0]}, channel {bad[1]})')
-            if array.dtype.itemsize > 4 and not np.isfinite(array.astype(np.float32)).all():
-                bad = np.argwhere(~np.isfinite(array.astype(np.float32)))[0]
+            as_float32 = array.astype(np.float32, copy=False)  # one conversion; no copy for float32 files
+            if not np.isfinite(as_float32).all():  # NaN/Inf, or finite float64 beyond float32's range
+                bad = np.argwhere(~np.isfinite(as_float32))[0]
+                value = array[bad[0], bad[1]]
+                if not np.isfinite(value):
+                    raise DatasetError(f'{path}: video "{vid}" has NaN/Inf features (first at snippet {bad[0]}, channel {bad[1]})')
                 raise DatasetError(
                     f'{path}: video "{vid}" has values beyond float32\'s range (first at snippet {bad[0]}, '
-                    f"channel {bad[1]}: {array[bad[0], bad[1]]:g}); features are used as float32"
+                    f"channel {bad[1]}: {value:g}); features are used as float32"
                 )
-            parts.append(array)
-        yield i, np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+            parts.append(as_float32)
+        yield i, np.concatenate(parts, axis=1)
 
 
 class FeatureStore:
