@@ -46,8 +46,9 @@ def run_mean_pooling_baseline(
 ) -> dict[str, object]:
     """Write the baseline's test detections to ``out``; return its training clustering scores."""
     index = read_dataset(layout)
-    train = FeatureStore.load(layout, layout.train_split, index.train_ids)
-    test = FeatureStore.load(layout, layout.test_split, index.test_ids)
+    layout = index.layout  # resolved: "auto" -> the layout found
+    train = FeatureStore.from_index(index, layout.train_split)
+    test = FeatureStore.from_index(index, layout.test_split)
     k = num_clusters or index.num_classes
 
     pooled = torch.nn.functional.normalize(mean_pool(train), dim=1)
@@ -69,7 +70,9 @@ def run_mean_pooling_baseline(
         class_scores = cluster_probs @ mapping
         keep = select_classes(class_scores, class_threshold)
         loc_maps = actionness[:, None].expand(-1, index.num_classes)
-        rows = detect_video(loc_maps, class_scores, keep, thresholds, test.seconds_per_position(i, len(grid)))
+        rows = detect_video(
+            loc_maps, class_scores, keep, thresholds, test.seconds_per_position(i, len(grid)), seconds_offset=test.seconds_offset(i)
+        )
         rows = rows[nms(rows[:, :2], rows[:, 2], nms_iou, labels=rows[:, 3])]
         detections.append(rows.numpy())
     write_detections(out, test.video_ids, detections, index.classes)

@@ -37,6 +37,14 @@ def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help='drop annotations with this label (e.g. THUMOS "Ambiguous"); repeatable')
     parser.add_argument("--missing-features", choices=["error", "skip"], default="error",
                         help="a listed video without feature files: an error (default), or skipped and listed")
+    parser.add_argument("--layout", choices=["auto", "cola", "actionformer"], default="auto",
+                        help="on-disk layout (default: found from the files: gt.json -> cola, annotations/*.json -> actionformer)")
+    parser.add_argument("--annotation-file", default=None, help="annotation json relative to the root (default: gt.json / annotations/<the one>.json)")
+    parser.add_argument("--feature-folder", default=None, help="actionformer: folder of <prefix><vid>.npy (default: the one folder of .npy files)")
+    parser.add_argument("--feature-prefix", default="", help='actionformer: feature file name prefix (e.g. "v_")')
+    parser.add_argument("--feature-stride", type=int, default=4, help="actionformer: frames between features (default 4)")
+    parser.add_argument("--feature-window", type=int, default=16, help="actionformer: frames per feature (default 16)")
+    parser.add_argument("--default-fps", type=float, default=30.0, help="actionformer: fps of videos whose json entry has none")
 
 
 def _layout(args: argparse.Namespace):
@@ -50,6 +58,13 @@ def _layout(args: argparse.Namespace):
         test_subset=args.test_subset,
         ignored_labels=tuple(args.ignore_label),
         missing_features=args.missing_features,
+        kind=args.layout,
+        annotation_file=args.annotation_file,
+        feature_folder=args.feature_folder,
+        feature_prefix=args.feature_prefix,
+        feature_stride=args.feature_stride,
+        feature_window=args.feature_window,
+        default_fps=args.default_fps,
     )
 
 
@@ -69,9 +84,20 @@ def _tious(args: argparse.Namespace) -> np.ndarray:
 def cmd_synth(args: argparse.Namespace) -> int:
     from utal_lightning.data.synthetic import override_config, write_synthetic_dataset
 
+    import tempfile
+
+    from utal_lightning.data.synthetic import write_actionformer_copy
+
     config = override_config(args.preset, args.set)
-    out = write_synthetic_dataset(config, args.out, seed=args.seed, overwrite=args.overwrite)
-    print(f"wrote synthetic preset {args.preset!r} (seed {args.seed}) to {out}")
+    if args.layout == "actionformer":
+        out = Path(args.out).expanduser().absolute()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.cola-", dir=out.parent) as cola:
+            write_synthetic_dataset(config, Path(cola) / "data", seed=args.seed)
+            out = write_actionformer_copy(Path(cola) / "data", out, overwrite=args.overwrite)
+    else:
+        out = write_synthetic_dataset(config, args.out, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote synthetic preset {args.preset!r} (seed {args.seed}, {args.layout} layout) to {out}")
     return 0
 
 
@@ -129,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    synth.add_argument("--layout", choices=["cola", "actionformer"], default="cola",
+                       help="write the CoLA layout (default) or the same videos in the ActionFormer layout (30 fps, stride 4, window 16)")
     synth.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field, e.g. --set num_train=10; repeatable")
     synth.set_defaults(run=cmd_synth)
 

@@ -60,6 +60,7 @@ class _TestVideos(Dataset):
             "video_index": video_index,
             "features": self.store.gather(video_index, positions[None]),
             "seconds_per_step": self.store.seconds_per_position(i, len(positions)),
+            "seconds_offset": self.store.seconds_offset(i),
         }
 
 
@@ -67,7 +68,14 @@ class UTALDataModule(L.LightningDataModule):
     """Videos of a dataset in the docs/method.md sec. 1.1 layout, and the outer loop's pseudolabel state.
 
     Args:
-        root: dataset root (docs/method.md sec. 1.1 layout).
+        root: dataset root (docs/method.md sec. 1.1 layouts).
+        layout: "auto" (default: "cola" when the root has gt.json, "actionformer" when it has
+            annotations/<name>.json), "cola" or "actionformer".
+        annotation_file: the annotation json relative to root (default gt.json, or the one annotations/*.json).
+        feature_folder / feature_prefix: ActionFormer layout: ``<root>/<folder>/<prefix><vid>.npy``
+            (default folder: the one folder of .npy files under root).
+        feature_stride / feature_window / default_fps: ActionFormer layout: feature i covers frames
+            ``[i*stride, i*stride + window)``; fps comes from the json, else ``default_fps``.
         num_segments: T, snippets a video is sampled to (THUMOS 750, ActivityNet 50).
         batch_size: videos per training batch.
         num_clusters: K, pseudo-classes (default: the size of the class list).
@@ -102,6 +110,13 @@ class UTALDataModule(L.LightningDataModule):
         test_subset: str | list[str] | None = None,
         ignored_labels: Sequence[str] = (),
         missing_features: str = "error",
+        layout: str = "auto",
+        annotation_file: str | None = None,
+        feature_folder: str | None = None,
+        feature_prefix: str = "",
+        feature_stride: int = 4,
+        feature_window: int = 16,
+        default_fps: float = 30.0,
         pool_batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
@@ -124,6 +139,13 @@ class UTALDataModule(L.LightningDataModule):
             test_subset=test_subset,
             ignored_labels=tuple(ignored_labels),
             missing_features=missing_features,
+            kind=layout,
+            annotation_file=annotation_file,
+            feature_folder=feature_folder,
+            feature_prefix=feature_prefix,
+            feature_stride=feature_stride,
+            feature_window=feature_window,
+            default_fps=default_fps,
         )
         if not self.layout.root.is_dir():
             raise DatasetError(
@@ -132,6 +154,7 @@ class UTALDataModule(L.LightningDataModule):
             )
         # Validate the layout and every feature header now, before any training starts.
         self.index = read_dataset(self.layout)
+        self.layout = self.index.layout  # "auto" resolved to the layout found
         train_scan = scan_split(self.layout, train_split, self.index.train_ids)
         test_scan = scan_split(self.layout, test_split, self.index.test_ids)
         check_same_widths(train_scan, test_scan)
@@ -203,11 +226,11 @@ class UTALDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ data
     def setup(self, stage: str | None = None) -> None:
         if self.train_store is None and stage in (None, "fit"):
-            store = FeatureStore.load(self.layout, self.layout.train_split, self.index.train_ids, self.store_dtype)
+            store = FeatureStore.from_index(self.index, self.layout.train_split, self.store_dtype)
             self.train_store = self._place(store, self._root_device())
         if self.test_store is None:
             # Test videos go one at a time through the test loop: host memory is enough.
-            self.test_store = FeatureStore.load(self.layout, self.layout.test_split, self.index.test_ids)
+            self.test_store = FeatureStore.from_index(self.index, self.layout.test_split)
 
     def _root_device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

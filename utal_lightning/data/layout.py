@@ -1,11 +1,22 @@
-"""Read and validate the on-disk dataset layout of docs/method.md sec. 1.1 (CoLA / FEEL style).
+"""Read and validate the on-disk dataset layouts of docs/method.md sec. 1.1.
 
-```
-<root>/gt.json                     {"database": {vid: {"subset", "duration"?, "annotations": [{"segment", "label"}]}}}
-<root>/split_<split>.txt           one video id per line
-<root>/features/<split>/{rgb,flow}/<vid>.npy   (L, D_rgb) and (L, D_flow); "v_<vid>.npy" is found for <vid>
-<root>/classes.txt                 optional: class names, one a line
-```
+CoLA / FEEL style (``layout: cola``)::
+
+    <root>/gt.json                     {"database": {vid: {"subset", "duration"?, "annotations": [{"segment", "label"}]}}}
+    <root>/split_<split>.txt           optional: one video id per line (else the gt.json subsets)
+    <root>/features/<split>/{rgb,flow}/<vid>.npy   (L, D_rgb) and (L, D_flow); "v_<vid>.npy" is found for <vid>
+    <root>/classes.txt                 optional: class names, one a line
+
+ActionFormer style (``layout: actionformer``)::
+
+    <root>/annotations/<name>.json     {"database": {vid: {"subset", "duration", "fps", "annotations":
+                                         [{"segment", "label", "label_id"}]}}}
+    <root>/<feature folder>/<prefix><vid>.npy   (L, D_rgb + D_flow), RGB first
+    <root>/classes.txt                 optional; else the labels ordered by label_id
+
+``layout: auto`` (the default) finds which one a root holds. The two differ in what a feature index
+means in seconds; :meth:`DatasetLayout.feature_clock` is that rule, and everything that turns positions
+into seconds (sampling, proposals, figures) goes through it.
 
 Everything here fails with a :class:`DatasetError` whose one-line message names the file or video and
 the problem, before any training starts. Features are not read here (see ``store.py``); this module
@@ -17,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +47,26 @@ MISSING_FEATURES = ("error", "skip")
 MODALITIES = ("rgb", "flow")
 """Feature modalities, in concatenation order: RGB first (docs/method.md sec. 1)."""
 
+LAYOUTS = ("auto", "cola", "actionformer")
+"""On-disk layouts (docs/method.md sec. 1.1): found from the files ("auto"), or named."""
+
+
+@dataclass(frozen=True)
+class FeatureClock:
+    """Where feature index ``x`` (fractional: a grid position scaled to the video's length) lies in seconds:
+    ``offset + x * step``. CoLA layout: ``step = 16/25``, ``offset = 0`` (docs/method.md sec. 1.2);
+    ActionFormer layout: feature ``i`` covers frames ``[i*stride, i*stride + window)``, so ``step = stride/fps``
+    and ``offset = window / 2 / fps`` (docs/method.md sec. 1.1)."""
+
+    step: float
+    offset: float = 0.0
+
+    def seconds(self, index: float | np.ndarray) -> float | np.ndarray:
+        return self.offset + index * self.step
+
+
+COLA_CLOCK = FeatureClock(SNIPPET_SECONDS, 0.0)
+
 
 @dataclass(frozen=True)
 class VideoAnnotation:
@@ -47,6 +78,8 @@ class VideoAnnotation:
     segments: np.ndarray  # (n, 2) float64 [start, end] seconds
     labels: tuple[str, ...]
     clipped: int = 0  # segments that reached outside [0, duration]: clipped to it (dropped if wholly outside)
+    fps: float | None = None  # frames per second (ActionFormer layout)
+    label_ids: tuple[int, ...] | None = None  # ActionFormer's "label_id" of each segment, where every segment has one
 
     def main_label(self) -> str | None:
         """The class with the longest total annotated duration (docs/method.md sec. 5: the class of a multi-label
@@ -95,10 +128,23 @@ class DatasetLayout:
     test_subset: SubsetNames = None  # gt.json subsets of test videos; also the subsets evaluated by mAP
     ignored_labels: tuple[str, ...] = ()  # annotation labels dropped on read (e.g. THUMOS "Ambiguous")
     missing_features: str = "error"  # a video without its feature files: "error", or "skip" (dropped, listed)
+    kind: str = "auto"  # "cola", "actionformer", or "auto": whichever the root holds (see resolve_layout)
+    annotation_file: str | None = None  # relative to root; default gt.json (cola), the one annotations/*.json (actionformer)
+    feature_folder: str | None = None  # actionformer: folder of <prefix><vid>.npy; default the one folder of .npy files
+    feature_prefix: str = ""  # actionformer: file name prefix of every feature file (e.g. "v_")
+    feature_stride: int = 4  # actionformer: frames between consecutive features
+    feature_window: int = 16  # actionformer: frames one feature covers
+    default_fps: float = 30.0  # actionformer: fps of a video whose json entry has none
 
     def __post_init__(self) -> None:
         if self.missing_features not in MISSING_FEATURES:
             raise ValueError(f"missing_features must be one of {MISSING_FEATURES}, got {self.missing_features!r}")
+        if self.kind not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.kind!r}")
+        if self.feature_stride <= 0 or self.feature_window <= 0:
+            raise ValueError(f"feature_stride and feature_window must be positive, got {self.feature_stride}, {self.feature_window}")
+        if not (math.isfinite(self.default_fps) and self.default_fps > 0):
+            raise ValueError(f"default_fps must be a positive number, got {self.default_fps}")
         object.__setattr__(self, "root", Path(self.root))
         object.__setattr__(self, "train_subset", subset_names(self.train_subset))
         object.__setattr__(self, "test_subset", subset_names(self.test_subset))
@@ -106,7 +152,22 @@ class DatasetLayout:
 
     @property
     def gt_path(self) -> Path:
-        return self.root / "gt.json"
+        """The annotation file (gt.json in the CoLA layout)."""
+        if self.annotation_file is not None:
+            return self.root / self.annotation_file
+        return self.root / "gt.json" if self.kind != "actionformer" else self.root / "annotations" / "<name>.json"
+
+    @property
+    def single_file(self) -> bool:
+        """True when one file per video holds RGB and flow concatenated (ActionFormer layout)."""
+        return self.kind == "actionformer"
+
+    def feature_clock(self, annotation: VideoAnnotation | None) -> FeatureClock:
+        """docs/method.md sec. 1.1: the seconds-per-feature rule of this layout for one video."""
+        if self.kind != "actionformer":
+            return COLA_CLOCK
+        fps = annotation.fps if annotation is not None and annotation.fps is not None else self.default_fps
+        return FeatureClock(self.feature_stride / fps, self.feature_window / 2 / fps)
 
     @property
     def classes_path(self) -> Path:
@@ -118,8 +179,14 @@ class DatasetLayout:
     def subset_of(self, split: str) -> tuple[str, ...] | None:
         return {self.train_split: self.train_subset, self.test_split: self.test_subset}.get(split)
 
+    def feature_files(self, split: str, video_id: str) -> tuple[Path, ...]:
+        """The feature files of one video, in concatenation order: (rgb, flow), or the one (L, D) file."""
+        if self.single_file:
+            return (self.root / (self.feature_folder or "features") / f"{self.feature_prefix}{video_id}.npy",)
+        return tuple(self.feature_path(split, modality, video_id) for modality in MODALITIES)
+
     def feature_path(self, split: str, modality: str, video_id: str) -> Path:
-        """``features/<split>/<modality>/<vid>.npy``, else the ``v_<vid>.npy`` ActivityNet convention.
+        """CoLA layout: ``features/<split>/<modality>/<vid>.npy``, else the ``v_<vid>.npy`` ActivityNet convention.
 
         Returns the first candidate when neither exists (the caller reports it as missing).
         """
@@ -129,6 +196,54 @@ class DatasetLayout:
             if path.is_file():
                 return path
         return candidates[0]
+
+
+def _npy_folders(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != "annotations" and any(d.glob("*.npy")))
+
+
+def resolve_layout(layout: DatasetLayout) -> DatasetLayout:
+    """``layout`` with its kind, annotation file and feature folder found from the files under its root.
+
+    ``auto`` is ``cola`` when ``<root>/gt.json`` exists, ``actionformer`` when ``<root>/annotations/`` holds a
+    json; an ActionFormer root's annotation file is its one ``annotations/*.json`` and its feature folder the
+    one folder of ``.npy`` files, unless the config names them.
+    """
+    root = layout.root
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset root is not a directory")
+    kind = layout.kind
+    annotation_jsons = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
+    if kind == "auto":
+        if layout.annotation_file is not None:
+            kind = "actionformer" if Path(layout.annotation_file).parts[:1] == ("annotations",) else "cola"
+        elif (root / "gt.json").is_file():
+            kind = "cola"
+        elif annotation_jsons:
+            kind = "actionformer"
+        else:
+            raise DatasetError(
+                f"{root / 'gt.json'}: not found, and no annotations/<name>.json either "
+                "(the CoLA and ActionFormer layouts of docs/method.md sec. 1.1)"
+            )
+    changes: dict[str, object] = {"kind": kind}
+    if kind == "actionformer":
+        if layout.annotation_file is None:
+            if len(annotation_jsons) != 1:
+                found = ", ".join(p.name for p in annotation_jsons) or "none"
+                raise DatasetError(
+                    f"{root / 'annotations'}: expected one annotation json, found {found} (set data.annotation_file)"
+                )
+            changes["annotation_file"] = str(annotation_jsons[0].relative_to(root))
+        if layout.feature_folder is None:
+            folders = _npy_folders(root)
+            if len(folders) != 1:
+                found = ", ".join(folders) or "none"
+                raise DatasetError(
+                    f"{root}: expected one folder of <video>.npy feature files, found {found} (set data.feature_folder)"
+                )
+            changes["feature_folder"] = folders[0]
+    return replace(layout, **changes)
 
 
 @dataclass
@@ -152,6 +267,10 @@ class DatasetIndex:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def feature_clocks(self, video_ids: Sequence[str]) -> list[FeatureClock]:
+        """The seconds-per-feature rule of each video (its fps, in the ActionFormer layout)."""
+        return [self.layout.feature_clock(self.annotations.get(vid)) for vid in video_ids]
 
     def class_targets(self, video_ids: Sequence[str]) -> np.ndarray:
         """Class index of each video's main label (docs/method.md sec. 5), -1 where a video has no annotation.
@@ -220,7 +339,12 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
         duration = entry.get("duration")
         duration = None if duration is None else parse_seconds(duration, f"{where} duration")
         subset = entry.get("subset")
-        segments, labels = [], []
+        fps = entry.get("fps")
+        if fps is not None:
+            fps = parse_seconds(fps, f"{where} fps")
+            if fps <= 0:
+                raise DatasetError(f"{where}: fps {fps:g} is not positive")
+        segments, labels, label_ids = [], [], []
         for j, item in enumerate(items):
             item_where = f"{where} annotation {j}"
             if not isinstance(item, dict) or "segment" not in item or "label" not in item:
@@ -237,6 +361,9 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
                 raise DatasetError(f"{item_where}: segment [{start}, {end}] is empty")
             if label in ignored:
                 continue
+            label_id = item.get("label_id")
+            if label_id is not None and (isinstance(label_id, bool) or not isinstance(label_id, int)):
+                raise DatasetError(f"{item_where}: label_id {label_id!r} is not an integer")
             if duration is not None and (start < 0.0 or end > duration):
                 # real THUMOS'14 has a few segments past the video's end: clip them to the video
                 clipped.append(f"{vid} [{start:g}, {end:g}] (duration {duration:g})")
@@ -246,6 +373,7 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
                     continue
             segments.append((start, end))
             labels.append(label)
+            label_ids.append(label_id)
         annotations[vid] = VideoAnnotation(
             video_id=vid,
             subset=None if subset is None else str(subset),
@@ -253,6 +381,8 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
             segments=np.asarray(segments, dtype=np.float64).reshape(-1, 2),
             labels=tuple(labels),
             clipped=clipped_here,
+            fps=fps,
+            label_ids=tuple(label_ids) if label_ids and None not in label_ids else None,
         )
     if clipped:
         shown = "; ".join(clipped[:5]) + ("; ..." if len(clipped) > 5 else "")
@@ -279,12 +409,25 @@ def _read_lines(path: Path, what: str) -> list[str]:
 
 
 def read_classes(layout: DatasetLayout, annotations: dict[str, VideoAnnotation]) -> list[str]:
-    """classes.txt if present, else the sorted labels found in gt.json (docs/method.md sec. 1.1)."""
+    """classes.txt if present; else the labels ordered by their ``label_id`` where every segment has one
+    (ActionFormer), else sorted by name (docs/method.md sec. 1.1)."""
     if layout.classes_path.is_file():
         classes = _read_lines(layout.classes_path, "class")
         if not classes:
             raise DatasetError(f"{layout.classes_path}: no class names")
         return classes
+    labelled = [a for a in annotations.values() if a.labels]
+    if labelled and all(a.label_ids is not None for a in labelled):
+        ids: dict[str, tuple[int, str]] = {}  # label -> (label_id, first video)
+        for a in labelled:
+            for label, label_id in zip(a.labels, a.label_ids):
+                known, first = ids.setdefault(label, (label_id, a.video_id))
+                if known != label_id:
+                    raise DatasetError(
+                        f'{layout.gt_path}: video "{a.video_id}" gives label "{label}" label_id {label_id}, '
+                        f'but video "{first}" gives it {known}'
+                    )
+        return sorted(ids, key=lambda label: (ids[label][0], label))
     return sorted({label for annotation in annotations.values() for label in annotation.labels})
 
 
@@ -328,8 +471,9 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
     mAP unless ``require_test_annotations`` is False (prediction only). Every label of a video in a
     split must be in the class list, and no video may be in both splits.
     """
-    if not layout.root.is_dir():
-        raise DatasetError(f"{layout.root}: dataset root is not a directory")
+    layout = resolve_layout(layout)
+    if not layout.gt_path.is_file():
+        raise DatasetError(f"{layout.gt_path}: annotation file not found ({layout.kind} layout, docs/method.md sec. 1.1)")
     annotations = read_annotations(layout.gt_path, layout.ignored_labels)
     classes = read_classes(layout, annotations)
     known = set(classes)
@@ -337,11 +481,12 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
     skipped: dict[str, list[str]] = {}
     if layout.missing_features == "skip":
         for split, ids in splits.items():
-            missing = [vid for vid in ids if not all(layout.feature_path(split, m, vid).is_file() for m in MODALITIES)]
+            missing = [vid for vid in ids if not all(path.is_file() for path in layout.feature_files(split, vid))]
             if missing:
                 kept = [vid for vid in ids if vid not in set(missing)]
                 if not kept:
-                    raise DatasetError(f"{layout.root / 'features' / split}: no video of the {split} split has its feature files")
+                    folder = layout.feature_files(split, ids[0])[0].parent
+                    raise DatasetError(f"{folder}: no video of the {split} split has its feature files")
                 skipped[split], splits[split] = missing, kept
                 shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
                 log.warning(f"missing_features: skip: {len(missing)} {split} videos have no feature files and are left out: {shown}")

@@ -49,6 +49,10 @@ def test_positions(length: int, num_segments: int, device: torch.device | str | 
     return torch.div(torch.arange(num_segments, device=device, dtype=torch.int64) * length, num_segments, rounding_mode="floor")
 
 
-def position_to_seconds(position: Tensor | float, length: int | Tensor, num_used: int | Tensor) -> Tensor | float:
-    """docs/method.md sec. 1.2: seconds of grid position ``p`` = ``p * L / T_used * 16/25`` (L = the original length)."""
-    return position * (length / num_used) * SNIPPET_SECONDS
+def position_to_seconds(
+    position: Tensor | float, length: int | Tensor, num_used: int | Tensor, seconds_per_feature: float = SNIPPET_SECONDS
+) -> Tensor | float:
+    """docs/method.md sec. 1.2: seconds spanned by ``p`` grid positions = ``p * L / T_used * seconds_per_feature``
+    (L = the original length; ``16/25`` in the CoLA layout, the layout's :class:`FeatureClock` step otherwise,
+    whose offset then locates position 0)."""
+    return position * (length / num_used) * seconds_per_feature

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from utal_lightning.data.layout import MODALITIES, DatasetLayout
+from utal_lightning.data.layout import COLA_CLOCK, MODALITIES, DatasetIndex, DatasetLayout, FeatureClock
 from utal_lightning.data.sampling import position_to_seconds, test_positions
 from utal_lightning.errors import DatasetError
 
@@ -32,7 +32,7 @@ class SplitScan:
     """What the ``.npy`` headers of a split say, before any data is read."""
 
     video_ids: list[str]
-    paths: list[tuple[Path, Path]]  # (rgb, flow) per video
+    paths: list[tuple[Path, ...]]  # (rgb, flow) per video, or (one file,) with both (ActionFormer layout)
     lengths: np.ndarray  # (N,) int64 snippets per video
     rgb_dim: int
     flow_dim: int
@@ -57,34 +57,37 @@ def _read_header(path: Path, vid: str) -> tuple[int, ...]:
 
 
 def scan_split(layout: DatasetLayout, split: str, video_ids: Sequence[str]) -> SplitScan:
-    """Check every video's rgb/flow headers of ``split``: presence, 2-D float, equal lengths, equal widths."""
+    """Check every video's feature headers of ``split``: presence, 2-D float, equal rgb/flow lengths, equal
+    widths across videos. A single (L, D) file per video (ActionFormer layout) holds RGB in its first D/2 channels."""
     paths, lengths = [], []
-    dims: dict[str, tuple[int, str]] = {}  # modality -> (width, first video)
+    parts = ("features",) if layout.single_file else MODALITIES
+    dims: dict[str, tuple[int, str]] = {}  # part -> (width, first video)
     for vid in video_ids:
-        pair = tuple(layout.feature_path(split, modality, vid) for modality in MODALITIES)
-        shapes = [_read_header(path, vid) for path in pair]
-        for modality, path, shape in zip(MODALITIES, pair, shapes):
-            width, first = dims.setdefault(modality, (shape[1], vid))
+        files = layout.feature_files(split, vid)
+        shapes = [_read_header(path, vid) for path in files]
+        for part, path, shape in zip(parts, files, shapes):
+            width, first = dims.setdefault(part, (shape[1], vid))
             if shape[1] != width:
-                raise DatasetError(
-                    f'{path}: video "{vid}" has {modality} width {shape[1]}, but video "{first}" has {width}'
-                )
-        if shapes[0][0] != shapes[1][0]:
+                raise DatasetError(f'{path}: video "{vid}" has {part} width {shape[1]}, but video "{first}" has {width}')
+        if len(files) == 2 and shapes[0][0] != shapes[1][0]:
             raise DatasetError(
-                f'video "{vid}": rgb has {shapes[0][0]} snippets but flow has {shapes[1][0]} ({pair[0]}, {pair[1]})'
+                f'video "{vid}": rgb has {shapes[0][0]} snippets but flow has {shapes[1][0]} ({files[0]}, {files[1]})'
             )
         if shapes[0][0] == 0:
-            raise DatasetError(f'{pair[0]}: video "{vid}" has zero snippets')
-        paths.append(pair)
+            raise DatasetError(f'{files[0]}: video "{vid}" has zero snippets')
+        paths.append(files)
         lengths.append(shapes[0][0])
     if not paths:
         raise DatasetError(f"{layout.root}: the {split} split has no videos")
+    if layout.single_file:
+        width = dims["features"][0]
+        if width % 2:
+            raise DatasetError(f'{paths[0][0]}: width {width} is odd; expected RGB and flow concatenated (e.g. 1024 + 1024)')
+        rgb_dim = flow_dim = width // 2
+    else:
+        rgb_dim, flow_dim = dims["rgb"][0], dims["flow"][0]
     return SplitScan(
-        video_ids=list(video_ids),
-        paths=paths,
-        lengths=np.asarray(lengths, dtype=np.int64),
-        rgb_dim=dims["rgb"][0],
-        flow_dim=dims["flow"][0],
+        video_ids=list(video_ids), paths=paths, lengths=np.asarray(lengths, dtype=np.int64), rgb_dim=rgb_dim, flow_dim=flow_dim
     )
 
 
@@ -92,17 +95,18 @@ def check_same_widths(train: SplitScan, test: SplitScan) -> None:
     """The test features must have the training features' widths (the model is built for those)."""
     for modality, a, b in (("rgb", train.rgb_dim, test.rgb_dim), ("flow", train.flow_dim, test.flow_dim)):
         if a != b:
+            part = min(MODALITIES.index(modality), len(test.paths[0]) - 1)
             raise DatasetError(
-                f'{test.paths[0][MODALITIES.index(modality)]}: test video "{test.video_ids[0]}" has {modality} width {b}, '
-                f'but the training videos have {a} (e.g. {train.paths[0][MODALITIES.index(modality)]})'
+                f'{test.paths[0][part]}: test video "{test.video_ids[0]}" has {modality} width {b}, '
+                f"but the training videos have {a} (e.g. {train.paths[0][part]})"
             )
 
 
 def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, features)`` per video: (L, D_rgb + D_flow) float32, RGB first, all finite."""
-    for i, (vid, pair) in enumerate(zip(scan.video_ids, scan.paths)):
+    for i, (vid, files) in enumerate(zip(scan.video_ids, scan.paths)):
         parts = []
-        for path in pair:
+        for path in files:
             array = np.load(path, allow_pickle=False)
             as_float32 = array.astype(np.float32, copy=False)  # one conversion; no copy for float32 files
             if not np.isfinite(as_float32).all():  # NaN/Inf, or finite float64 beyond float32's range
@@ -121,10 +125,18 @@ def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
 class FeatureStore:
     """All videos of one split in a contiguous ``(sum L, D)`` tensor, with per-video offsets and lengths.
 
-    Keeps every video's original length L, so grid positions convert to seconds (docs/method.md sec. 1.2).
+    Keeps every video's original length L and its :class:`FeatureClock` (the layout's seconds-per-feature
+    rule), so grid positions convert to seconds (docs/method.md sec. 1.1-1.2).
     """
 
-    def __init__(self, video_ids: Sequence[str], features: Tensor, lengths: Tensor, rgb_dim: int) -> None:
+    def __init__(
+        self,
+        video_ids: Sequence[str],
+        features: Tensor,
+        lengths: Tensor,
+        rgb_dim: int,
+        clocks: Sequence[FeatureClock] | None = None,
+    ) -> None:
         if features.ndim != 2 or int(lengths.sum()) != features.shape[0]:
             raise ValueError("features must be (sum of lengths, D)")
         self.video_ids = list(video_ids)
@@ -132,11 +144,19 @@ class FeatureStore:
         self.lengths = lengths.to(torch.int64)
         self.offsets = torch.cumsum(self.lengths, 0) - self.lengths
         self.rgb_dim = rgb_dim
+        self.clocks = list(clocks) if clocks is not None else [COLA_CLOCK] * len(self.video_ids)
+        if len(self.clocks) != len(self.video_ids):
+            raise ValueError("one clock per video")
         self.index = {vid: i for i, vid in enumerate(self.video_ids)}
 
     @classmethod
     def load(
-        cls, layout: DatasetLayout, split: str, video_ids: Sequence[str], dtype: torch.dtype = torch.float32
+        cls,
+        layout: DatasetLayout,
+        split: str,
+        video_ids: Sequence[str],
+        dtype: torch.dtype = torch.float32,
+        clocks: Sequence[FeatureClock] | None = None,
     ) -> FeatureStore:
         """Validate, then read each video of ``split`` exactly once into one preallocated tensor."""
         scan = scan_split(layout, split, video_ids)
@@ -144,7 +164,13 @@ class FeatureStore:
         offsets = np.concatenate([[0], np.cumsum(scan.lengths)])
         for i, array in iter_video_features(scan):
             features[offsets[i] : offsets[i + 1]] = torch.from_numpy(array)
-        return cls(scan.video_ids, features, torch.from_numpy(scan.lengths), scan.rgb_dim)
+        return cls(scan.video_ids, features, torch.from_numpy(scan.lengths), scan.rgb_dim, clocks)
+
+    @classmethod
+    def from_index(cls, index: DatasetIndex, split: str, dtype: torch.dtype = torch.float32) -> FeatureStore:
+        """The features of one split of a read dataset, with each video's clock."""
+        ids = index.splits[split]
+        return cls.load(index.layout, split, ids, dtype, index.feature_clocks(ids))
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -162,11 +188,11 @@ class FeatureStore:
         return self.features.device
 
     def to(self, device: torch.device | str) -> FeatureStore:
-        return FeatureStore(self.video_ids, self.features.to(device), self.lengths.to(device), self.rgb_dim)
+        return FeatureStore(self.video_ids, self.features.to(device), self.lengths.to(device), self.rgb_dim, self.clocks)
 
     def pin_memory(self) -> FeatureStore:
         """The same store in page-locked host memory (asynchronous host-to-device copies)."""
-        return FeatureStore(self.video_ids, self.features.pin_memory(), self.lengths, self.rgb_dim)
+        return FeatureStore(self.video_ids, self.features.pin_memory(), self.lengths, self.rgb_dim, self.clocks)
 
     def video(self, index: int) -> Tensor:
         """All snippets of one video, (L, D)."""
@@ -186,4 +212,8 @@ class FeatureStore:
 
     def seconds_per_position(self, index: int, num_used: int) -> float:
         """Seconds spanned by one grid step of video ``index`` sampled to ``num_used`` positions."""
-        return float(position_to_seconds(1.0, int(self.lengths[index]), num_used))
+        return float(position_to_seconds(1.0, int(self.lengths[index]), num_used, self.clocks[index].step))
+
+    def seconds_offset(self, index: int) -> float:
+        """Seconds of grid position 0 of video ``index`` (its clock's offset; 0 in the CoLA layout)."""
+        return float(self.clocks[index].offset)

@@ -27,8 +27,12 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
     Raises :class:`DatasetError` on the first problem; returns a JSON-ready summary otherwise.
     """
     index = read_dataset(layout, require_test_annotations=require_test_annotations)
+    layout = index.layout  # resolved: the layout found under the root
+    clock_of = {vid: clock for ids in index.splits.values() for vid, clock in zip(ids, index.feature_clocks(ids))}
     summary: dict[str, object] = {
         "root": str(layout.root),
+        "layout": layout.kind,
+        "annotation_file": str(layout.gt_path),
         "classes": index.classes,
         "num_classes": index.num_classes,
         "splits": {},
@@ -48,6 +52,7 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
             "annotated_videos": len(annotated),
             "feature_dim": {"rgb": scan.rgb_dim, "flow": scan.flow_dim},
             "snippets_per_video": _stats(scan.lengths.astype(np.float64)),
+            "seconds_per_feature": _stats(np.asarray([clock_of[v].step for v in ids])),
             "segments_per_video": _stats(segments),
             "segments": int(segments.sum()),
             "multi_label_videos": sum(len(set(a.labels)) > 1 for a in annotated),
@@ -62,15 +67,20 @@ def format_summary(summary: dict[str, object]) -> str:
     """Human-readable text of :func:`check_dataset`'s summary."""
     classes = summary["classes"]
     shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")  # type: ignore[index]
-    lines = [f"dataset {summary['root']}: OK", f"classes: {summary['num_classes']} ({shown})"]
+    lines = [
+        f"dataset {summary['root']}: OK ({summary['layout']} layout, annotations {summary['annotation_file']})",
+        f"classes: {summary['num_classes']} ({shown})",
+    ]
     for split, s in summary["splits"].items():  # type: ignore[union-attr]
         length, segs = s["snippets_per_video"], s["segments_per_video"]
-        subset = f" (gt.json subset {' or '.join(map(repr, s['subset']))})" if s["subset"] else ""
+        subset = f" (subset {' or '.join(map(repr, s['subset']))})" if s["subset"] else ""
         lines += [
             f"{split}{subset}: {s['videos']} videos, {s['annotated_videos']} annotated, "
             f"features rgb {s['feature_dim']['rgb']} + flow {s['feature_dim']['flow']}",
-            f"  snippets per video: min {length['min']:g}, median {length['median']:g}, "
-            f"mean {length['mean']:g}, max {length['max']:g}",
+            f"  features per video: min {length['min']:g}, median {length['median']:g}, "
+            f"mean {length['mean']:g}, max {length['max']:g}; seconds per feature: "
+            + ("{min:.4g}".format(**s["seconds_per_feature"]) if s["seconds_per_feature"]["min"] == s["seconds_per_feature"]["max"]
+               else "{min:.4g}-{max:.4g}".format(**s["seconds_per_feature"])),
             f"  segments: {s['segments']} (per annotated video: mean {segs['mean']:g}, max {segs['max']:g}); "
             f"multi-label videos: {s['multi_label_videos']}",
         ]

@@ -718,6 +718,74 @@ def _write_all(cfg: SyntheticConfig, root: Path, seed: int) -> None:
     (root / "gt.json").write_text(json.dumps({"database": database}, indent=1) + "\n")
 
 
+def actionformer_positions(num_snippets: int, fps: float, stride: int = 4, window: int = 16) -> np.ndarray:
+    """For each feature of the ActionFormer layout of a video of ``num_snippets`` CoLA snippets, the snippet it
+    shows: feature ``i`` spans ``[t_i, t_{i+1})`` with ``t_i = (i*stride + window/2) / fps`` (docs/method.md sec. 1.1)
+    and takes the snippet ``j`` (spanning ``[j*16/25, (j+1)*16/25)``) that holds its middle. As many features as
+    full windows fit in the video's ``num_snippets * 16/25 * fps`` frames."""
+    frames = int(np.floor(num_snippets * SNIPPET_SECONDS * fps + 1e-9))
+    count = max(1, (frames - window) // stride + 1)
+    middle = (np.arange(count) * stride + window / 2 + stride / 2) / fps
+    return np.minimum(np.floor(middle / SNIPPET_SECONDS + 1e-9).astype(np.int64), num_snippets - 1)
+
+
+def write_actionformer_copy(
+    cola_root: str | Path,
+    out_dir: str | Path,
+    fps: float = 30.0,
+    stride: int = 4,
+    window: int = 16,
+    name: str = "thumos14",
+    feature_folder: str = "i3d_features",
+    prefix: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """The videos of a CoLA-layout dataset (e.g. a ``utal synth`` one) written in the ActionFormer layout of
+    docs/method.md sec. 1.1: ``annotations/<name>.json`` with ``fps``, ``duration``, ``label_id`` and capitalised
+    subsets (as ActionFormer's THUMOS files), and one ``(L', D_rgb + D_flow)`` file per video, RGB first, resampled
+    to ActionFormer's feature grid (:func:`actionformer_positions`). The same videos at the same seconds, so
+    both layouts can be compared. Atomic like :func:`write_synthetic_dataset`."""
+    from utal_lightning.data.layout import DatasetLayout, read_dataset  # no cycle at import time
+
+    index = read_dataset(DatasetLayout(cola_root, kind="cola"), require_test_annotations=False)
+    out_dir = Path(out_dir).expanduser().absolute()
+    _prepare_target(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        (tmp / "annotations").mkdir()
+        (tmp / feature_folder).mkdir()
+        class_id = {c: i for i, c in enumerate(index.classes)}
+        database: dict[str, dict] = {}
+        for split, ids in index.splits.items():
+            for vid in ids:
+                rgb, flow = (np.load(index.layout.feature_path(split, m, vid)) for m in ("rgb", "flow"))
+                taken = actionformer_positions(rgb.shape[0], fps, stride, window)
+                np.save(tmp / feature_folder / f"{prefix}{vid}.npy", np.concatenate([rgb, flow], axis=1)[taken])
+                annotation = index.annotations.get(vid)
+                if annotation is None:
+                    continue
+                database[vid] = {
+                    "subset": (annotation.subset or split).capitalize(),
+                    "duration": annotation.duration if annotation.duration is not None else round(rgb.shape[0] * SNIPPET_SECONDS, 2),
+                    "fps": fps,
+                    "annotations": [
+                        {"segment": [float(a), float(b)], "label": label, "label_id": class_id[label]}
+                        for (a, b), label in zip(annotation.segments, annotation.labels)
+                    ],
+                }
+        (tmp / "annotations" / f"{name}.json").write_text(json.dumps({"database": database}, indent=1) + "\n")
+        _prepare_target(out_dir, overwrite)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
 def override_config(config: SyntheticConfig | str, assignments: list[str]) -> SyntheticConfig:
     """Apply ``FIELD=VALUE`` overrides (``utal synth --set num_train=10``); tuples as JSON lists."""
     config = get_config(config)

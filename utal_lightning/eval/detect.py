@@ -114,8 +114,9 @@ def detect_with_mapping(
     actionness: Tensor | None = None,
     actionness_thresholds: Sequence[float] = (),
     thresholded_scoring: bool = True,
+    seconds_offset: float = 0.0,
 ) -> Tensor:
-    """Detections ``[start_s, end_s, score, class]`` (n, 4) of one video.
+    """Detections ``[start_s, end_s, score, class]`` (n, 4) of one video (position 0 at ``seconds_offset``).
 
     ``cas`` (T, K) and ``video_scores`` (K,) are over the model's K (pseudo-)classes; ``mapping``
     (K, C) holds cluster -> class weights (docs/method.md sec. 3.5: one-hot rows for Hungarian, 1.0 / 0.5 for
@@ -137,6 +138,7 @@ def detect_with_mapping(
         actionness=actionness,
         actionness_thresholds=actionness_thresholds,
         thresholded_scoring=thresholded_scoring,
+        seconds_offset=seconds_offset,
         scale=scale,
     )
     if rows.shape[0] == 0:

@@ -266,9 +266,14 @@ def detect_video(
     actionness: Tensor | None = None,
     actionness_thresholds: Sequence[float] | Tensor = (),
     thresholded_scoring: bool = True,
+    seconds_offset: float = 0.0,
     **kw,
 ) -> Tensor:
     """Proposals of the kept classes of one video: ``loc_maps`` (T, C) -> (n, 4) float64.
+
+    ``seconds_offset`` is the time of grid position 0 (the layout's clock offset, docs/method.md sec. 1.1: 0 in
+    the CoLA layout, half a feature window in the ActionFormer one); it shifts every row, which leaves scores
+    and IoUs unchanged.
 
     Rows ``[start_seconds, end_seconds, score, class_index]``, class by class in ``keep_classes``
     order; ``class_scores[c]`` is the class score of class ``c``. Per class: its map-threshold
@@ -319,7 +324,10 @@ def detect_video(
             props = torch.cat([props, extra], dim=0)
         label = torch.full((props.shape[0], 1), float(c), dtype=torch.float64, device=device)
         parts.append(torch.cat([props, label], dim=1))
-    return torch.cat(parts, dim=0)
+    rows = torch.cat(parts, dim=0)
+    if seconds_offset:
+        rows[:, :2] += float(seconds_offset)
+    return rows
 
 
 def select_classes(class_scores: Tensor, threshold: float) -> Tensor:

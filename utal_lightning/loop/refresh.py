@@ -295,7 +295,7 @@ class PseudoLabelRefresh(L.Callback):
             cas = pl_module.localization_map(output)[0, :, top].float().cpu()
             videos.append({
                 "video_id": vid,
-                "seconds": (torch.arange(output.attention.shape[1]) * batch["seconds_per_step"]).numpy(),
+                "seconds": (batch["seconds_offset"] + torch.arange(output.attention.shape[1]) * batch["seconds_per_step"]).numpy(),
                 "attention": output.attention[0].float().cpu().numpy(),
                 "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
                 "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),

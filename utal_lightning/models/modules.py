@@ -164,6 +164,7 @@ class LocalizationModule(L.LightningModule):
             actionness=actionness,
             actionness_thresholds=self.actionness_thresholds,
             thresholded_scoring=self.proposal_scoring == "thresholded",
+            seconds_offset=float(batch.get("seconds_offset", 0.0)),
         )
         return rows.numpy()
 
