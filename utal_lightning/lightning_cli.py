@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import traceback
 import warnings
 from argparse import ArgumentError
@@ -14,20 +15,81 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 import yaml
+from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
+from utal_lightning.utils import atomic_write_text
 from utal_lightning.loop.preemption import PreemptionCheckpoint, resolve_resume_path, slurm_plugins
 from utal_lightning.loop.refresh import PseudoLabelRefresh
+from utal_lightning.loop.summary import SUMMARY_FILE
 from utal_lightning.models.modules import LocalizationModule
 
 DETECTIONS_FILE = "detections.json"
+RUN_CONFIG_FILE = "config.yaml"  # the fit's resolved config in the run directory: test/predict --ckpt_path alone read it
+DATASET_PREFIXES = ("thumos_", "anet_", "synthetic_")  # config-name prefixes that say the dataset, not the method
 
 
 def checkpoint_dir(default_root_dir: str | None) -> str:
     return str(Path(default_root_dir or ".") / "checkpoints")
+
+
+def default_run_dir(data_root: str | Path | None, config_files: Sequence[str | Path], model_class: str | None) -> str:
+    """``runs/<dataset>/<method>``: the data root's folder name, and the first config file's name without a
+    dataset prefix (``thumos_copl.yaml`` -> ``copl``; ablations keep theirs), else the model class."""
+    dataset = Path(str(data_root)).name if data_root else "data"
+    if config_files:
+        method = Path(str(config_files[0])).stem
+        for prefix in DATASET_PREFIXES:
+            if method.startswith(prefix) and len(method) > len(prefix):
+                method = method[len(prefix):]
+                break
+    else:
+        method = (model_class or "model").rsplit(".", 1)[-1].lower()
+    return str(Path("runs") / (dataset or "data") / method)
+
+
+def existing_checkpoints(run_dir: str | Path, checkpoint_dirs: Sequence[str | Path]) -> list[Path]:
+    """Checkpoints a fresh fit into ``run_dir`` would mix with its own: ``*.ckpt`` in the checkpoint folders
+    and ``hpc_ckpt_*.ckpt`` in the run directory."""
+    found = sorted(Path(run_dir).glob("hpc_ckpt_*.ckpt"))
+    for folder in checkpoint_dirs:
+        found += sorted(Path(folder).glob("*.ckpt")) if Path(folder).is_dir() else []
+    return found
+
+
+def config_beside(ckpt_path: str | Path) -> Path | None:
+    """The run's config.yaml for a checkpoint: ``<run>/checkpoints/x.ckpt`` or ``<run>/hpc_ckpt_N.ckpt``."""
+    ckpt = Path(ckpt_path)
+    for folder in (ckpt.parent.parent, ckpt.parent):
+        if (folder / RUN_CONFIG_FILE).is_file():
+            return folder / RUN_CONFIG_FILE
+    return None
+
+
+def with_saved_config(argv: list[str]) -> list[str]:
+    """``utal test|predict|validate --ckpt_path X`` without ``--config``: the run's saved config first, so data and
+    model settings come from the run that wrote X (later flags still override it)."""
+    if len(argv) < 2 or argv[0] not in ("validate", "test", "predict"):
+        return argv
+    rest = argv[1:]
+    if any(a in ("--config", "-c") or a.startswith("--config=") for a in rest):
+        return argv
+    ckpt = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--ckpt_path"), None)
+    ckpt = ckpt or next((a.split("=", 1)[1] for a in rest if a.startswith("--ckpt_path=")), None)
+    if ckpt is None:
+        return argv
+    if not Path(ckpt).is_file():
+        raise DatasetError(f"{ckpt}: checkpoint not found")
+    config = config_beside(ckpt)
+    if config is None:
+        raise DatasetError(
+            f"{ckpt}: no --config given and no {RUN_CONFIG_FILE} beside the checkpoint (looked in "
+            f"{Path(ckpt).parent.parent} and {Path(ckpt).parent}): pass the run's --config"
+        )
+    return [argv[0], "--config", str(config), *rest]
 
 
 class DetectionWriter(BasePredictionWriter):
@@ -47,15 +109,31 @@ class DetectionWriter(BasePredictionWriter):
 
 
 class LogConfigCallback(SaveConfigCallback):
-    """Writes config.yaml (LightningCLI's default) and also logs the full resolved config to every logger (W&B too)."""
+    """Writes config.yaml (LightningCLI's default, in the logger's folder), logs the full resolved config to every
+    logger (W&B too), and, for ``fit``, keeps ``<run dir>/config.yaml``: what ``utal test|predict --ckpt_path X``
+    reads when no ``--config`` is given (without the command's own arguments: ckpt_path, overwrite, output)."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         for logger in trainer.loggers:
             logger.log_hyperparams({"config": config})
+        if stage == "fit":
+            run_config = {k: v for k, v in config.items() if k not in ("ckpt_path", "overwrite", "output", "config")}
+            atomic_write_text(Path(trainer.default_root_dir) / RUN_CONFIG_FILE, yaml.safe_dump(run_config, sort_keys=False))
 
 
 class UTALCLI(LightningCLI):
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        # the commands' own arguments (not passed to the Trainer's method)
+        if subcommand == "fit":
+            parser.add_argument("--overwrite", action=ActionYesNo, default=False,
+                                help="start afresh in a run directory that holds another run's checkpoints (deletes them)")
+        if subcommand == "predict":
+            parser.add_argument("--output", type=str | None, default=None,
+                                help=f"detections JSON to write (default <default_root_dir>/{DETECTIONS_FILE})")
+        return parser
+
     def init_parser(self, **kwargs: Any) -> Any:
         # Parse errors come back to run() as exceptions, to be printed in one line without the
         # 80-line usage jsonargparse prints before them.
@@ -87,11 +165,44 @@ class UTALCLI(LightningCLI):
         # No --ckpt_path and auto-resume on (default: in a SLURM batch job): the newest hpc_ckpt_* / last.ckpt.
         config = self.config_init[self.subcommand]
         config["ckpt_path"] = resolve_resume_path(self.trainer, config.get("ckpt_path"))
+        if config["ckpt_path"] is None:
+            self._refuse_or_clear_earlier_run(bool(config.get("overwrite")))
+
+    def _refuse_or_clear_earlier_run(self, overwrite: bool) -> None:
+        """A fresh fit never mixes with an earlier run's checkpoints (Lightning would add last-v1.ckpt beside them)."""
+        run_dir = Path(self.trainer.default_root_dir)
+        dirs = [cb.dirpath for cb in self.trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+        found = existing_checkpoints(run_dir, dirs)
+        if not found:
+            return
+        if not overwrite:
+            shown = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
+            resume = next((p for p in found if p.name == "last.ckpt"), found[-1])
+            raise DatasetError(
+                f"{run_dir}: holds the checkpoints of an earlier run ({shown}): resume it with --ckpt_path {resume}, "
+                "choose another --trainer.default_root_dir, or start afresh with --overwrite"
+            )
+        if self.trainer.is_global_zero:
+            for path in found:
+                path.unlink(missing_ok=True)
+            (run_dir / SUMMARY_FILE).unlink(missing_ok=True)
+            print(f"--overwrite: removed {len(found)} checkpoints of an earlier run from {run_dir}")
+        self.trainer.strategy.barrier("utal-overwrite")
 
     def before_instantiate_classes(self) -> None:
-        # A logger whose save_dir is null logs into the run directory (configs/wandb.yaml relies on it).
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        if trainer.default_root_dir is None:
+            # runs/<dataset>/<method>, from the data root and the config (and the checkpoint folder inside it)
+            data = config.data.init_args if getattr(config.data, "init_args", None) is not None else config.data
+            trainer.default_root_dir = default_run_dir(
+                getattr(data, "root", None), [str(c) for c in (config.get("config") or [])], getattr(config.model, "class_path", None)
+            )
+            config.checkpoint.dirpath = checkpoint_dir(trainer.default_root_dir)
+        if self.subcommand == "predict" or (self.subcommand == "fit" and config.loop.test_iterations == "none"):
+            data = config.data.init_args if getattr(config.data, "init_args", None) is not None else config.data
+            data.require_test_annotations = False  # no mAP: test videos need no ground truth
+        # A logger whose save_dir is null logs into the run directory (configs/wandb.yaml relies on it).
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         for logger in loggers:
             init_args = getattr(logger, "init_args", None)
@@ -99,7 +210,8 @@ class UTALCLI(LightningCLI):
                 init_args.save_dir = trainer.default_root_dir or "."
 
     def before_predict(self) -> None:
-        self.trainer.callbacks.append(DetectionWriter(Path(self.trainer.default_root_dir) / DETECTIONS_FILE))
+        output = self.config_init[self.subcommand].get("output")
+        self.trainer.callbacks.append(DetectionWriter(output or Path(self.trainer.default_root_dir) / DETECTIONS_FILE))
 
 
 class _DropAdvertisements(logging.Filter):
@@ -142,13 +254,16 @@ def run(argv: Sequence[str] | None) -> None:
         ".*isinstance.treespec, LeafSpec.*",  # Lightning's pytree shim on recent torch
         ".*tensorboardX.*",  # CSV is our default logger on purpose
         ".*is smaller than the logging interval.*",  # small synthetic epochs
+        ".*Couldn.t infer the batch indices.*",  # predict: our writer does not need them
     ):
         warnings.filterwarnings("ignore", message=message)
     rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdvertisements) for f in rank_zero_log.filters):
         rank_zero_log.addFilter(_DropAdvertisements())
     try:
-        _run_cli(argv)
+        given = list(sys.argv[1:] if argv is None else argv)
+        args = with_saved_config(given)
+        _run_cli(None if argv is None and args == given else args)  # Lightning warns when given args and sys.argv both
     except ArgumentError as e:
         raise DatasetError(condense_parser_error(str(e))) from None
     except Exception as e:
@@ -168,7 +283,7 @@ def _run_cli(argv: Sequence[str] | None) -> None:
         save_config_kwargs={"overwrite": True},
         # max_epochs: the outer loop (loop.refresh) sets the epochs of each iteration at fit start;
         # -1 here only keeps Lightning from warning that it was not set.
-        trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0, "max_epochs": -1},
+        trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0, "max_epochs": -1, "default_root_dir": None},
         parser_kwargs={"prog": "utal"},
         args=None if argv is None else list(argv),
     )

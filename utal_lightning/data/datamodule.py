@@ -87,6 +87,8 @@ class UTALDataModule(L.LightningDataModule):
         ignored_labels: annotation labels to drop (e.g. THUMOS "Ambiguous").
         missing_features: a listed video without its feature files is an "error" (default), or
             "skip": left out of its split, with a logged list.
+        require_test_annotations: test videos need a ground-truth entry (for mAP); ``utal predict`` and fits
+            with ``loop.test_iterations: none`` set it False.
         pool_batch_size: videos per batch of the pseudolabel stage's no-grad pass.
         seed: seeds the training samplers (with the iteration and epoch).
         store_dtype: dtype the training features are kept in: "float32", "float16" or "bfloat16"
@@ -110,6 +112,7 @@ class UTALDataModule(L.LightningDataModule):
         test_subset: str | list[str] | None = None,
         ignored_labels: Sequence[str] = (),
         missing_features: str = "error",
+        require_test_annotations: bool = True,
         layout: str = "auto",
         annotation_file: str | None = None,
         feature_folder: str | None = None,
@@ -153,7 +156,7 @@ class UTALDataModule(L.LightningDataModule):
                 f"`utal synth --preset small --out {self.layout.root}`)"
             )
         # Validate the layout and every feature header now, before any training starts.
-        self.index = read_dataset(self.layout)
+        self.index = read_dataset(self.layout, require_test_annotations=require_test_annotations)
         self.layout = self.index.layout  # "auto" resolved to the layout found
         train_scan = scan_split(self.layout, train_split, self.index.train_ids)
         test_scan = scan_split(self.layout, test_split, self.index.test_ids)
