@@ -22,7 +22,14 @@ from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
 from utal_lightning.utils import atomic_write_text
-from utal_lightning.loop.preemption import PreemptionCheckpoint, resolve_resume_path, slurm_plugins
+from utal_lightning.loop.preemption import (
+    Interrupted,
+    PreemptionCheckpoint,
+    early_signal_handlers,
+    resolve_resume_path,
+    resume_hint,
+    slurm_plugins,
+)
 from utal_lightning.loop.refresh import PseudoLabelRefresh
 from utal_lightning.loop.summary import SUMMARY_FILE
 from utal_lightning.models.modules import LocalizationModule
@@ -123,6 +130,7 @@ class LogConfigCallback(SaveConfigCallback):
 
 
 class UTALCLI(LightningCLI):
+    command_args: Sequence[str] = ()  # the command line, for the resume hint after a signal
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         # the commands' own arguments (not passed to the Trainer's method)
@@ -167,6 +175,18 @@ class UTALCLI(LightningCLI):
         config["ckpt_path"] = resolve_resume_path(self.trainer, config.get("ckpt_path"))
         if config["ckpt_path"] is None:
             self._refuse_or_clear_earlier_run(bool(config.get("overwrite")))
+
+    def after_fit(self) -> None:
+        # A signal stopped the run after saving a checkpoint: say how to resume, exit 128 + signal (0 if requeued).
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, PreemptionCheckpoint) and callback.stopping:
+                status = callback.exit_status()
+                if self.trainer.is_global_zero:
+                    how = "requeued; the job resumes by itself" if status == 0 else f"resume with:\n  {resume_hint(self.command_args, callback.saved_path)}"
+                    print(f"stopped by {callback.received.name if callback.received else 'a signal'}: saved {callback.saved_path}; {how}",
+                          file=sys.stderr)
+                if status:
+                    raise SystemExit(status)
 
     def _refuse_or_clear_earlier_run(self, overwrite: bool) -> None:
         """A fresh fit never mixes with an earlier run's checkpoints (Lightning would add last-v1.ckpt beside them)."""
@@ -215,10 +235,12 @@ class UTALCLI(LightningCLI):
 
 
 class _DropAdvertisements(logging.Filter):
-    """Lightning's "Tip: try installing litlogger / litmodels" lines, printed on every run."""
+    """Lightning's "Tip: try installing litlogger / litmodels" lines, printed on every run, and its note on
+    every resume that ``weights_only`` defaults to False (our own checkpoints hold RNG states)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+        message = str(record.getMessage())
+        return not message.startswith(("\N{ELECTRIC LIGHT BULB} Tip:", "`weights_only` was not set"))
 
 
 def condense_parser_error(message: str) -> str:
@@ -257,13 +279,20 @@ def run(argv: Sequence[str] | None) -> None:
         ".*Couldn.t infer the batch indices.*",  # predict: our writer does not need them
     ):
         warnings.filterwarnings("ignore", message=message)
-    rank_zero_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropAdvertisements) for f in rank_zero_log.filters):
-        rank_zero_log.addFilter(_DropAdvertisements())
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+        noisy = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdvertisements) for f in noisy.filters):
+            noisy.addFilter(_DropAdvertisements())
     try:
         given = list(sys.argv[1:] if argv is None else argv)
         args = with_saved_config(given)
-        _run_cli(None if argv is None and args == given else args)  # Lightning warns when given args and sys.argv both
+        UTALCLI.command_args = given
+        with early_signal_handlers("SIGUSR1"):  # until the training loop installs its own: a clean stop
+            _run_cli(None if argv is None and args == given else args)  # Lightning warns when given args and sys.argv both
+    except Interrupted as e:
+        where = "before the training loop started or after it ended: nothing was saved by it"
+        print(f"error: stopped by {e.signum.name} {where} (rerun the command)", file=sys.stderr)
+        raise SystemExit(128 + int(e.signum)) from None
     except ArgumentError as e:
         raise DatasetError(condense_parser_error(str(e))) from None
     except Exception as e:

@@ -70,6 +70,7 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -114,11 +115,55 @@ def preemption_requested(trainer: L.Trainer) -> bool:
     return any(isinstance(cb, PreemptionCheckpoint) and cb.stopping for cb in trainer.callbacks)
 
 
+class Interrupted(BaseException):
+    """A stop signal outside the training loop (setup, feature loading, the pseudolabel stage's first pass,
+    the final test): raised by :func:`early_signal_handlers`' handler. A BaseException, like KeyboardInterrupt,
+    so no ``except Exception`` swallows it; atomic writes remove their temporary files on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signal_module.Signals(signum)
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+class early_signal_handlers:  # noqa: N801 - a context manager used like a function
+    """Within the block, SIGTERM, SIGINT and ``signals`` raise :class:`Interrupted` (the CLI turns it into one
+    line and exit status 128 + signal); on exit the earlier handlers come back. Outside the main thread: no-op.
+    :class:`PreemptionCheckpoint` replaces these with its flag-setting handlers while the training loop runs."""
+
+    def __init__(self, *signals: str | int | signal_module.Signals) -> None:
+        self.signals = sorted({signal_module.SIGTERM, signal_module.SIGINT, *(parse_signal(s) for s in signals)})
+        self.previous: dict[signal_module.Signals, Any] = {}
+
+    def __enter__(self) -> early_signal_handlers:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.signals:
+                self.previous[signum] = signal_module.signal(signum, _raise_interrupted)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal_module.signal(signum, handler if handler is not None else signal_module.SIG_DFL)
+        self.previous.clear()
+
+
 class PreemptionCheckpoint(L.Callback):
-    """Checkpoint, requeue and stop when ``signal`` arrives; the handler itself only sets a flag.
+    """Checkpoint, requeue and stop when ``signal`` arrives; checkpoint and stop on ``stop_signals``. The
+    handlers only set a flag.
+
+    After the stop, :meth:`exit_status` is what the command exits with: ``128 + signal`` (SIGTERM 143,
+    SIGINT 130; a preemption signal that was not requeued, e.g. outside SLURM, 138 for SIGUSR1), or 0 after a
+    successful requeue (the requeued job goes on). A second SIGINT while the first is pending stops at once
+    (:class:`Interrupted`, exit 130), as users expect from Ctrl+C twice.
 
     Args:
         signal: the preemption signal (SLURM's ``--signal=USR1@<seconds>``).
+        stop_signals: signals that save a resumable checkpoint at the next batch and stop, without a requeue
+            (``kill``, Ctrl+C, ``scancel``); installed while the training loop runs, replacing Lightning's own
+            SIGTERM handler (which would stop with exit status 0 and no checkpoint).
         requeue: on global rank zero, run ``requeue_command`` after saving when ``SLURM_JOB_ID`` is set.
         requeue_command: the command, ``{job_id}`` replaced by the job id (``<array job>_<task>`` for
             array jobs); split like a shell would (no shell runs it).
@@ -133,6 +178,7 @@ class PreemptionCheckpoint(L.Callback):
     def __init__(
         self,
         signal: str = "SIGUSR1",
+        stop_signals: Sequence[str] = ("SIGTERM", "SIGINT"),
         requeue: bool = True,
         requeue_command: str = "scontrol requeue {job_id}",
         requeue_timeout: float = 60.0,
@@ -140,26 +186,60 @@ class PreemptionCheckpoint(L.Callback):
         chain_previous: bool = True,
     ) -> None:
         self.signum = parse_signal(signal)
+        self.stop_signums = [s for s in dict.fromkeys(parse_signal(x) for x in stop_signals) if s != self.signum]
         self.requeue = requeue
         self.requeue_command = requeue_command
         self.requeue_timeout = requeue_timeout
         self.auto_resume = auto_resume
         self.chain_previous = chain_previous
         self.requested = False  # set by the signal handler, nothing else
+        self.received: signal_module.Signals | None = None  # the first signal that asked to stop
         self.stopping = False  # this run saved and was told to stop (the same on every rank)
         self.saved_path: Path | None = None  # the checkpoint this run saved (local roots)
         self.requeue_returncode: int | None = None
         self._pending = False  # the ranks agreed, waiting for an accumulation boundary
         self._previous_handler: Any = None
         self._installed = False
+        self._previous_stop_handlers: dict[signal_module.Signals, Any] = {}
 
     # ------------------------------------------------------------------ signal
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs between two arbitrary bytecodes: set a flag, nothing else (no I/O, no locks, no collectives).
+        if signum == signal_module.SIGINT and self.requested and self.received == signal_module.SIGINT:
+            raise Interrupted(signum)  # Ctrl+C twice: stop now
+        if self.received is None:
+            self.received = signal_module.Signals(signum)
         self.requested = True
         previous = self._previous_handler
-        if self.chain_previous and callable(previous):
+        if signum == self.signum and self.chain_previous and callable(previous):
             previous(signum, frame)
+
+    def exit_status(self) -> int:
+        """What the command exits with after this run: 0 unless a signal stopped it (see the class docstring)."""
+        if not self.stopping or self.received is None:
+            return 0
+        if self.received == self.signum and self.requeue_returncode == 0:
+            return 0
+        return 128 + int(self.received)
+
+    def install_stop_handlers(self) -> None:
+        """Our flag for ``stop_signals`` (call once the Trainer has registered its own: it would compose them)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self.stop_signums:
+            if signum not in self._previous_stop_handlers:
+                self._previous_stop_handlers[signum] = signal_module.getsignal(signum)
+            signal_module.signal(signum, self._on_signal)
+
+    def uninstall_stop_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self.stop_signums:
+            current = signal_module.getsignal(signum)
+            if getattr(current, "__self__", None) is self:  # the Trainer may have restored its originals already
+                previous = self._previous_stop_handlers.get(signum)
+                signal_module.signal(signum, previous if previous is not None else signal_module.SIG_DFL)
+        self._previous_stop_handlers.clear()
 
     def install(self) -> None:
         if self._installed:
@@ -170,7 +250,8 @@ class PreemptionCheckpoint(L.Callback):
         previous = signal_module.getsignal(self.signum)
         # never chain a bound handler of another PreemptionCheckpoint (a second fit in the same process)
         owner = getattr(previous, "__self__", None)
-        self._previous_handler = None if isinstance(owner, PreemptionCheckpoint) else previous
+        # nor the CLI's early handler (it would turn the flag into an immediate stop)
+        self._previous_handler = None if isinstance(owner, PreemptionCheckpoint) or previous is _raise_interrupted else previous
         signal_module.signal(self.signum, self._on_signal)
         self._installed = True
 
@@ -186,7 +267,7 @@ class PreemptionCheckpoint(L.Callback):
         if stage != "fit":
             return
         self.requested = self.stopping = self._pending = False
-        self.saved_path, self.requeue_returncode = None, None
+        self.saved_path, self.requeue_returncode, self.received = None, None, None
         environment = getattr(trainer, "_accelerator_connector", None)
         environment = getattr(environment, "cluster_environment", None)
         if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
@@ -197,11 +278,20 @@ class PreemptionCheckpoint(L.Callback):
             )
         self.install()  # before the Trainer registers its handlers (it keeps ours for this signal)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The Trainer registered its SIGTERM handler just before the loop started; ours replaces it.
+        self.install_stop_handlers()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.uninstall_stop_handlers()
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
+            self.uninstall_stop_handlers()
             self.uninstall()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.uninstall_stop_handlers()
         self.uninstall()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -242,7 +332,12 @@ class PreemptionCheckpoint(L.Callback):
         path = trainer.strategy.broadcast(name, src=0)  # one name on every rank
         # the temporary name must not contain "hpc_ckpt_": Lightning numbers every file that does
         target = str(Path(path).with_name(f".preemption-{_HPC_NAME.match(Path(path).name).group(1)}.partial")) if local else path
-        rank_zero_info(f"preemption signal {self.signum.name}: saving {path} at global step {trainer.global_step}")
+        # every rank learns which signal stopped the run (one collective, only now): the same exit status everywhere
+        code = torch.tensor(float(int(self.received) if self.received is not None else 0), device=trainer.strategy.root_device)
+        code = int(trainer.strategy.reduce(code, reduce_op="max"))
+        self.received = signal_module.Signals(code) if code else self.received
+        received = self.received.name if self.received is not None else self.signum.name
+        rank_zero_info(f"{received}: saving {path} at global step {trainer.global_step}")
         try:
             trainer.save_checkpoint(target)  # every rank (sharded strategies write parts); ends in a barrier
             if local and trainer.is_global_zero:
@@ -252,12 +347,12 @@ class PreemptionCheckpoint(L.Callback):
             # Still requeue: the requeued job resumes from the newest checkpoint that exists (and under
             # DDP the requeue also ends ranks left waiting in the save's barrier).
             log.exception(f"preemption: saving {path} failed")
-            if trainer.is_global_zero and self.requeue:
+            if trainer.is_global_zero and self.requeue and self.received in (None, self.signum):
                 self.requeue_returncode = self._requeue()
             raise
         self.saved_path = Path(path) if local else None
         self.requested, self._pending, self.stopping = False, False, True
-        if trainer.is_global_zero and self.requeue:
+        if trainer.is_global_zero and self.requeue and self.received in (None, self.signum):  # stop signals: no requeue
             self.requeue_returncode = self._requeue()
         trainer.should_stop = True
 
@@ -340,6 +435,26 @@ def auto_resume_enabled(callback: PreemptionCheckpoint | None) -> bool:
     if callback is None or callback.auto_resume is False:
         return False
     return callback.auto_resume is True or in_slurm_batch_job()
+
+
+def resume_hint(args: Sequence[str], checkpoint: str | Path | None) -> str:
+    """The command that resumes a stopped ``utal fit``: its own arguments with ``--ckpt_path`` set to
+    ``checkpoint`` (an earlier ``--ckpt_path`` and ``--overwrite`` dropped)."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--ckpt_path":
+            skip = True
+            continue
+        if arg.startswith("--ckpt_path=") or arg in ("--overwrite", "--overwrite=true", "--overwrite=True"):
+            continue
+        kept.append(arg)
+    if checkpoint is not None:
+        kept += ["--ckpt_path", str(checkpoint)]
+    return shlex.join(["utal", *kept])
 
 
 def resolve_resume_path(trainer: L.Trainer, ckpt_path: Any) -> Any:

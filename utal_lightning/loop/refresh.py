@@ -29,6 +29,10 @@ from utal_lightning.loop.preemption import preemption_requested
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 
 
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"  # "-": not tested (loop.test_iterations)
+
+
 class PseudoLabelRefresh(L.Callback):
     """Relabel at fit start (fresh runs) and at every iteration boundary.
 
@@ -118,7 +122,8 @@ class PseudoLabelRefresh(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, trainer.datamodule.history)
-            self._print_table(trainer.datamodule.history)
+            if not preemption_requested(trainer):  # a stopped run prints how to resume instead (utal fit)
+                self._print_table(trainer.datamodule.history)
 
     @staticmethod
     def restart_seed(seed: int, iteration: int) -> int:
@@ -323,6 +328,6 @@ class PseudoLabelRefresh(L.Callback):
             test = h.get("test", {})
             lines.append(
                 f"{h['iteration']:>4} {h['nmi']:>6.3f} {h['ari']:>6.3f} {h['accuracy']:>6.3f} {h['accuracy_selected']:>6.3f} "
-                f"{h['selected_fraction']:>6.2f} {h['epochs']:>6} {test.get('0.5', float('nan')):>8.4f} {test.get('average_mAP', float('nan')):>8.4f}"
+                f"{h['selected_fraction']:>6.2f} {h['epochs']:>6} {_score(test.get('0.5')):>8} {_score(test.get('average_mAP')):>8}"
             )
         rank_zero_info("\n".join(lines))
