@@ -209,3 +209,26 @@ def test_wandb_fragment_logs_into_the_run_directory(tmp_path, monkeypatch):
     assert {p.name.rsplit("_", 1)[0] for p in pngs} >= {"outer_selection_curve", "outer_confusion", "outer_embedding", "outer_attention"}
     assert (run / "config.yaml").is_file()  # the resolved config, next to the W&B files
     assert json.loads((run / "summary.json").read_text())["iterations"]
+
+
+def test_progress_figure_draws_nmi_selection_and_map_per_iteration():
+    history = [dict(HISTORY[0], test={"0.5": 0.2, "average_mAP": 0.15}), dict(HISTORY[1])]  # iteration 2 not tested
+    fig = plots.progress_figure(history)
+    (ax,) = fig.axes
+    lines = {line.get_label(): line.get_ydata() for line in ax.get_lines()}
+    assert list(lines) == ["NMI", "|P| / N", "test mAP@0.5", "test mAP avg"]
+    assert np.allclose(lines["NMI"], [0.4, 0.6]) and np.allclose(lines["|P| / N"], [0.3, 1.0])
+    assert lines["test mAP@0.5"][0] == 0.2 and np.isnan(lines["test mAP@0.5"][1])
+    # no test at all: no mAP lines
+    assert [line.get_label() for line in plots.progress_figure(HISTORY).axes[0].get_lines()] == ["NMI", "|P| / N"]
+
+
+def test_attention_figure_draws_the_top_detections():
+    videos = _videos()
+    videos[0]["detections"] = [(1.0, 4.5, 0.9, "Jump"), (9.0, 12.0, 0.5, "Run"), (2.0, 3.0, 0.1, "Jump")]
+    fig = plots.attention_figure(videos, max_detections=2)
+    bars = [line for line in fig.axes[0].get_lines() if line.get_xdata().size == 2 and line.get_ydata()[0] == line.get_ydata()[1]
+            and line.get_ydata()[0] > 1.0 + 1e-9 and line.get_label() != "attention" and not line.get_label().startswith("CAS")]
+    assert [tuple(b.get_xdata()) for b in bars] == [(1.0, 4.5), (9.0, 12.0)]  # the two best, best first
+    assert bars[0].get_linewidth() > bars[1].get_linewidth()  # thicker for a higher score
+    assert not [line for line in fig.axes[1].get_lines() if line.get_xdata().size == 2]  # a video without detections

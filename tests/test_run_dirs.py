@@ -41,6 +41,7 @@ def fitted(tmp_path_factory):
     data = write_synthetic_dataset("tiny", work / "data" / "tinyset", seed=0)
     done = _utal(work, "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data), *SHORT)
     assert done.returncode == 0, done.stderr[-3000:]
+    (work / "fit_output.txt").write_text(done.stdout + done.stderr)
     return work, data, work / "runs" / "tinyset" / "copl"
 
 
@@ -48,6 +49,19 @@ def test_fit_writes_into_runs_dataset_method(fitted):
     _, _, run = fitted
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
     assert (run / "summary.json").is_file() and (run / "config.yaml").is_file()
+
+
+def test_what_a_fit_prints_and_draws(fitted):
+    """Issue 11, item 9: the iteration's test mAP in a line, a progress line (the bar is off here), the
+    progress figure, and none of Lightning's per-run noise."""
+    work, _, run = fitted
+    output = (work / "fit_output.txt").read_text().splitlines()
+    summary = json.loads((run / "summary.json").read_text())["iterations"][0]["test"]
+    assert f"outer iteration 1/1 test: mAP@0.5 {summary['0.5']:.4f}, average mAP {summary['average_mAP']:.4f}" in "\n".join(output)
+    assert any(line.startswith("outer iteration 1/1: epoch 1/1, train/loss") for line in output), output
+    assert (run / "figures" / "outer_progress_1.png").is_file()
+    noise = [line for line in output if "Warning" in line or "warn" in line.lower() or "Tip:" in line or "max_epochs" in line]
+    assert noise == [], noise
 
 
 def test_a_fresh_fit_into_a_run_directory_with_checkpoints_stops_in_one_line(fitted, tmp_path):

@@ -235,12 +235,13 @@ class UTALCLI(LightningCLI):
 
 
 class _DropAdvertisements(logging.Filter):
-    """Lightning's "Tip: try installing litlogger / litmodels" lines, printed on every run, and its note on
-    every resume that ``weights_only`` defaults to False (our own checkpoints hold RNG states)."""
+    """Lightning's "Tip: try installing litlogger / litmodels" lines, printed on every run; its note on
+    every resume that ``weights_only`` defaults to False (our own checkpoints hold RNG states); and its
+    "`Trainer.fit` stopped: `max_epochs=N` reached" (the outer loop sets max_epochs; its table follows)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.getMessage())
-        return not message.startswith(("\N{ELECTRIC LIGHT BULB} Tip:", "`weights_only` was not set"))
+        return not message.startswith(("\N{ELECTRIC LIGHT BULB} Tip:", "`weights_only` was not set", "`Trainer.fit` stopped: `max_epochs="))
 
 
 def condense_parser_error(message: str) -> str:

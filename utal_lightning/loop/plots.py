@@ -103,6 +103,39 @@ def selection_curve(history: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
+def progress_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
+    """What a run is doing, one point per outer iteration: NMI of the pseudolabels, |P|/N, and the test mAP
+    (mAP@0.5 and the average over the tIoUs) where the iteration was tested. All in [0, 1]."""
+    fig = _figure(6.5, 4)
+    ax = fig.subplots(1, 1)
+    its = np.array([float(h.get("iteration", i + 1)) for i, h in enumerate(history)])
+    series = {
+        "NMI": [h.get("nmi") for h in history],
+        "|P| / N": [h.get("selected_fraction") for h in history],
+        "test mAP@0.5": [(h.get("test") or {}).get("0.5") for h in history],
+        "test mAP avg": [(h.get("test") or {}).get("average_mAP") for h in history],
+    }
+    styles = {"NMI": ("tab:blue", "o", "-"), "|P| / N": ("tab:gray", "s", ":"),
+              "test mAP@0.5": ("tab:green", "^", "-"), "test mAP avg": ("tab:olive", "v", "--")}
+    for name, values in series.items():
+        if all(v is None for v in values):
+            continue
+        color, marker, line = styles[name]
+        ax.plot(its, [np.nan if v is None else float(v) for v in values], marker=marker, linestyle=line, color=color, label=name)
+    if not history:
+        ax.text(0.5, 0.5, "no iterations yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("outer iteration")
+    ax.set_ylim(0.0, 1.05)
+    ax.grid(alpha=0.3)
+    if len(its):
+        ax.set_xticks(its)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_title("clustering, selection and test mAP per iteration")
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------------------------------
 # clusters vs classes
 
@@ -240,12 +273,14 @@ def embedding_figure(
 # attention over time
 
 
-def attention_figure(videos: Sequence[Mapping[str, Any]]) -> Figure:
+def attention_figure(videos: Sequence[Mapping[str, Any]], max_detections: int = 8) -> Figure:
     """One row per video: attention over time with the ground-truth segments as shaded spans.
 
     Each video is a dict with ``video_id``, ``seconds`` (T,), ``attention`` (T,) in [0, 1],
-    ``segments`` (n, 2) ground truth in seconds with ``labels`` (n,) names, and optionally the top
-    classes' CAS as ``cas`` (T, k) with ``cas_names`` (k,) (or ``cas`` as a ``{name: (T,)}`` dict).
+    ``segments`` (n, 2) ground truth in seconds with ``labels`` (n,) names, optionally the top
+    classes' CAS as ``cas`` (T, k) with ``cas_names`` (k,) (or ``cas`` as a ``{name: (T,)}`` dict), and
+    optionally ``detections``: ``(start, end, score, name)`` tuples, drawn as bars above the curves (the
+    highest-scoring first, at most ``max_detections`` per video, bar height by score).
     """
     videos = list(videos)
     rows = max(1, len(videos))
@@ -282,6 +317,15 @@ def attention_figure(videos: Sequence[Mapping[str, Any]]) -> Figure:
                 ax.plot(seconds, curve, linewidth=0.9, linestyle="--", color=gt_color.get(name), label=f"CAS {name}")
                 if curve.size and np.isfinite(curve).any():
                     top = max(top, float(np.nanmax(curve)) * 1.05)
+        detections = sorted(video.get("detections") or [], key=lambda d: -float(d[2]))[:max_detections]
+        if detections:
+            best = max(float(d[2]) for d in detections) or 1.0
+            for j, (start, end, score, name) in enumerate(detections):
+                y = top + 0.04 * j  # one lane per detection, above the curves
+                ax.plot([start, end], [y, y], color=gt_color.get(str(name), "tab:purple"),
+                        linewidth=1.0 + 3.0 * float(score) / best, solid_capstyle="butt",
+                        label=None if j else "detections (top by score)")
+            top += 0.04 * len(detections) + 0.02
         ax.set_xlim(float(seconds.min()) if seconds.size else 0.0, float(seconds.max()) if seconds.size else 1.0)
         ax.set_ylim(0.0, top)
         ax.set_ylabel("score")

@@ -49,6 +49,8 @@ class PseudoLabelRefresh(L.Callback):
             DataModule's ``seed`` and the iteration (the same on every rank, see :meth:`restart_seed`).
         test_iterations: which iterations end with a test pass (logged only, never used for a
             decision): "all", "last" (cheaper on large test sets) or "none".
+        progress_every_n_epochs: with the progress bar off (SLURM logs, benchmarks), print one progress line
+            every this many epochs of an iteration; None: about ten lines per iteration; 0: none.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class PseudoLabelRefresh(L.Callback):
         adaptive_epochs: bool = True,
         restart_each_iteration: bool = False,
         test_iterations: Literal["all", "last", "none"] = "all",
+        progress_every_n_epochs: int | None = None,
     ) -> None:
         self.strategy = strategy
         self.max_iterations = max_iterations
@@ -68,7 +71,11 @@ class PseudoLabelRefresh(L.Callback):
         if test_iterations not in ("all", "last", "none"):
             raise ValueError(f"test_iterations must be all, last or none, got {test_iterations!r}")
         self.test_iterations = test_iterations
+        if progress_every_n_epochs is not None and progress_every_n_epochs < 0:
+            raise ValueError(f"progress_every_n_epochs must be >= 0 or None, got {progress_every_n_epochs}")
+        self.progress_every_n_epochs = progress_every_n_epochs
         self._restored_epoch: int | None = None
+        self._progress_mark: tuple[float, int] | None = None  # (time, epoch) of the last progress line
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -87,6 +94,7 @@ class PseudoLabelRefresh(L.Callback):
         if preemption_requested(trainer):  # a partial epoch before a preemption stop: the resumed run redoes it
             return
         datamodule = trainer.datamodule
+        self._progress_line(trainer, datamodule)
         if self.strategy.observes_epochs:
             started = time.perf_counter()
             index, rows = self._pass(trainer, pl_module, lambda output, batch: self.strategy.epoch_observation(output, batch["lengths"]))
@@ -107,8 +115,15 @@ class PseudoLabelRefresh(L.Callback):
                 if name == "" and trainer.is_global_zero:
                     plots.log_table(trainer, "test/per_class_AP", *plots.per_class_ap_rows(result.per_class()), step=datamodule.iteration)
             pl_module.log_dict(metrics, rank_zero_only=True)
+            test = datamodule.history[-1]["test"]
+            rank_zero_info(
+                f"outer iteration {datamodule.iteration}/{self.max_iterations} test: mAP@0.5 {test['0.5']:.4f}, "
+                f"average mAP {test['average_mAP']:.4f} ({len(datamodule.index.test_ids)} videos; logged, never used to decide)"
+            )
             if trainer.is_global_zero:
                 plots.log_figures(trainer, {"outer/attention": self._attention_figure(datamodule, pl_module)}, step=datamodule.iteration)
+        if trainer.is_global_zero:
+            plots.log_figures(trainer, {"outer/progress": plots.progress_figure(datamodule.history)}, step=datamodule.iteration)
         if datamodule.iteration < self.max_iterations:
             self._relabel(trainer, pl_module, use_model=True)
             if self.restart_each_iteration:
@@ -124,6 +139,36 @@ class PseudoLabelRefresh(L.Callback):
             write_summary(trainer.default_root_dir, trainer.datamodule.history)
             if not preemption_requested(trainer):  # a stopped run prints how to resume instead (utal fit)
                 self._print_table(trainer.datamodule.history)
+
+    def _iteration_epochs_done(self, trainer: L.Trainer, datamodule: Any, finished: bool) -> tuple[int, int]:
+        """(epochs of the current iteration done, epochs it has)."""
+        epochs = datamodule.epoch_plan[-1]
+        return trainer.current_epoch + int(finished) - (datamodule.iteration_end_epoch - epochs), epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.datamodule.epoch_plan:
+            done, _ = self._iteration_epochs_done(trainer, trainer.datamodule, finished=False)
+            if self._progress_mark is None or self._progress_mark[1] > done:  # a new iteration (or a resumed run)
+                self._progress_mark = (time.perf_counter(), done)
+
+    def _progress_line(self, trainer: L.Trainer, datamodule: Any) -> None:
+        """One line every few epochs when no progress bar shows them: epoch of the iteration, loss, pace, time left."""
+        if trainer.progress_bar_callback is not None or self.progress_every_n_epochs == 0 or self._progress_mark is None:
+            return
+        done, epochs = self._iteration_epochs_done(trainer, datamodule, finished=True)
+        every = self.progress_every_n_epochs or max(1, epochs // 10)
+        if done % every and done != epochs:
+            return
+        now = time.perf_counter()
+        started, at = self._progress_mark
+        pace = (now - started) / max(1, done - at)
+        loss = trainer.callback_metrics.get("train/loss")
+        loss_text = f", train/loss {float(loss):.4f}" if loss is not None else ""
+        rank_zero_info(
+            f"outer iteration {datamodule.iteration}/{self.max_iterations}: epoch {done}/{epochs}{loss_text}, "
+            f"{pace:.2f} s/epoch, about {pace * (epochs - done):.0f} s left in this iteration"
+        )
+        self._progress_mark = (now, done)
 
     @staticmethod
     def restart_seed(seed: int, iteration: int) -> int:
@@ -288,11 +333,15 @@ class PseudoLabelRefresh(L.Callback):
 
     @staticmethod
     def _attention_figure(datamodule, pl_module, num_videos: int = 3):
-        """Attention (and the top class's CAS) over time against the ground truth, for a few test videos."""
+        """Attention (and the top class's CAS) over time against the ground truth and the detections, for a few
+        test videos."""
         videos = []
         dataset = datamodule.test_videos()
+        mapping = pl_module.cluster_to_class(datamodule)
+        classes = datamodule.index.classes
         for i in range(min(num_videos, len(dataset))):
             batch = dataset[i]
+            rows = pl_module.detect(batch, mapping)
             output = pl_module.localize(batch["features"])
             vid = datamodule.index.test_ids[i]
             annotation = datamodule.index.annotations.get(vid)
@@ -305,6 +354,7 @@ class PseudoLabelRefresh(L.Callback):
                 "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
                 "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
                 "labels": list(annotation.labels) if annotation is not None else [],
+                "detections": [(float(a), float(b), float(score), classes[int(c)]) for a, b, score, c in rows],
             })
         return plots.attention_figure(videos)
 
