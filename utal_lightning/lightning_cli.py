@@ -264,7 +264,7 @@ def _user_error_in_chain(error: BaseException) -> DatasetError | None:
         if type(current) is ValueError and current.__traceback__ is not None:
             frames = traceback.extract_tb(current.__traceback__)
             last = frames[-1] if frames else None
-            if last is not None and last.name == "__init__" and f"{os.sep}utal_lightning{os.sep}" in last.filename:
+            if last is not None and last.name in ("__init__", "__post_init__") and f"{os.sep}utal_lightning{os.sep}" in last.filename:
                 return DatasetError(f"invalid config: {current}")
         current = current.__cause__ or current.__context__
     return None

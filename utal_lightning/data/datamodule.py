@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -111,9 +111,9 @@ class UTALDataModule(L.LightningDataModule):
         train_subset: str | list[str] | None = None,
         test_subset: str | list[str] | None = None,
         ignored_labels: Sequence[str] = (),
-        missing_features: str = "error",
+        missing_features: Literal["error", "skip"] = "error",
         require_test_annotations: bool = True,
-        layout: str = "auto",
+        layout: Literal["auto", "cola", "actionformer"] = "auto",
         annotation_file: str | None = None,
         feature_folder: str | None = None,
         feature_prefix: str = "",

@@ -431,8 +431,9 @@ def read_classes(layout: DatasetLayout, annotations: dict[str, VideoAnnotation])
     return sorted({label for annotation in annotations.values() for label in annotation.labels})
 
 
-def _quoted(names: Iterable[str]) -> str:
-    return ", ".join(f'"{n}"' for n in names)
+def quoted(names: Iterable[str], joiner: str = ", ") -> str:
+    """Names in double quotes for a one-line message: ``"a", "b"`` (or ``"a" or "b"`` with ``joiner=" or "``)."""
+    return joiner.join(f'"{n}"' for n in names)
 
 
 def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, VideoAnnotation]) -> list[str]:
@@ -447,15 +448,15 @@ def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, Vid
                 if annotation is not None and not subset_matches(annotation.subset, names):
                     raise DatasetError(
                         f'{path}: video "{vid}" has subset "{annotation.subset}" in gt.json, but the {split} split '
-                        f"accepts only {_quoted(names)} (set data.{split}_subset to a list that includes it)"
+                        f"accepts only {quoted(names)} (set data.{split}_subset to a list that includes it)"
                     )
     elif names is not None:
         ids = [vid for vid, annotation in annotations.items() if subset_matches(annotation.subset, names)]
         if not ids:
             present = sorted({str(a.subset) for a in annotations.values()})
             raise DatasetError(
-                f"{layout.gt_path}: no video has a subset the {split} split accepts ({_quoted(names)}); "
-                f"subsets present: {_quoted(present)}"
+                f"{layout.gt_path}: no video has a subset the {split} split accepts ({quoted(names)}); "
+                f"subsets present: {quoted(present)}"
             )
     else:
         raise DatasetError(f"{path}: file not found (and no gt.json subset is configured for the {split} split)")

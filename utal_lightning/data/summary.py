@@ -41,13 +41,14 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
     check_same_widths(scans[layout.train_split], scans[layout.test_split])
     for split, ids in index.splits.items():
         scan = scans[split]
+        subset = layout.subset_of(split)
         for _ in iter_video_features(scan):  # reads every video once: NaN/Inf check
             pass
         annotated = [index.annotations[v] for v in ids if v in index.annotations]
         segments = np.asarray([len(a.labels) for a in annotated], dtype=np.float64)
         label_counts = Counter(label for a in annotated for label in set(a.labels))
         summary["splits"][split] = {  # type: ignore[index]
-            "subset": None if layout.subset_of(split) is None else list(layout.subset_of(split)),
+            "subset": None if subset is None else list(subset),
             "videos": len(ids),
             "annotated_videos": len(annotated),
             "feature_dim": {"rgb": scan.rgb_dim, "flow": scan.flow_dim},

@@ -13,6 +13,7 @@ from utal_lightning.data.layout import (
     SubsetNames,
     VideoAnnotation,
     parse_seconds,
+    quoted,
     read_annotations,
     subset_matches,
     subset_names,
@@ -60,11 +61,15 @@ def read_ground_truth(gt_path: str | Path, subset: SubsetNames = None, ignored_l
     annotations = read_annotations(gt_path, ignored_labels)
     names = subset_names(subset)
     ids = [vid for vid, a in annotations.items() if names is None or subset_matches(a.subset, names)]
+    wanted = quoted(names or (), " or ")
     if not ids:
         subsets = sorted({str(a.subset) for a in annotations.values()})
-        wanted = " or ".join(f'"{n}"' for n in names or ())
         raise DatasetError(f'{gt_path}: no video has subset {wanted} (subsets present: {", ".join(subsets)})')
-    return ground_truth_table(annotations, ids)
+    table = ground_truth_table(annotations, ids)
+    if len(table) == 0:
+        of = f" of subset {wanted}" if names else ""
+        raise DatasetError(f"{gt_path}: the videos{of} have no ground-truth segments: nothing to evaluate")
+    return table
 
 
 def read_detections(pred_path: str | Path) -> SegmentTable:
