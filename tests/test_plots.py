@@ -232,3 +232,43 @@ def test_attention_figure_draws_the_top_detections():
     assert [tuple(b.get_xdata()) for b in bars] == [(1.0, 4.5), (9.0, 12.0)]  # the two best, best first
     assert bars[0].get_linewidth() > bars[1].get_linewidth()  # thicker for a higher score
     assert not [line for line in fig.axes[1].get_lines() if line.get_xdata().size == 2]  # a video without detections
+
+
+def test_iteration_level_keys_go_on_the_outer_iteration_axis(tmp_path):
+    """W&B (issue 12, item 5): figures and tables carry outer/iteration, not a global step; the run is told
+    which keys use that axis."""
+    pytest.importorskip("wandb")
+    from lightning.pytorch.loggers import WandbLogger
+
+    class Recorder:
+        def __init__(self):
+            self.defined, self.logged = [], []
+
+        def define_metric(self, name, step_metric=None):
+            self.defined.append((name, step_metric))
+
+        def log(self, record, step=None):
+            self.logged.append((dict(record), step))
+
+    class RecordingWandb(WandbLogger):
+        def __init__(self, recorder):  # no W&B run: what the helpers call is recorded
+            self._recorder = recorder
+
+        @property
+        def experiment(self):
+            return self._recorder
+
+    recorder = Recorder()
+    trainer = StubTrainer(tmp_path / "run", [RecordingWandb(recorder)])
+    plots.define_iteration_axis(trainer)
+    assert ("outer/iteration", None) in recorder.defined
+    for pattern in ("cluster/*", "select/*", "test/*", "outer/*"):
+        assert (pattern, "outer/iteration") in recorder.defined
+    assert not [name for name, _ in recorder.defined if name.startswith("train/")]  # steps keep the global step
+    plots.log_figures(trainer, {"outer/progress": plots.progress_figure(HISTORY)}, step=2)
+    columns, rows = plots.per_class_ap_rows({"Jump": {"0.5": 0.25}})
+    plots.log_table(trainer, "test/per_class_AP", columns, rows, step=2)
+    (figure, figure_step), (table, table_step) = recorder.logged
+    assert figure["outer/iteration"] == 2 and "outer/progress" in figure and figure_step is None
+    assert table["outer/iteration"] == 2 and "test/per_class_AP" in table and table_step is None
+    assert not any("trainer/global_step" in record for record, _ in recorder.logged)

@@ -9,6 +9,7 @@ Tool commands (no Lightning import, so they start fast):
   utal check     --root DIR                            validate a dataset (docs/method.md sec. 1.1) and summarize it
   utal evaluate  --gt GT --pred PRED --subset S --tiou T [T ...]   ActivityNet-protocol mAP (docs/method.md sec. 5)
   utal baseline  --root DIR --out PRED                 a label-free mean-pooling detector (a floor for mAP)
+  utal report    RUN_DIR|GLOB ... --out DIR            mean +- std over seeds per iteration (CSV, Markdown, plot)
 
 Bad input exits with status 2 and one line ``error: <file or video>: <problem>`` on stderr.
 """
@@ -139,6 +140,16 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from utal_lightning.report import to_markdown, write_report
+
+    rows, groups = write_report(args.runs, args.out)
+    print(to_markdown(rows), end="")
+    runs = sum(len(members) for members in groups.values())
+    print(f"{runs} runs in {len(groups)} groups; wrote {args.out}/report.csv, report.md and report.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="utal",
@@ -174,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--per-class", action="store_true", help="also report the AP of every class")
     evaluate.add_argument("--out", type=Path, help="also write the report to this JSON file")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    report = commands.add_parser("report", help="mean +- std over seeds of many runs, per outer iteration")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or globs (runs/sweep/*_seed*); a folder is searched for runs")
+    report.add_argument("--out", type=Path, default=Path("runs/report"), help="folder for report.csv, report.md, report.png (default runs/report)")
+    report.set_defaults(run=cmd_report)
 
     baseline = commands.add_parser("baseline", help="label-free mean-pooling detector: writes detections JSON")
     _add_layout_arguments(baseline)

@@ -22,6 +22,7 @@ from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
 from utal_lightning.utils import atomic_write_text
+from utal_lightning.loop.distributed import gather_objects
 from utal_lightning.loop.preemption import (
     Interrupted,
     PreemptionCheckpoint,
@@ -76,6 +77,24 @@ def config_beside(ckpt_path: str | Path) -> Path | None:
     return None
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def warn_if_oversubscribed(trainer: L.Trainer) -> None:
+    """More CPU training processes than cores on this machine: each step then waits for the slowest."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    processes, cores = trainer.num_devices, usable_cores()
+    if isinstance(trainer.accelerator, CPUAccelerator) and processes > cores:
+        rank_zero_warn(f"{processes} training processes on {cores} CPU cores: they will contend for the cores "
+                       f"(use --trainer.devices {cores} or fewer)")
+
+
 def with_saved_config(argv: list[str]) -> list[str]:
     """``utal test|predict|validate --ckpt_path X`` without ``--config``: the run's saved config first, so data and
     model settings come from the run that wrote X (later flags still override it)."""
@@ -107,8 +126,11 @@ class DetectionWriter(BasePredictionWriter):
         self.path = Path(path)
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Any) -> None:
+        # Under DDP every rank predicted its shard of the test videos: gather them, write once.
+        found = {i: rows for part in gather_objects(trainer, list(predictions)) for i, rows in part}
+        if not trainer.is_global_zero:
+            return
         datamodule = trainer.datamodule
-        found = dict(predictions)
         ids = datamodule.index.test_ids
         rows = [found[i] for i in range(len(ids)) if i in found]
         write_detections(self.path, [ids[i] for i in range(len(ids)) if i in found], rows, datamodule.index.classes)
@@ -170,6 +192,7 @@ class UTALCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
+        warn_if_oversubscribed(self.trainer)
         # No --ckpt_path and auto-resume on (default: in a SLURM batch job): the newest hpc_ckpt_* / last.ckpt.
         config = self.config_init[self.subcommand]
         config["ckpt_path"] = resolve_resume_path(self.trainer, config.get("ckpt_path"))
@@ -313,7 +336,9 @@ def _run_cli(argv: Sequence[str] | None) -> None:
         save_config_kwargs={"overwrite": True},
         # max_epochs: the outer loop (loop.refresh) sets the epochs of each iteration at fit start;
         # -1 here only keeps Lightning from warning that it was not set.
-        trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0, "max_epochs": -1, "default_root_dir": None},
+        # use_distributed_sampler: the DataModule shards every loader itself (seeded by seed, iteration and epoch).
+        trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0, "max_epochs": -1,
+                          "default_root_dir": None, "use_distributed_sampler": False},
         parser_kwargs={"prog": "utal"},
         args=None if argv is None else list(argv),
     )

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from lightning.pytorch.utilities import rank_zero_info
 
 from utal_lightning.data.layout import DatasetLayout, read_dataset
-from utal_lightning.data.sampling import train_positions_from_uniform
+from utal_lightning.data.sampling import shard, train_positions_from_uniform
 from utal_lightning.data.store import STORE_DTYPES, FeatureStore, check_same_widths, scan_split
 from utal_lightning.errors import DatasetError
 
@@ -62,6 +63,63 @@ class _TestVideos(Dataset):
             "seconds_per_step": self.store.seconds_per_position(i, len(positions)),
             "seconds_offset": self.store.seconds_offset(i),
         }
+
+
+class _Drawn(Dataset):
+    def __init__(self, batches: Sequence[tuple[Tensor, Tensor]]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.batches[i]
+
+
+class TrainBatches:
+    """One epoch's training batches of this rank, drawn up front, that resume mid-epoch.
+
+    Lightning saves ``state_dict()`` in every checkpoint (the fit loop's ``combined_loader`` state: this
+    iterable has ``state_dict`` / ``load_state_dict``) and hands it back on resume. The state says how many
+    batches of which epoch had trained when the checkpoint was taken (``consumed``: the fit loop's count,
+    not this iterator's, which runs ahead by Lightning's prefetch); a resumed epoch with the same key starts
+    at the next batch, with the same videos and uniforms as the uninterrupted run.
+    """
+
+    def __init__(
+        self,
+        batches: Sequence[tuple[Tensor, Tensor]],
+        key: tuple[int, ...],
+        collate: Any,
+        consumed: Any,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        self.batches, self.key, self.collate, self.consumed = list(batches), tuple(key), collate, consumed
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        skip, self.skip = self.skip, 0
+        loader = DataLoader(
+            _Drawn(self.batches[skip:]),
+            batch_size=None,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            generator=torch.Generator(),  # not the global RNG: a resumed run must not draw from it here
+        )
+        return iter(loader)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"key": list(self.key), "consumed": int(self.consumed())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state.get("key", ())) == self.key:  # the same epoch on the same ranks: go on where it stopped
+            self.skip = min(int(state["consumed"]), len(self.batches))
 
 
 class UTALDataModule(L.LightningDataModule):
@@ -265,50 +323,74 @@ class UTALDataModule(L.LightningDataModule):
     def selected_indices(self) -> Tensor:
         return torch.nonzero(self.selected).reshape(-1)
 
-    def _epoch_generators(self) -> tuple[torch.Generator, torch.Generator]:
-        """Seeded generators of this epoch's video order and of its temporal samples.
+    def _epoch_generators(self, rank: int = 0) -> tuple[torch.Generator, torch.Generator]:
+        """Seeded generators of this epoch's video order (the same on every rank) and of this rank's temporal
+        samples.
 
         Separate streams (seeds ``2 s`` and ``2 s + 1``, ``s = seed * 1_000_003 + iteration * 10_007 +
-        epoch``), so a batch's samples depend only on the batches before it, not on when the sampler
-        happens to draw.
+        epoch``; ranks > 0 draw their samples from ``SeedSequence((s, rank))``), so a batch's samples depend
+        only on the batches before it on its rank, not on when the loader happens to draw.
         """
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         base = self.seed * 1_000_003 + self.iteration * 10_007 + epoch
-        return torch.Generator().manual_seed(2 * base), torch.Generator().manual_seed(2 * base + 1)
+        sample_seed = 2 * base + 1 if rank == 0 else int(np.random.SeedSequence((base, rank)).generate_state(1)[0])
+        return torch.Generator().manual_seed(2 * base), torch.Generator().manual_seed(sample_seed)
 
-    def train_dataloader(self) -> DataLoader:
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> TrainBatches:
         """One epoch over P, or over P and U (mixed in shuffled batches) for models that learn from
         unlabeled videos too (``uses_unlabeled``, e.g. IOCNet): a batch's ``supervised`` mask marks P.
 
         One shuffled stream (rather than two loaders) keeps the P:U ratio of every batch close to
-        the sets' ratio, works unchanged when U is empty, and shards under DDP like any sampler.
+        the sets' ratio and works unchanged when U is empty. Under DDP every rank takes a disjoint
+        strided shard of the one seeded order (padded to equal length, as ``DistributedSampler``; Lightning's
+        own replacement is off: ``use_distributed_sampler=False``), with its own sampling stream. The
+        epoch's batches are drawn here, up front, so a mid-epoch checkpoint resumes at the batch it
+        stopped at with the same samples (:class:`TrainBatches`).
         """
         if self.iteration == 0:
             raise RuntimeError("no pseudolabels yet: the PseudoLabelRefresh callback labels videos at fit start")
         module = self.trainer.lightning_module if self.trainer is not None else None
         uses_unlabeled = bool(getattr(module, "uses_unlabeled", False))
         indices = torch.arange(len(self.labels)) if uses_unlabeled else self.selected_indices
-        order, samples = self._epoch_generators()
-        return DataLoader(
-            _Indices(indices),
-            batch_size=self.batch_size,
-            sampler=RandomSampler(_Indices(indices), generator=order),
-            collate_fn=lambda batch: self._train_batch(torch.tensor(batch), samples),
+        rank, world_size = self._rank()
+        order, samples = self._epoch_generators(rank)
+        shuffled = indices[torch.randperm(len(indices), generator=order)]
+        if world_size > 1 and len(shuffled):
+            total = -(-len(shuffled) // world_size) * world_size  # every rank the same number of batches
+            shuffled = shuffled.repeat(-(-total // len(shuffled)))[:total][rank::world_size]
+        batches = [
+            (chunk, torch.rand((len(chunk), self.num_segments), generator=samples))
+            for chunk in torch.split(shuffled, self.batch_size)
+        ]
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return TrainBatches(
+            batches,
+            key=(self.iteration, epoch, world_size),
+            collate=self._train_batch,
+            consumed=self._batches_consumed,
             num_workers=self.num_workers,
             pin_memory=self._root_device().type == "cuda",
-            drop_last=False,
         )
 
-    def _train_batch(self, video_index: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+    def _batches_consumed(self) -> int:
+        """Training batches of the current epoch whose step is done (what a checkpoint taken now has trained)."""
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed) if self.trainer is not None else 0
+
+    def _train_batch(self, drawn: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
         """Collate: indices, targets, P mask and the batch's (B, T) sampling uniforms (features are
         gathered on the device after transfer, or here in the pinned fallback)."""
+        video_index, uniform = drawn
         if self.targets is not None:
             targets = self.targets[video_index]
         else:
             targets = torch.nn.functional.one_hot(self.labels[video_index], self.num_clusters).float()
         batch = {
             "video_index": video_index,
-            "uniform": torch.rand((len(video_index), self.num_segments), generator=generator),
+            "uniform": uniform,
             "targets": targets,
             "supervised": self.selected[video_index],
         }
@@ -354,7 +436,11 @@ class UTALDataModule(L.LightningDataModule):
         return dataset if videos is None else Subset(dataset, videos.tolist())
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_videos(), batch_size=None, num_workers=self.num_workers)
+        """This rank's strided shard of the test videos, one at a time (``utal test`` / ``predict``; the
+        LightningModule gathers the detections of every rank)."""
+        rank, world_size = self._rank()
+        videos = None if world_size == 1 else shard(len(self.test_store), rank, world_size)
+        return DataLoader(self.test_videos(videos), batch_size=None, num_workers=self.num_workers)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

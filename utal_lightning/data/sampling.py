@@ -56,3 +56,8 @@ def position_to_seconds(
     (L = the original length; ``16/25`` in the CoLA layout, the layout's :class:`FeatureClock` step otherwise,
     whose offset then locates position 0)."""
     return position * (length / num_used) * seconds_per_feature
+
+
+def shard(num_items: int, rank: int, world_size: int) -> Tensor:
+    """The item indices this rank handles: a strided share, at most ``ceil(n / world)`` long."""
+    return torch.arange(rank, num_items, world_size)

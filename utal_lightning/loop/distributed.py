@@ -14,10 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-
-def shard(num_items: int, rank: int, world_size: int) -> Tensor:
-    """The item indices this rank handles: a strided share, at most ``ceil(n / world)`` long."""
-    return torch.arange(rank, num_items, world_size)
+from utal_lightning.data.sampling import shard  # noqa: F401 - re-exported: the loop's passes shard with it
 
 
 def gather_rows(trainer: Any, index: Tensor, rows: Tensor, num_items: int) -> Tensor:
@@ -31,12 +28,20 @@ def gather_rows(trainer: Any, index: Tensor, rows: Tensor, num_items: int) -> Te
     padded_index[: len(index)] = index.to(rows.device)
     padded_rows = torch.zeros((size, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
     padded_rows[: len(rows)] = rows
-    all_index = trainer.strategy.all_gather(padded_index).reshape(-1)
-    all_rows = trainer.strategy.all_gather(padded_rows).reshape(-1, *rows.shape[1:])
+    all_index = _all_gather(padded_index).reshape(-1)
+    all_rows = _all_gather(padded_rows).reshape(-1, *rows.shape[1:])
     keep = all_index >= 0
     out = torch.empty((num_items, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
     out[all_index[keep]] = all_rows[keep]
     return out
+
+
+def _all_gather(tensor: Tensor) -> Tensor:
+    """(world, ...) of every rank's equally shaped ``tensor`` (plain ``dist.all_gather``: no autograd, no
+    deprecated functional collective)."""
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.stack(parts)
 
 
 def gather_objects(trainer: Any, obj: Any) -> list[Any]:

@@ -394,6 +394,23 @@ def _wandb_loggers(trainer: Any) -> list[Any]:
     return [logger for logger in (getattr(trainer, "loggers", None) or []) if isinstance(logger, WandbLogger)]
 
 
+ITERATION_AXIS = "outer/iteration"
+ITERATION_METRICS = ("outer/*", "cluster/*", "select/*", "test/*", "test_student/*", "time/pseudolabel_s", "time/pool_s", "time/cluster_s")
+"""W&B keys logged once per outer iteration: plotted against ``outer/iteration`` (scalars of every step,
+``train/*``, stay on W&B's default axis, ``trainer/global_step``)."""
+
+
+def define_iteration_axis(trainer: Any) -> None:
+    """Tell every W&B run of ``trainer`` that iteration-level keys use ``outer/iteration`` as x axis."""
+    if not getattr(trainer, "is_global_zero", True):
+        return
+    for logger in _wandb_loggers(trainer):
+        experiment = logger.experiment
+        experiment.define_metric(ITERATION_AXIS)
+        for pattern in ITERATION_METRICS:
+            experiment.define_metric(pattern, step_metric=ITERATION_AXIS)
+
+
 def _folder(trainer: Any, folder: str) -> Path:
     return Path(getattr(trainer, "default_root_dir", None) or ".") / folder
 
@@ -401,8 +418,8 @@ def _folder(trainer: Any, folder: str) -> Path:
 def log_figures(trainer: Any, figures: Mapping[str, Figure], step: int, folder: str = FIGURES_FOLDER) -> list[Path]:
     """Save every figure as ``<default_root_dir>/<folder>/<key, / -> _>_<step>.png`` (atomically) and
     log it as a ``wandb.Image`` under its key to each ``WandbLogger`` of ``trainer`` (all figures of a
-    call in one W&B step, with ``trainer/global_step = step``). Closes the figures. Only global rank
-    zero writes or logs; other ranks return ``[]``."""
+    call in one W&B record, with ``outer/iteration = step``; not on the global-step axis). Closes the
+    figures. Only global rank zero writes or logs; other ranks return ``[]``."""
     try:
         if not getattr(trainer, "is_global_zero", True):
             return []
@@ -417,7 +434,7 @@ def log_figures(trainer: Any, figures: Mapping[str, Figure], step: int, folder: 
             # the saved PNG, not the figure: W&B shows exactly the file on disk
             images = {key: wandb.Image(str(path)) for key, path in paths.items()}
             for logger in loggers:
-                logger.log_metrics(images, step=int(step))
+                logger.experiment.log({**images, ITERATION_AXIS: int(step)})
         return list(paths.values())
     finally:
         for fig in figures.values():
@@ -432,7 +449,7 @@ def log_table(
     step: int | None = None,
     folder: str = FIGURES_FOLDER,
 ) -> Path | None:
-    """Log a table with ``WandbLogger.log_table`` to each W&B logger of ``trainer`` and always write
+    """Log a ``wandb.Table`` (with ``outer/iteration = step`` when given) to each W&B logger of ``trainer`` and always write
     it as CSV, ``<default_root_dir>/<folder>/<key, / -> _>[_<step>].csv`` (atomically; None cells are
     empty). Only global rank zero writes or logs; returns the CSV path (None on other ranks)."""
     if not getattr(trainer, "is_global_zero", True):
@@ -447,6 +464,11 @@ def log_table(
     writer.writerows(["" if v is None else v for v in row] for row in rows)
     name = _safe_name(key) + ("" if step is None else f"_{int(step)}")
     path = atomic_write_text(_folder(trainer, folder) / f"{name}.csv", buffer.getvalue())
-    for logger in _wandb_loggers(trainer):
-        logger.log_table(key=key, columns=columns, data=rows, step=None if step is None else int(step))
+    loggers = _wandb_loggers(trainer)
+    if loggers:
+        import wandb
+
+        for logger in loggers:
+            record = {key: wandb.Table(columns=columns, data=rows)}
+            logger.experiment.log(record if step is None else {**record, ITERATION_AXIS: int(step)})
     return path

@@ -9,19 +9,20 @@ issue #21406). :class:`PreemptionCheckpoint` instead:
    (and chains a previous Python-level handler); the CLI also hands the Trainer
    ``SLURMEnvironment(auto_requeue=False)`` under SLURM (:func:`slurm_plugins`), so Lightning installs
    no handler of its own for that signal (it would not anyway: it skips signals that already have one);
-2. at every ``on_train_epoch_start`` and ``on_train_batch_start`` all ranks agree on the flag with
-   ``strategy.reduce_boolean_decision(flag, all=False)`` (any rank signalled -> every rank saves; every
-   rank enters the collective at the same hooks in the same order);
+2. at every ``on_train_epoch_start`` and every ``check_every_n_steps``-th ``on_train_batch_start`` all
+   ranks agree on the flag with ``strategy.reduce_boolean_decision(flag, all=False)`` (any rank signalled
+   -> every rank saves; every rank enters the collective at the same hooks in the same order; one
+   process checks every batch, which costs nothing);
 3. if set: every rank calls ``trainer.save_checkpoint(<default_root_dir>/hpc_ckpt_<N+1>.ckpt)`` (written
    under a temporary name and renamed, so a SIGKILL during the write never leaves a truncated
    ``hpc_ckpt_*``), global rank zero runs ``scontrol requeue <job id>`` when ``SLURM_JOB_ID`` is set
    (configurable; failures are logged, never raised), and ``trainer.should_stop = True``.
 
-Why the *start* hooks and not ``on_train_batch_end``: Lightning calls the callbacks'
-``on_train_batch_end`` *before* the LightningModule's, and ``IOCNetModule.on_train_batch_end`` updates
-the EMA teacher; a checkpoint taken in a callback's ``on_train_batch_end`` misses that update (and the
-step's progress bookkeeping). At ``on_train_batch_start`` everything of the previous step is done. The
-price: the batch whose start saved still trains once (its update is thrown away with the process).
+Why the *start* hooks and not ``on_train_batch_end``: a checkpoint taken in a callback's
+``on_train_batch_end`` misses the LightningModule's own ``on_train_batch_end`` (Lightning calls it after
+the callbacks') and the step's progress bookkeeping. At ``on_train_batch_start`` everything of the
+previous step is done (the EMA teacher updates inside ``IOCNetModule.optimizer_step``). The price: the
+batch whose start saved still trains once (its update is thrown away with the process).
 
 What happens after ``should_stop`` mid-epoch: Lightning ends the epoch early and still runs the
 ``on_train_epoch_end`` hooks on the partial epoch. This callback then stops ``ModelCheckpoint`` from
@@ -39,14 +40,11 @@ resumes from the highest-numbered ``hpc_ckpt_<N>.ckpt`` whenever ``SLURMEnvironm
 preemption and a later requeue without one (node failure, ``scontrol requeue`` by hand) it would go back
 to the stale ``hpc_ckpt_1.ckpt``; and it does nothing outside SLURM. An explicit path avoids both.
 
-Mid-epoch resume in Lightning 2.6: the fit loop restores its progress (epoch, global step, batches done
-in the epoch, k) and runs the epoch's remaining ``N - k`` batches, but our train loader is not
-resumable (no ``state_dict``), so the iterator starts again from the beginning: the resumed part is
-the *first* ``N - k`` batches of the epoch's order (the DataModule seeds it by (seed, iteration, epoch),
-so the same order as before the stop). Optimizer steps and epoch boundaries match an uninterrupted run;
-the samples of that one epoch do not (batches ``0..min(k, N-k)-1`` are seen twice, batches
-``max(k, N-k)..N-1`` not at all), so metrics are close to, not equal to, an uninterrupted run's.
-Lightning warns about it ("resuming from a checkpoint that ended before the epoch ended").
+Mid-epoch resume: the fit loop restores its progress (epoch, global step, batches done in the epoch,
+k) and runs the epoch's remaining ``N - k`` batches; the training loader
+(:class:`~utal_lightning.data.datamodule.TrainBatches`) is resumable (Lightning keeps its ``state_dict``
+in the checkpoint), so those are the epoch's batches ``k..N-1`` with the same samples, and
+``PseudoLabelRefresh`` restores every rank's RNG states: the resumed run equals the uninterrupted one.
 
 SLURM: ``#SBATCH --requeue --signal=USR1@120`` and ``srun utal fit ...`` (the signal then reaches every
 task; with ``B:USR1`` only the batch shell gets it and must forward it). The lead time must cover one
@@ -173,6 +171,10 @@ class PreemptionCheckpoint(L.Callback):
             batch job (a requeued job restarts the same command line); True: always; False: never
             (Lightning itself still resumes from the highest ``hpc_ckpt_<N>`` under SLURM).
         chain_previous: also call a Python-level handler that was installed before ours.
+        check_every_n_steps: under DDP, the ranks agree on the flag (a collective, so a host sync on a GPU)
+            at every epoch start and every this many batches, not at every batch; the save then comes at
+            most this many steps after the signal (a step is well under SLURM's lead time). One process
+            checks every batch (no collective).
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class PreemptionCheckpoint(L.Callback):
         requeue_timeout: float = 60.0,
         auto_resume: bool | None = None,
         chain_previous: bool = True,
+        check_every_n_steps: int = 10,
     ) -> None:
         self.signum = parse_signal(signal)
         self.stop_signums = [s for s in dict.fromkeys(parse_signal(x) for x in stop_signals) if s != self.signum]
@@ -192,6 +195,9 @@ class PreemptionCheckpoint(L.Callback):
         self.requeue_timeout = requeue_timeout
         self.auto_resume = auto_resume
         self.chain_previous = chain_previous
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
         self.requested = False  # set by the signal handler, nothing else
         self.received: signal_module.Signals | None = None  # the first signal that asked to stop
         self.stopping = False  # this run saved and was told to stop (the same on every rank)
@@ -298,6 +304,8 @@ class PreemptionCheckpoint(L.Callback):
         self._poll(trainer, at_boundary=True)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.world_size > 1 and not self._pending and batch_idx % self.check_every_n_steps:
+            return  # every rank skips the same batches: the collectives stay matched
         # inside a gradient-accumulation window the accumulated gradients are not in a checkpoint
         self._poll(trainer, at_boundary=batch_idx % max(1, trainer.accumulate_grad_batches) == 0)
 

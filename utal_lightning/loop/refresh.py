@@ -29,6 +29,30 @@ from utal_lightning.loop.preemption import preemption_requested
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 
 
+def rng_states() -> dict[str, Any]:
+    """This process's RNG states (torch CPU, every CUDA device that was used, numpy, python), in tensors and
+    lists that ``torch.load(weights_only=True)`` reads."""
+    np_state = np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_states` (CUDA only where the same number of devices is visible)."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"  # "-": not tested (loop.test_iterations)
 
@@ -100,7 +124,7 @@ class PseudoLabelRefresh(L.Callback):
             index, rows = self._pass(trainer, pl_module, lambda output, batch: self.strategy.epoch_observation(output, batch["lengths"]))
             self.strategy.observe(gather_rows(trainer, index, rows, len(datamodule.labels)))
             # HAS voting belongs to the pseudolabel stage's cost, paid every epoch.
-            pl_module.log("time/vote_s", time.perf_counter() - started, on_epoch=True, rank_zero_only=True)
+            pl_module.log("time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True)  # mean of the ranks
         if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
             return
         last = datamodule.iteration == self.max_iterations
@@ -114,7 +138,7 @@ class PseudoLabelRefresh(L.Callback):
                 datamodule.history[-1][f"test{name}"] = result.as_dict()
                 if name == "" and trainer.is_global_zero:
                     plots.log_table(trainer, "test/per_class_AP", *plots.per_class_ap_rows(result.per_class()), step=datamodule.iteration)
-            pl_module.log_dict(metrics, rank_zero_only=True)
+            pl_module.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
             test = datamodule.history[-1]["test"]
             rank_zero_info(
                 f"outer iteration {datamodule.iteration}/{self.max_iterations} test: mAP@0.5 {test['0.5']:.4f}, "
@@ -178,21 +202,29 @@ class PseudoLabelRefresh(L.Callback):
 
     # ------------------------------------------------------------------ state (RNG: Lightning saves none)
     def state_dict(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
-        return {
-            "strategy": self.strategy.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "python_rng": random.getstate(),
-        }
+        # Every rank calls this inside save_checkpoint (rank zero writes): gather each rank's RNG states,
+        # so every rank resumes its own dropout / mining stream.
+        trainer = getattr(self, "_fit_trainer", None)
+        states = gather_objects(trainer, rng_states()) if trainer is not None else [rng_states()]
+        return {"strategy": self.strategy.state_dict(), "rng": states}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.strategy.load_state_dict(state.get("strategy", {}))
-        torch.set_rng_state(state["torch_rng"])
-        name, keys, *rest = state["numpy_rng"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-        version, internal, gauss = state["python_rng"]
-        random.setstate((version, tuple(internal), gauss))
+        states = state.get("rng")
+        if states is None:  # a checkpoint of an earlier version: one CPU state
+            states = [{"torch": state["torch_rng"], "numpy": state["numpy_rng"], "python": state["python_rng"], "cuda": []}]
+        self._rng_to_restore = states
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._fit_trainer = trainer  # for state_dict's gather
+        plots.define_iteration_axis(trainer)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run's RNG states, as late as possible: nothing draws between here and the first step.
+        states = getattr(self, "_rng_to_restore", None)
+        if states:
+            set_rng_states(states[trainer.global_rank] if len(states) == trainer.world_size else states[0])
+        self._rng_to_restore = None
 
     # ------------------------------------------------------------------ stages
     @staticmethod

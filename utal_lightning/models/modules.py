@@ -55,6 +55,10 @@ class LocalizationModule(L.LightningModule):
         lr, weight_decay: Adam.
         rgb_dim: width of the RGB channels at the front of the input (linked from the data); used by
             models that treat the modalities separately (IOCNet).
+        compile_training: run the training forward through ``torch.compile`` (T is fixed in training, so
+            one graph per batch size); pooling, test and the EMA teacher stay eager.
+        compile_backend: ``torch.compile``'s backend ("inductor": generated kernels; needs a C++ compiler
+            on CPU; "aot_eager": no code generation).
     """
 
     uses_unlabeled = False  # True: the DataModule also serves the unlabeled set U (see its train_dataloader)
@@ -72,6 +76,8 @@ class LocalizationModule(L.LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 5e-4,
         rgb_dim: int = 1024,
+        compile_training: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         self.rgb_dim = rgb_dim
@@ -88,6 +94,8 @@ class LocalizationModule(L.LightningModule):
         self.class_mapping = class_mapping
         self.tious = tuple(tious)
         self.lr, self.weight_decay = lr, weight_decay
+        self.compile_training, self.compile_backend = compile_training, compile_backend
+        self._compiled: list[nn.Module] = []  # in a list: not a submodule (no second copy in the state dict)
         self._test_detections: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ models
@@ -99,6 +107,15 @@ class LocalizationModule(L.LightningModule):
     def evaluation_models(self) -> dict[str, nn.Module]:
         """Models whose test mAP is logged, by metric-key suffix ("" = the inference model)."""
         return {"": self.inference_model}
+
+    @property
+    def training_model(self) -> nn.Module:
+        """:attr:`model`, or its ``torch.compile``d wrapper (same parameters) with ``compile_training``."""
+        if not self.compile_training:
+            return self.model
+        if not self._compiled:
+            self._compiled.append(torch.compile(self.model, backend=self.compile_backend, dynamic=False))
+        return self._compiled[0]
 
     @torch.no_grad()
     def localize(self, features: Tensor, model: nn.Module | None = None) -> LocalizationOutput:
@@ -193,7 +210,7 @@ class LocalizationModule(L.LightningModule):
         merged = {i: rows for part in gather_objects(self.trainer, self._test_detections) for i, rows in part.items()}
         result = self.score_detections(datamodule, merged)
         metrics = test_metrics(result)
-        self.log_dict(metrics, rank_zero_only=True)
+        self.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
         if self.trainer.is_global_zero:
             write_summary(self.trainer.default_root_dir, datamodule.history, test={**result.as_dict(), "per_class": result.per_class()})
             columns, rows = per_class_ap_rows(result.per_class())
@@ -277,7 +294,7 @@ class CoLAModule(LocalizationModule):
         return self.model(features)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        output = self.model(batch["features"])
+        output = self.training_model(batch["features"])
         loss, parts = self.model.loss(output, batch["targets"], lambda_ctr=self.lambda_ctr, temperature=self.temperature)
         self.log_progress(loss, parts, len(batch["targets"]))
         return loss
@@ -406,12 +423,15 @@ class IOCNetModule(LocalizationModule):
             with torch.no_grad():
                 teacher_output = self.teacher.module(features)
             features = temporal_shift(features, self.shift_channels)  # global RNG: seeded, checkpointed
-        output = self.model(features)
+        output = self.training_model(features)
         loss, parts = iocnet_loss(output, teacher_output, batch["targets"], batch["supervised"], **self.loss_weights)
         self.log_progress(loss, parts, len(batch["targets"]))
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        # The EMA teacher follows optimizer steps, not batches (with accumulate_grad_batches > 1 a batch
+        # without a step leaves the student unchanged; averaging it again would over-weight that state).
+        super().optimizer_step(*args, **kwargs)
         if self.teacher is not None:
             self.teacher.update_parameters(self.model)
 
