@@ -85,7 +85,8 @@ def test_checkpoint_holds_the_loop_state(feel_run):
     assert state["iteration"] == len(state["history"]) and sum(state["epoch_plan"]) == checkpoint["epoch"] + 1
     assert state["labels"].shape == state["selected"].shape and state["labels"].min() >= 0
     rng = [v for k, v in checkpoint["callbacks"].items() if k.startswith("PseudoLabelRefresh")]
-    assert rng and "torch_rng" in rng[0]
+    assert rng and len(rng[0]["rng"]) == 1  # one process: one set of RNG states
+    assert set(rng[0]["rng"][0]) == {"torch", "cuda", "numpy", "python"}
 
 
 def test_resume_at_iteration_boundary_gives_the_same_run(small, tmp_path):

@@ -295,7 +295,7 @@ def test_ddp_one_signalled_rank_makes_every_rank_save_and_stop_at_the_same_step(
         "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
         "--loop.max_iterations=1", "--loop.epochs_per_iteration=3", "--loop.test_iterations=none",
         '--trainer.callbacks+={"class_path": "tests.test_preemption.SignalRank", "init_args": {"step": %d, "rank": 1}}' % step,
-        f"--preemption.requeue_command={requeue}",
+        f"--preemption.requeue_command={requeue}", "--preemption.check_every_n_steps=1",  # agree at every batch here
     ]
     proc = subprocess.run(command, cwd=CONFIGS.parent, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
