@@ -104,15 +104,15 @@ class TrainBatches:
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         skip, self.skip = self.skip, 0
-        # A fresh epoch's loader draws its base seed from the global RNG (as every DataLoader does), at the
-        # epoch's start; a resumed one must not draw again (the checkpoint's RNG state is after that draw).
+        # Its own generator: the loader never draws from the global RNG (a DataLoader without one draws its
+        # base seed there at every iter()), so a resumed epoch sees the stream an uninterrupted one sees.
         loader = DataLoader(
             _Drawn(self.batches[skip:]),
             batch_size=None,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            generator=torch.Generator() if skip else None,
+            generator=torch.Generator(),
         )
         return iter(loader)
 
