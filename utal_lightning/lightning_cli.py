@@ -27,16 +27,16 @@ from utal_lightning.loop.preemption import (
     Interrupted,
     PreemptionCheckpoint,
     early_signal_handlers,
+    hpc_checkpoints,
     resolve_resume_path,
     resume_hint,
     slurm_plugins,
 )
 from utal_lightning.loop.refresh import PseudoLabelRefresh
-from utal_lightning.loop.summary import SUMMARY_FILE
+from utal_lightning.loop.summary import RUN_CONFIG_FILE, SUMMARY_FILE
 from utal_lightning.models.modules import LocalizationModule
 
 DETECTIONS_FILE = "detections.json"
-RUN_CONFIG_FILE = "config.yaml"  # the fit's resolved config in the run directory: test/predict --ckpt_path alone read it
 DATASET_PREFIXES = ("thumos_", "anet_", "synthetic_")  # config-name prefixes that say the dataset, not the method
 
 
@@ -62,7 +62,7 @@ def default_run_dir(data_root: str | Path | None, config_files: Sequence[str | P
 def existing_checkpoints(run_dir: str | Path, checkpoint_dirs: Sequence[str | Path]) -> list[Path]:
     """Checkpoints a fresh fit into ``run_dir`` would mix with its own: ``*.ckpt`` in the checkpoint folders
     and ``hpc_ckpt_*.ckpt`` in the run directory."""
-    found = sorted(Path(run_dir).glob("hpc_ckpt_*.ckpt"))
+    found = [path for _, path in hpc_checkpoints(run_dir)]
     for folder in checkpoint_dirs:
         found += sorted(Path(folder).glob("*.ckpt")) if Path(folder).is_dir() else []
     return found
@@ -235,15 +235,14 @@ class UTALCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        data = config.data.init_args if getattr(config.data, "init_args", None) is not None else config.data
         if trainer.default_root_dir is None:
             # runs/<dataset>/<method>, from the data root and the config (and the checkpoint folder inside it)
-            data = config.data.init_args if getattr(config.data, "init_args", None) is not None else config.data
             trainer.default_root_dir = default_run_dir(
                 getattr(data, "root", None), [str(c) for c in (config.get("config") or [])], getattr(config.model, "class_path", None)
             )
             config.checkpoint.dirpath = checkpoint_dir(trainer.default_root_dir)
         if self.subcommand == "predict" or (self.subcommand == "fit" and config.loop.test_iterations == "none"):
-            data = config.data.init_args if getattr(config.data, "init_args", None) is not None else config.data
             data.require_test_annotations = False  # no mAP: test videos need no ground truth
         # A logger whose save_dir is null logs into the run directory (configs/wandb.yaml relies on it).
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]

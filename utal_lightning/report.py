@@ -23,10 +23,9 @@ from typing import Any
 import yaml
 
 from utal_lightning.errors import DatasetError
+from utal_lightning.loop.summary import RUN_CONFIG_FILE
+from utal_lightning.loop.summary import SUMMARY_FILE
 from utal_lightning.utils import atomic_write, atomic_write_text
-
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
 METRICS = {  # column -> how to read it from an iteration record of summary.json
     "nmi": lambda h: h.get("nmi"),
     "ari": lambda h: h.get("ari"),
@@ -82,11 +81,11 @@ def _read_run(folder: Path) -> Run:
     if not isinstance(iterations, list):
         raise DatasetError(f'{path}: expected {{"iterations": [...]}}')
     config = None
-    if (folder / CONFIG_FILE).is_file():
+    if (folder / RUN_CONFIG_FILE).is_file():
         try:
-            config = yaml.safe_load((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+            config = yaml.safe_load((folder / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            raise DatasetError(f"{folder / CONFIG_FILE}: malformed YAML ({e})") from None
+            raise DatasetError(f"{folder / RUN_CONFIG_FILE}: malformed YAML ({e})") from None
     return Run(folder, iterations, config if isinstance(config, dict) else None)
 
 

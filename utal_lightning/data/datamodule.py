@@ -34,17 +34,6 @@ from utal_lightning.errors import DatasetError
 STORE_PLACEMENTS = ("auto", "device", "host")
 
 
-class _Indices(Dataset):
-    def __init__(self, indices: Tensor) -> None:
-        self.indices = indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> int:
-        return int(self.indices[i])
-
-
 class _TestVideos(Dataset):
     """Test videos one at a time on docs/method.md sec. 1.2's test grid (all snippets when L <= T), gathered lazily."""
 
