@@ -11,12 +11,12 @@ DATA ?= data/synthetic_small
 RUN ?= runs/synthetic_small/baseline
 CONFIGS ?= configs/synthetic_copl.yaml configs/synthetic_feel.yaml
 
-.PHONY: install demo test clean
+.PHONY: install demo lint test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,wandb]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,8 +28,14 @@ demo: $(STAMP)
 	$(BIN)/utal evaluate --gt $(DATA)/gt.json --pred $(RUN)/detections.json --subset test --preset thumos --out $(RUN)/map.json
 	for config in $(CONFIGS); do $(BIN)/utal fit --config $$config --data.init_args.root $(DATA) --trainer.enable_progress_bar=false --overwrite || exit 1; done
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+# Lint (ruff check + format check, configured in pyproject.toml) first, then the tests; --durations keeps
+# the slow ones visible.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest --durations=25
 
 clean:
 	rm -rf $(VENV) data runs

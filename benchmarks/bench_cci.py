@@ -47,9 +47,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from process_memory import current_rss_mib, peak_rss_mib, reset_peak_rss  # noqa: E402
+
 from tests.reference_cci import _sq_distances, reference_cci_centre  # noqa: E402
 from utal_lightning.pseudo.cci import cci_refine  # noqa: E402
-from process_memory import current_rss_mib, peak_rss_mib, reset_peak_rss  # noqa: E402
 
 TOLERANCE = 1e-9
 LARGE_DIM = {"cuda": 2048, "cpu": 256}  # default --large-dim per device type
@@ -108,13 +109,20 @@ def main() -> int:
     parser.add_argument("--gamma", type=float, default=0.7)
     parser.add_argument("--no-float64", action="store_true", help="skip the float64 batched run")
     parser.add_argument("--repeat", type=int, default=3, help="float32 batched runs (best is reported)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="device of the batched runs (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="device of the batched runs (default: cuda if available, else cpu)",
+    )
     parser.add_argument("--large-n", type=int, default=100_000, help="videos of the large-scale run")
     parser.add_argument("--large-k", type=int, default=200, help="centres of the large-scale run")
-    parser.add_argument("--large-dim", type=int, default=None,
-                        help=f"feature dimension of the large-scale run (default {LARGE_DIM['cuda']} on CUDA, "
-                             f"{LARGE_DIM['cpu']} on CPU)")
+    parser.add_argument(
+        "--large-dim",
+        type=int,
+        default=None,
+        help=f"feature dimension of the large-scale run (default {LARGE_DIM['cuda']} on CUDA, "
+        f"{LARGE_DIM['cpu']} on CPU)",
+    )
     parser.add_argument("--skip-large", action="store_true", help="skip the large-scale run")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -123,9 +131,11 @@ def main() -> int:
 
     x, centres, group = make_case(args.n, args.k, args.dim, args.spread, args.seed)
     ids = list(range(min(args.ref_centres, args.k)))
-    print(f"N={args.n} K={args.k} D={args.dim} k1={args.k1} k2={args.k2} gamma={args.gamma} spread={args.spread} "
-          f"seed={args.seed} torch threads={torch.get_num_threads()} device={device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(
+        f"N={args.n} K={args.k} D={args.dim} k1={args.k1} k2={args.k2} gamma={args.gamma} spread={args.spread} "
+        f"seed={args.seed} torch threads={torch.get_num_threads()} device={device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
     print(f"peak RSS before the batched runs: {peak_rss_mib():.0f} MiB")
 
     runs = {}
@@ -141,14 +151,18 @@ def main() -> int:
             sync(device)
             times.append(time.perf_counter() - start)
         runs[dtype] = (min(times), out)
-        print(f"batched {str(dtype).split('.')[-1]}: {min(times):.2f} s for all {args.k} centres "
-              f"(best of {len(times)}: {', '.join(f'{t:.2f}' for t in times)}); {memory_note(device)}")
+        print(
+            f"batched {str(dtype).split('.')[-1]}: {min(times):.2f} s for all {args.k} centres "
+            f"(best of {len(times)}: {', '.join(f'{t:.2f}' for t in times)}); {memory_note(device)}"
+        )
     fast_time, out32 = runs[torch.float32]
     labels32 = out32.labels.cpu().numpy()
     nearest = np.argmin(_sq_distances(x, centres), axis=1)
-    print(f"CCI labels differing from the nearest centre: {(labels32 != nearest).sum()} / {args.n}; "
-          f"agreement with the generating groups: CCI {(labels32 == group).mean():.3f}, "
-          f"nearest centre {(nearest == group).mean():.3f}")
+    print(
+        f"CCI labels differing from the nearest centre: {(labels32 != nearest).sum()} / {args.n}; "
+        f"agreement with the generating groups: CCI {(labels32 == group).mean():.3f}, "
+        f"nearest centre {(nearest == group).mean():.3f}"
+    )
 
     start = time.perf_counter()
     dvv = _sq_distances(x, x)
@@ -157,15 +171,19 @@ def main() -> int:
     shared = time.perf_counter() - start
     kth = np.partition(dvv, min(args.k1, args.n - 1), axis=1)[:, min(args.k1, args.n - 1)]
     entered = (dvc < kth[:, None]).sum(0)  # videos whose top-(k1+1) list each centre enters
-    print(f"regime: a centre enters the top-(k1+1) list of {entered.mean():.0f} videos on average "
-          f"(min {entered.min()}, max {entered.max()}); only rows near such changes are re-expanded")
+    print(
+        f"regime: a centre enters the top-(k1+1) list of {entered.mean():.0f} videos on average "
+        f"(min {entered.min()}, max {entered.max()}); only rows near such changes are re-expanded"
+    )
     start = time.perf_counter()
     cols = [reference_cci_centre(dvv, dvc[:, k], args.k1, args.k2, args.gamma)["distance"] for k in ids]
     per_centre = (time.perf_counter() - start) / len(ids)
     ref = np.stack(cols, axis=1)
     ref_total = shared + per_centre * args.k
-    print(f"reference: {per_centre:.2f} s per centre on {len(ids)} centres (+ {shared:.2f} s shared distances) "
-          f"-> {ref_total:.1f} s extrapolated to {args.k} centres; peak RSS now {peak_rss_mib():.0f} MiB")
+    print(
+        f"reference: {per_centre:.2f} s per centre on {len(ids)} centres (+ {shared:.2f} s shared distances) "
+        f"-> {ref_total:.1f} s extrapolated to {args.k} centres; peak RSS now {peak_rss_mib():.0f} MiB"
+    )
     print(f"speed-up (float32 batched on {device} vs extrapolated reference): {ref_total / fast_time:.0f}x")
 
     failed = False
@@ -175,9 +193,11 @@ def main() -> int:
         moved = [int((ordering(got[:, j]) != ordering(ref[:, j])).sum()) for j in range(len(ids))]
         same_argmin = (np.argmin(got, axis=1) == np.argmin(ref, axis=1)).all()
         name = str(dtype).split(".")[-1]
-        print(f"{name} vs reference on centres {ids}: max |d diff| {diff:.2e}, "
-              f"positions differing in each re-ranked list: {moved}, "
-              f"argmin over these centres identical: {same_argmin}")
+        print(
+            f"{name} vs reference on centres {ids}: max |d diff| {diff:.2e}, "
+            f"positions differing in each re-ranked list: {moved}, "
+            f"argmin over these centres identical: {same_argmin}"
+        )
         if dtype == torch.float64:
             failed |= diff > TOLERANCE or any(moved) or not same_argmin
         elif any(moved):
@@ -198,8 +218,10 @@ def large(args: argparse.Namespace, device: torch.device) -> None:
     n, k = args.large_n, args.large_k
     dim = args.large_dim or LARGE_DIM[device.type]
     note = " (the CPU default; 2048 is the CUDA default)" if args.large_dim is None and device.type == "cpu" else ""
-    print(f"\nlarge scale: N={n} K={k} D={dim}{note} k1={args.k1} k2={args.k2} gamma={args.gamma} "
-          f"spread={args.spread} seed={args.seed}, float32 on {device}, data generated there by torch")
+    print(
+        f"\nlarge scale: N={n} K={k} D={dim}{note} k1={args.k1} k2={args.k2} gamma={args.gamma} "
+        f"spread={args.spread} seed={args.seed}, float32 on {device}, data generated there by torch"
+    )
     if not torch.cuda.is_available():
         print("GPU: not measured (no CUDA device)")
     x, centres, _ = make_case_torch(n, k, dim, args.spread, args.seed, device)
@@ -221,15 +243,21 @@ def large(args: argparse.Namespace, device: torch.device) -> None:
         memory = f"peak CUDA memory allocated {peak_bytes / 1e9:.2f} GB (inputs included: {inputs:.0f} MiB)"
     else:
         peak = peak_rss_mib()
-        memory = (f"peak RSS (VmHWM) rose by {peak - before:.0f} MiB during the run (from {before:.0f} to "
-                  f"{peak:.0f} MiB; RSS at its start {start_rss:.0f} MiB"
-                  + ("; the high-water mark was reset to it first)" if cleared else
-                     "; the high-water mark could not be reset, so earlier peaks may hide part of the rise)"))
-    print(f"large scale: {elapsed:.1f} s; {memory}; "
-          f"one N x N float32 matrix would need {4 * n * n / 1e9:.1f} GB")
+        memory = (
+            f"peak RSS (VmHWM) rose by {peak - before:.0f} MiB during the run (from {before:.0f} to "
+            f"{peak:.0f} MiB; RSS at its start {start_rss:.0f} MiB"
+            + (
+                "; the high-water mark was reset to it first)"
+                if cleared
+                else "; the high-water mark could not be reset, so earlier peaks may hide part of the rise)"
+            )
+        )
+    print(f"large scale: {elapsed:.1f} s; {memory}; one N x N float32 matrix would need {4 * n * n / 1e9:.1f} GB")
     labels = out.labels.cpu()
-    print(f"large scale: {int(torch.bincount(labels, minlength=k).gt(0).sum())} of {k} clusters non-empty; "
-          f"all distances finite: {bool(torch.isfinite(out.distance).all())}")
+    print(
+        f"large scale: {int(torch.bincount(labels, minlength=k).gt(0).sum())} of {k} clusters non-empty; "
+        f"all distances finite: {bool(torch.isfinite(out.distance).all())}"
+    )
     if device.type == "cuda":
         verdict = "met" if elapsed < 60 and peak_bytes < 16e9 else "NOT met"
         print(f"GPU targets (under 60 s and under 16 GB): {verdict} on {torch.cuda.get_device_name(device)}")

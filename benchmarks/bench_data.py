@@ -71,10 +71,17 @@ def ensure_data(directory: Path, num_train: int | None) -> None:
     if (directory / "gt.json").is_file():
         print(f"data: reusing {directory}")
         return
-    config = PRESETS["thumos"] if num_train is None else dataclasses.replace(PRESETS["thumos"], num_train=num_train, num_test=2)
+    config = (
+        PRESETS["thumos"]
+        if num_train is None
+        else dataclasses.replace(PRESETS["thumos"], num_train=num_train, num_test=2)
+    )
     start = time.perf_counter()
     write_synthetic_dataset(config, directory, seed=0, overwrite=True)
-    print(f"data: wrote {directory} ({config.num_train} train / {config.num_test} test videos) in {time.perf_counter() - start:.0f} s")
+    print(
+        f"data: wrote {directory} ({config.num_train} train / {config.num_test} test videos) "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
 
 
 def du(paths: list[Path]) -> float:
@@ -92,7 +99,9 @@ def epoch(loader_factory, get_features) -> tuple[float, list[tuple[int, ...]]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="dataset cache dir (default /tmp/utal_bench/thumos[_trainN])")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="dataset cache dir (default /tmp/utal_bench/thumos[_trainN])"
+    )
     parser.add_argument("--train", type=int, default=None, help="training videos (default: the preset's 200)")
     parser.add_argument("--segments", type=int, default=750)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -114,24 +123,34 @@ def main() -> int:
     n = len(train_ids)
     t, b = args.segments, args.batch_size
 
-    print(f"machine: {os.cpu_count()} CPUs (affinity {len(os.sched_getaffinity(0))}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads")
-    print(f"dataset: {directory}: {n} train videos, {du([p for pair in paths for p in pair]):.2f} GiB train features "
-          f"on disk (+ {du(test_files):.2f} GiB test, {len(index.test_ids)} videos)")
-    print(f"epoch: {n} videos, T={t}, batch {b} ({-(-n // b)} batches); one warm-up epoch, then one timed epoch; "
-          "the baseline's timed epoch reads from a warm page cache (the warm-up read every file)")
+    print(
+        f"machine: {os.cpu_count()} CPUs (affinity {len(os.sched_getaffinity(0))}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+    print(
+        f"dataset: {directory}: {n} train videos, {du([p for pair in paths for p in pair]):.2f} GiB train features "
+        f"on disk (+ {du(test_files):.2f} GiB test, {len(index.test_ids)} videos)"
+    )
+    print(
+        f"epoch: {n} videos, T={t}, batch {b} ({-(-n // b)} batches); one warm-up epoch, then one timed epoch; "
+        "the baseline's timed epoch reads from a warm page cache (the warm-up read every file)"
+    )
 
     # ---------------------------------------------------------------- baseline
     dataset = NpyVideos(paths, t)
 
     def baseline_loader() -> DataLoader:
         generator = torch.Generator().manual_seed(args.seed)
-        return DataLoader(dataset, batch_size=b, shuffle=True, num_workers=args.workers, drop_last=False, generator=generator)
+        return DataLoader(
+            dataset, batch_size=b, shuffle=True, num_workers=args.workers, drop_last=False, generator=generator
+        )
 
     warm, _ = epoch(baseline_loader, lambda x: x)
     base_time, base_shapes = epoch(baseline_loader, lambda x: x)
-    print(f"baseline (np.load per item, DataLoader num_workers={args.workers}): warm-up epoch {warm:.2f} s, "
-          f"timed epoch {base_time:.2f} s")
+    print(
+        f"baseline (np.load per item, DataLoader num_workers={args.workers}): warm-up epoch {warm:.2f} s, "
+        f"timed epoch {base_time:.2f} s"
+    )
 
     # ---------------------------------------------------------------- ours
     def datamodule(store_dtype: str, trainer=None) -> tuple[UTALDataModule, float, float]:
@@ -154,41 +173,53 @@ def main() -> int:
     ours_time, ours_shapes, dm = None, None, None
     for store_dtype in args.store_dtypes.split(","):
         dm_, init_time, load_time = datamodule(store_dtype)
-        warm, _ = epoch(lambda: batches(dm_, cpu), lambda x: x["features"])
-        timed, shapes = epoch(lambda: batches(dm_, cpu), lambda x: x["features"])
-        print(f"ours (UTALDataModule, store {store_dtype}): one-time header scan {init_time:.2f} s + setup('fit') "
-              f"load {load_time:.2f} s (train {dm_.train_store.nbytes / 2**30:.2f} GiB + test "
-              f"{dm_.test_store.nbytes / 2**30:.2f} GiB in RAM); warm-up epoch {warm:.2f} s, timed epoch {timed:.3f} s "
-              f"= {base_time / timed:.1f}x the baseline")
+        warm, _ = epoch(lambda dm_=dm_: batches(dm_, cpu), lambda x: x["features"])
+        timed, shapes = epoch(lambda dm_=dm_: batches(dm_, cpu), lambda x: x["features"])
+        print(
+            f"ours (UTALDataModule, store {store_dtype}): one-time header scan {init_time:.2f} s + setup('fit') "
+            f"load {load_time:.2f} s (train {dm_.train_store.nbytes / 2**30:.2f} GiB + test "
+            f"{dm_.test_store.nbytes / 2**30:.2f} GiB in RAM); warm-up epoch {warm:.2f} s, timed epoch {timed:.3f} s "
+            f"= {base_time / timed:.1f}x the baseline"
+        )
         if ours_time is None:
             ours_time, ours_shapes, dm = timed, shapes, dm_
 
     # ---------------------------------------------------------------- checks
     same_shapes = sorted(base_shapes) == sorted(ours_shapes)
-    print(f"batch shapes: baseline {sorted(set(base_shapes))} x {len(base_shapes)}, "
-          f"ours {sorted(set(ours_shapes))} x {len(ours_shapes)}: {'identical' if same_shapes else 'DIFFERENT'}")
+    print(
+        f"batch shapes: baseline {sorted(set(base_shapes))} x {len(base_shapes)}, "
+        f"ours {sorted(set(ours_shapes))} x {len(ours_shapes)}: {'identical' if same_shapes else 'DIFFERENT'}"
+    )
     reference = np.concatenate([np.load(p) for p in paths[0]], axis=1).astype(np.float32)
     same_video = torch.equal(dm.train_store.video(0).float(), torch.from_numpy(reference))
     print(f"video 0 features in the first store equal np.load + concatenate: {same_video}")
     floor = copy_floor(dm, b, t)
-    print(f"floor: writing one epoch's {len(ours_shapes)} float32 batches ({n * t * dm.feature_dim * 4 / 2**30:.2f} GiB) "
-          f"with one index_select per batch from a contiguous tensor takes {floor:.3f} s on this machine")
+    print(
+        f"floor: writing one epoch's {len(ours_shapes)} float32 batches ({n * t * dm.feature_dim * 4 / 2**30:.2f} GiB) "
+        f"with one index_select per batch from a contiguous tensor takes {floor:.3f} s on this machine"
+    )
 
     ratio = base_time / ours_time
-    print(f"CPU epoch data time: baseline {base_time:.2f} s / ours {ours_time:.3f} s = {ratio:.1f}x "
-          f"(target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+    print(
+        f"CPU epoch data time: baseline {base_time:.2f} s / ours {ours_time:.3f} s = {ratio:.1f}x "
+        f"(target >= 10x: {'met' if ratio >= 10 else 'NOT met'})"
+    )
     if torch.cuda.is_available():
         import lightning as L
 
         cuda = torch.device("cuda", 0)
         for placement in ("device", "host"):
             trainer = L.Trainer(accelerator="cuda", devices=1, logger=False, enable_checkpointing=False)
-            gpu_dm = UTALDataModule(root=directory, num_segments=t, batch_size=b, seed=args.seed, store_device=placement)
+            gpu_dm = UTALDataModule(
+                root=directory, num_segments=t, batch_size=b, seed=args.seed, store_device=placement
+            )
             gpu_dm.trainer = trainer
             gpu_dm.setup("fit")
-            gpu_dm.set_pseudolabels(torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool), epochs=1, record={})
+            gpu_dm.set_pseudolabels(
+                torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool), epochs=1, record={}
+            )
 
-            def gpu_epoch() -> float:
+            def gpu_epoch(gpu_dm: UTALDataModule = gpu_dm) -> float:
                 torch.cuda.synchronize()
                 start = time.perf_counter()
                 for _ in batches(gpu_dm, cuda):
@@ -197,8 +228,10 @@ def main() -> int:
                 return time.perf_counter() - start
 
             gpu_epoch()
-            print(f"GPU ({torch.cuda.get_device_name()}), store on the {placement}: one epoch's data time "
-                  f"{gpu_epoch() * 1000:.1f} ms ({-(-n // b)} batches)")
+            print(
+                f"GPU ({torch.cuda.get_device_name()}), store on the {placement}: one epoch's data time "
+                f"{gpu_epoch() * 1000:.1f} ms ({-(-n // b)} batches)"
+            )
     else:
         print("GPU: not measured (no CUDA device)")
     return 0 if same_shapes and same_video else 1
@@ -207,13 +240,16 @@ def main() -> int:
 def copy_floor(dm: UTALDataModule, batch_size: int, num_segments: int) -> float:
     """Seconds to gather one epoch of (B, T) rows from the store with fixed positions: what any
     in-memory data path must at least spend on this machine (memory bandwidth)."""
-    features = dm.train_store.features.float() if dm.train_store.features.dtype != torch.float32 else dm.train_store.features
+    features = (
+        dm.train_store.features.float() if dm.train_store.features.dtype != torch.float32 else dm.train_store.features
+    )
     n = len(dm.train_store)
     rows = torch.randint(0, features.shape[0], (n, num_segments))
     start = time.perf_counter()
     for i in range(0, n, batch_size):
         features.index_select(0, rows[i : i + batch_size].reshape(-1))
     return time.perf_counter() - start
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,7 +35,9 @@ def make_case(n_videos: int, n_detections: int, n_classes: int, seed: int = 0):
     # Ground truth: 1-3 segments per video; 10% of them of a second class.
     n_gt = rng.integers(1, 4, n_videos)
     gt_video = np.repeat(np.arange(n_videos), n_gt)
-    gt_class = np.where(rng.random(len(gt_video)) < 0.9, main_class[gt_video], rng.integers(0, n_classes, len(gt_video)))
+    gt_class = np.where(
+        rng.random(len(gt_video)) < 0.9, main_class[gt_video], rng.integers(0, n_classes, len(gt_video))
+    )
     length = rng.uniform(0.05, 0.4, len(gt_video)) * duration[gt_video]
     start = rng.uniform(0, 1, len(gt_video)) * (duration[gt_video] - length)
     gt_seg = np.stack([start, start + length], axis=1)
@@ -49,16 +51,26 @@ def make_case(n_videos: int, n_detections: int, n_classes: int, seed: int = 0):
     near = rng.random(len(det_video)) < 0.7
     d = duration[det_video]
     center = np.where(near, gt_seg[src].mean(axis=1) + rng.normal(0, 0.05, len(d)) * d, rng.uniform(0, 1, len(d)) * d)
-    half = np.where(near, (gt_seg[src, 1] - gt_seg[src, 0]) / 2 * rng.lognormal(0, 0.3, len(d)),
-                    rng.uniform(0.02, 0.3, len(d)) * d)
+    half = np.where(
+        near, (gt_seg[src, 1] - gt_seg[src, 0]) / 2 * rng.lognormal(0, 0.3, len(d)), rng.uniform(0.02, 0.3, len(d)) * d
+    )
     det_seg = np.clip(np.stack([center - half, center + half], axis=1), 0, d[:, None])
-    det_class = np.where(near, gt_class[src],
-                         np.where(rng.random(len(d)) < 0.5, main_class[det_video], rng.integers(0, n_classes, len(d))))
+    det_class = np.where(
+        near,
+        gt_class[src],
+        np.where(rng.random(len(d)) < 0.5, main_class[det_video], rng.integers(0, n_classes, len(d))),
+    )
     score = rng.random(len(d)) * np.where(near, 1.0, 0.6)
 
     return (
-        video_ids[gt_video], gt_seg, class_names[gt_class],
-        video_ids[det_video], det_seg, class_names[det_class], score, ANET_TIOUS,
+        video_ids[gt_video],
+        gt_seg,
+        class_names[gt_class],
+        video_ids[det_video],
+        det_seg,
+        class_names[det_class],
+        score,
+        ANET_TIOUS,
     )
 
 
@@ -71,8 +83,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     case = make_case(args.videos, args.detections, args.classes, args.seed)
-    print(f"case: {args.videos} videos, {len(case[0])} GT segments, {len(case[3])} detections, "
-          f"{len(set(case[2].tolist()))} GT classes, {len(case[7])} tIoU thresholds")
+    print(
+        f"case: {args.videos} videos, {len(case[0])} GT segments, {len(case[3])} detections, "
+        f"{len(set(case[2].tolist()))} GT classes, {len(case[7])} tIoU thresholds"
+    )
 
     fast_times = []
     for _ in range(3):

@@ -72,9 +72,14 @@ def best_of(fn, repeats: int) -> float:
 def reference(cas, actionness, scores, mapping, actionness_thresholds) -> torch.Tensor:
     keep = select_classes(scores, CLASS_THRESHOLD).tolist()
     rows = reference_detect_video(
-        cas.double().numpy(), scores.double().numpy(), keep, CAS_THRESHOLDS, SECONDS_PER_STEP,
+        cas.double().numpy(),
+        scores.double().numpy(),
+        keep,
+        CAS_THRESHOLDS,
+        SECONDS_PER_STEP,
         actionness=None if actionness is None else actionness.double().numpy(),
-        actionness_thresholds=actionness_thresholds, scale=SCALE,
+        actionness_thresholds=actionness_thresholds,
+        scale=SCALE,
     )
     out = [
         [r[0], r[1], r[2] * float(mapping[int(r[3]), c]), float(c)]

@@ -82,8 +82,11 @@ def run(command: list[str], log: Path, dry_run: bool) -> None:
 def dataset_dir(args: argparse.Namespace, preset: str, seed: int) -> Path:
     data = args.data_dir / f"{preset}-s{seed}"
     if not (data / "gt.json").is_file():  # utal synth renames a complete folder into place
-        run([*UTAL, "synth", "--preset", preset, "--seed", str(seed), "--out", str(data), "--overwrite"],
-            args.runs_dir / "logs" / f"synth-{preset}-s{seed}.log", args.dry_run)
+        run(
+            [*UTAL, "synth", "--preset", preset, "--seed", str(seed), "--out", str(data), "--overwrite"],
+            args.runs_dir / "logs" / f"synth-{preset}-s{seed}.log",
+            args.dry_run,
+        )
     return data
 
 
@@ -91,15 +94,45 @@ def run_baseline(args, preset: str, seed: int, data: Path, run_dir: Path) -> dic
     spec = DATASETS[preset]
     detections, report = run_dir / "detections.json", run_dir / "map.json"
     log = run_dir / "baseline.log"
-    run([*UTAL, "baseline", "--root", str(data), "--out", str(detections), "--seed", str(seed),
-         "--num-segments", str(spec.num_segments)], log, args.dry_run)
+    run(
+        [
+            *UTAL,
+            "baseline",
+            "--root",
+            str(data),
+            "--out",
+            str(detections),
+            "--seed",
+            str(seed),
+            "--num-segments",
+            str(spec.num_segments),
+        ],
+        log,
+        args.dry_run,
+    )
     if args.dry_run:
         return {}
-    clustering = json.loads(log.read_text()[log.read_text().index("{"):])
+    clustering = json.loads(log.read_text()[log.read_text().index("{") :])
     test_id = (data / "split_test.txt").read_text().split()[0]
     test_subset = json.loads((data / "gt.json").read_text())["database"][test_id]["subset"]
-    run([*UTAL, "evaluate", "--gt", str(data / "gt.json"), "--pred", str(detections), "--subset", test_subset,
-         "--preset", spec.tiou_preset, "--out", str(report)], run_dir / "evaluate.log", args.dry_run)
+    run(
+        [
+            *UTAL,
+            "evaluate",
+            "--gt",
+            str(data / "gt.json"),
+            "--pred",
+            str(detections),
+            "--subset",
+            test_subset,
+            "--preset",
+            spec.tiou_preset,
+            "--out",
+            str(report),
+        ],
+        run_dir / "evaluate.log",
+        args.dry_run,
+    )
     scores = json.loads(report.read_text())
     nmi = clustering["train_cluster/nmi"]  # one clustering: first = last
     return {"nmi_first": nmi, "nmi_last": nmi, "map_50": scores["0.5"], "map_avg": scores["average_mAP"]}
@@ -113,9 +146,20 @@ def run_fit(args, preset: str, seed: int, data: Path, method: str, run_dir: Path
         configs.append("configs/ablations/weak.yaml")
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh run, never a resume of an older one
-    command = [*UTAL, "fit", *[x for c in configs for x in ("--config", c)],
-               "--data.init_args.root", str(data), "--data.init_args.seed", str(seed), "--seed_everything", str(seed),
-               "--trainer.default_root_dir", str(run_dir), "--preemption.auto_resume=false"]
+    command = [
+        *UTAL,
+        "fit",
+        *[x for c in configs for x in ("--config", c)],
+        "--data.init_args.root",
+        str(data),
+        "--data.init_args.seed",
+        str(seed),
+        "--seed_everything",
+        str(seed),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--preemption.auto_resume=false",
+    ]
     run(command, args.runs_dir / "logs" / f"{preset}-s{seed}-{method}.log", args.dry_run)
     if args.dry_run:
         return {}
@@ -124,8 +168,13 @@ def run_fit(args, preset: str, seed: int, data: Path, method: str, run_dir: Path
     if "test" not in last:
         raise SystemExit(f"error: {run_dir}/summary.json: the last iteration has no test scores")
     weak_nmi = None  # weak supervision trains on the ground truth: its "NMI" is 1 by construction
-    return {"nmi_first": weak_nmi if weak else history[0]["nmi"], "nmi_last": weak_nmi if weak else last["nmi"],
-            "map_50": last["test"]["0.5"], "map_avg": last["test"]["average_mAP"], "iterations": len(history)}
+    return {
+        "nmi_first": weak_nmi if weak else history[0]["nmi"],
+        "nmi_last": weak_nmi if weak else last["nmi"],
+        "map_50": last["test"]["0.5"],
+        "map_avg": last["test"]["average_mAP"],
+        "iterations": len(history),
+    }
 
 
 def summarize(values: list[float | None]) -> tuple[float, float] | None:
@@ -139,7 +188,10 @@ def fmt(stat: tuple[float, float] | None) -> str:
 
 def report(results: dict, presets: list[str], methods: list[str]) -> tuple[str, list[str]]:
     """The Markdown table and the target checks (FAIL lines first in the list)."""
-    lines = ["| preset | method | NMI first | NMI last | mAP@0.5 | avg mAP | seeds |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| preset | method | NMI first | NMI last | mAP@0.5 | avg mAP | seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     checks: list[str] = []
     for preset in presets:
         stats = {}
@@ -147,12 +199,16 @@ def report(results: dict, presets: list[str], methods: list[str]) -> tuple[str, 
             per_seed = list(results.get(preset, {}).get(method, {}).values())
             if not per_seed:
                 continue
-            stats[method] = {k: summarize([r[k] for r in per_seed]) for k in ("nmi_first", "nmi_last", "map_50", "map_avg")}
+            stats[method] = {
+                k: summarize([r[k] for r in per_seed]) for k in ("nmi_first", "nmi_last", "map_50", "map_avg")
+            }
             s = stats[method]
-            lines.append(f"| {preset} | {method} | {fmt(s['nmi_first'])} | {fmt(s['nmi_last'])} | {fmt(s['map_50'])} | "
-                         f"{fmt(s['map_avg'])} | {len(per_seed)} |")
+            lines.append(
+                f"| {preset} | {method} | {fmt(s['nmi_first'])} | {fmt(s['nmi_last'])} | {fmt(s['map_50'])} | "
+                f"{fmt(s['map_avg'])} | {len(per_seed)} |"
+            )
 
-        def check(ok: bool, text: str) -> None:
+        def check(ok: bool, text: str, preset: str = preset) -> None:
             checks.append(f"{'PASS' if ok else 'FAIL'} {preset}: {text}")
 
         base = stats.get("baseline")
@@ -180,9 +236,14 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "bench")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench")
-    parser.add_argument("--out", type=Path, default=None, help="per-seed results as JSON (default: RUNS_DIR/quality.json)")
-    parser.add_argument("--keep", action="store_true",
-                        help="reuse the rows already in --out (same preset, seed, method) instead of running them again")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="per-seed results as JSON (default: RUNS_DIR/quality.json)"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="reuse the rows already in --out (same preset, seed, method) instead of running them again",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args()
     out = args.out or args.runs_dir / "quality.json"
@@ -215,8 +276,10 @@ def main() -> int:
     if args.dry_run:
         return 0
     table, checks = report(results, args.presets, args.methods)
-    print(f"\nQuality on synthetic THUMOS/ActivityNet-shaped data (mean +- std over seeds {args.seeds}; "
-          f"this run {time.perf_counter() - started:.0f} s)\n\n{table}\n")
+    print(
+        f"\nQuality on synthetic THUMOS/ActivityNet-shaped data (mean +- std over seeds {args.seeds}; "
+        f"this run {time.perf_counter() - started:.0f} s)\n\n{table}\n"
+    )
     print("\n".join(checks))
     return 1 if any(c.startswith("FAIL") for c in checks) else 0
 

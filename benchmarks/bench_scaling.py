@@ -36,7 +36,8 @@ needs N x N float64: 80 GB at N = 100k) or ``dense`` (docs/method.md sec. 3.2's 
 
 Time: wall clock per stage (``torch.cuda.synchronize()`` around GPU work), after one untimed warm-up of
 every stage on max(3K, 2 x pool batch) videos; ``--repeat`` runs of each N, the fastest is reported.
-Memory per stage: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each stage); always the process's peak resident set size during the stage (VmHWM after resetting it through
+Memory per stage: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each stage); always the
+process's peak resident set size during the stage (VmHWM after resetting it through
 /proc/self/clear_refs; where that is not possible, the process's high-water mark so far, marked "hwm").
 Clustering's scikit-learn / SciPy parts (k-means, ARPACK) run on the CPU even with a GPU.
 
@@ -57,14 +58,17 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from process_memory import current_rss_mib, peak_rss_mib, reset_peak_rss  # noqa: E402
 
 from utal_lightning.models.iocnet import IOCNet  # noqa: E402
 from utal_lightning.pseudo.cci import cci_refine, rank_within_clusters  # noqa: E402
@@ -75,7 +79,6 @@ from utal_lightning.pseudo.pooling import attention_pool  # noqa: E402
 from utal_lightning.pseudo.select import iis_beta, iis_select  # noqa: E402
 from utal_lightning.pseudo.spectral import spectral_clustering  # noqa: E402
 from utal_lightning.utils import atomic_write  # noqa: E402
-from process_memory import current_rss_mib, peak_rss_mib, reset_peak_rss  # noqa: E402
 
 STAGES = ("pool", "cluster", "select")
 
@@ -110,7 +113,9 @@ class Meter:
 class Videos:
     """N videos of K classes, drawn batch by batch on the device (same values every time)."""
 
-    def __init__(self, n: int, segments: int, dim: int, clusters: int, spread: float, seed: int, device: torch.device) -> None:
+    def __init__(
+        self, n: int, segments: int, dim: int, clusters: int, spread: float, seed: int, device: torch.device
+    ) -> None:
         g = torch.Generator().manual_seed(seed)
         self.classes = torch.randint(0, clusters, (n,), generator=g)
         self.means = (torch.randn(clusters, dim, generator=g) * spread).to(device)
@@ -125,7 +130,9 @@ class Videos:
 
 # ---------------------------------------------------------------------------- stages
 @torch.no_grad()
-def pool_stage(model: IOCNet, videos: Videos, batch_size: int, gamma: float, meter: Meter, feel: bool) -> dict[str, Any]:
+def pool_stage(
+    model: IOCNet, videos: Videos, batch_size: int, gamma: float, meter: Meter, feel: bool
+) -> dict[str, Any]:
     """Forward + HAS + pooling of every video; the batch draws are timed apart (not counted)."""
     copl, feel_rows = [], []
     t_draw = t_forward = t_has = t_attn = 0.0
@@ -149,12 +156,20 @@ def pool_stage(model: IOCNet, videos: Videos, batch_size: int, gamma: float, met
             meter.sync()
         t4 = time.perf_counter()
         t_draw, t_forward, t_has, t_attn = t_draw + t1 - t0, t_forward + t2 - t1, t_has + t3 - t2, t_attn + t4 - t3
-    return {"copl": torch.cat(copl), "feel": torch.cat(feel_rows) if feel else None,
-            "draw": t_draw, "forward": t_forward, "has": t_has, "attention_pool": t_attn}
+    return {
+        "copl": torch.cat(copl),
+        "feel": torch.cat(feel_rows) if feel else None,
+        "draw": t_draw,
+        "forward": t_forward,
+        "has": t_has,
+        "attention_pool": t_attn,
+    }
 
 
 def copl_cluster(features: torch.Tensor, k: int, seed: int, args: argparse.Namespace):
-    return spectral_clustering(features, k, seed=seed, n_init=args.n_init, affinity=args.affinity, n_neighbors=args.neighbors)
+    return spectral_clustering(
+        features, k, seed=seed, n_init=args.n_init, affinity=args.affinity, n_neighbors=args.neighbors
+    )
 
 
 def copl_select(affinity: Any, labels: torch.Tensor) -> torch.Tensor:
@@ -174,34 +189,63 @@ def feel_select(features: torch.Tensor, centres: torch.Tensor, iterations: int) 
 def measure(n: int, args: argparse.Namespace, device: torch.device, methods: list[str]) -> dict[str, Any]:
     meter = Meter(device)
     torch.manual_seed(args.seed)
-    model = IOCNet(num_classes=args.clusters, feature_dim=args.dim, rgb_dim=args.dim // 2, hidden_dim=args.hidden,
-                   h_beta=args.h_beta, top_l_divisor=args.top_l_divisor).to(device).eval()
+    model = (
+        IOCNet(
+            num_classes=args.clusters,
+            feature_dim=args.dim,
+            rgb_dim=args.dim // 2,
+            hidden_dim=args.hidden,
+            h_beta=args.h_beta,
+            top_l_divisor=args.top_l_divisor,
+        )
+        .to(device)
+        .eval()
+    )
     videos = Videos(n, args.segments, args.dim, args.clusters, args.spread, args.seed, device)
     feel = "feel" in methods
     rss_before = current_rss_mib()
-    pooled, pool_seconds, pool_memory = meter.run(lambda: pool_stage(model, videos, args.pool_batch, args.has_gamma, meter, feel))
-    result: dict[str, Any] = {"n": n, "rss_before_mib": rss_before, "draw": pooled["draw"], "forward": pooled["forward"], "has": pooled["has"],
-                              "attention_pool": pooled["attention_pool"]}
+    pooled, _pool_seconds, pool_memory = meter.run(
+        lambda: pool_stage(model, videos, args.pool_batch, args.has_gamma, meter, feel)
+    )
+    result: dict[str, Any] = {
+        "n": n,
+        "rss_before_mib": rss_before,
+        "draw": pooled["draw"],
+        "forward": pooled["forward"],
+        "has": pooled["has"],
+        "attention_pool": pooled["attention_pool"],
+    }
     seed = args.seed + 1  # the loop's seed for iteration 1
     if "copl" in methods:
         features = pooled["copl"]
-        (labels, affinity), cluster_seconds, cluster_memory = meter.run(lambda: copl_cluster(features, args.clusters, seed, args))
+        (labels, affinity), cluster_seconds, cluster_memory = meter.run(
+            lambda: copl_cluster(features, args.clusters, seed, args)
+        )
         selected, select_seconds, select_memory = meter.run(lambda: copl_select(affinity, labels))
         result["copl"] = {
-            "pool": pooled["forward"] + pooled["has"], "cluster": cluster_seconds, "select": select_seconds,
+            "pool": pooled["forward"] + pooled["has"],
+            "cluster": cluster_seconds,
+            "select": select_seconds,
             "memory": {"pool": pool_memory, "cluster": cluster_memory, "select": select_memory},
-            "selected_fraction": float(selected.float().mean()), "nmi": nmi(labels, videos.classes),
+            "selected_fraction": float(selected.float().mean()),
+            "nmi": nmi(labels, videos.classes),
         }
         del affinity
     if feel:
         features = pooled["feel"]
         (labels, centres), cluster_seconds, cluster_memory = meter.run(
-            lambda: kmeans(features, args.clusters, seed=seed, n_init=args.feel_n_init))
-        selected, select_seconds, select_memory = meter.run(lambda: feel_select(features, centres, args.feel_iterations))
+            lambda: kmeans(features, args.clusters, seed=seed, n_init=args.feel_n_init)
+        )
+        selected, select_seconds, select_memory = meter.run(
+            lambda: feel_select(features, centres, args.feel_iterations)
+        )
         result["feel"] = {
-            "pool": pooled["forward"] + pooled["attention_pool"], "cluster": cluster_seconds, "select": select_seconds,
+            "pool": pooled["forward"] + pooled["attention_pool"],
+            "cluster": cluster_seconds,
+            "select": select_seconds,
             "memory": {"pool": pool_memory, "cluster": cluster_memory, "select": select_memory},
-            "selected_fraction": float(selected.float().mean()), "nmi": nmi(labels, videos.classes),
+            "selected_fraction": float(selected.float().mean()),
+            "nmi": nmi(labels, videos.classes),
         }
     for method in methods:
         r = result[method]
@@ -232,8 +276,14 @@ def fmt_memory(memory: dict[str, Any]) -> str:
     return f"CUDA {memory['cuda_mib']:.0f} / {rss}" if "cuda_mib" in memory else rss
 
 
-def plot(path: Path, sizes: list[int], rows: list[dict[str, Any]], methods: list[str], fits: dict[str, dict[str, float]],
-         title: str) -> None:
+def plot(
+    path: Path,
+    sizes: list[int],
+    rows: list[dict[str, Any]],
+    methods: list[str],
+    fits: dict[str, dict[str, float]],
+    title: str,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,14 +296,19 @@ def plot(path: Path, sizes: list[int], rows: list[dict[str, Any]], methods: list
         for stage in (*STAGES, "total"):
             t = np.asarray([r[method][stage] for r in rows])
             b = fits[method][stage]
-            line, = ax_t.plot(n, t, styles[method], marker="o", label=f"{method.upper()} {stage} (b = {b:.2f})")
+            (line,) = ax_t.plot(n, t, styles[method], marker="o", label=f"{method.upper()} {stage} (b = {b:.2f})")
             a = np.mean(np.log(np.maximum(t, 1e-9)) - b * np.log(n))
             ax_t.plot(n, np.exp(a + b * np.log(n)), ":", color=line.get_color(), linewidth=1)
         keys = (("cuda_mib", "CUDA allocated", "o"),) if "cuda_mib" in rows[0][method]["memory"]["pool"] else ()
         for key, what, marker in (*keys, ("rss_mib", "RSS", "s")):
             for stage in STAGES:
-                ax_m.plot(n, [r[method]["memory"][stage][key] for r in rows], styles[method], marker=marker,
-                          label=f"{method.upper()} {stage} ({what})")
+                ax_m.plot(
+                    n,
+                    [r[method]["memory"][stage][key] for r in rows],
+                    styles[method],
+                    marker=marker,
+                    label=f"{method.upper()} {stage} ({what})",
+                )
     for ax, ylabel in ((ax_t, "seconds"), (ax_m, "peak memory (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -271,7 +326,9 @@ def plot(path: Path, sizes: list[int], rows: list[dict[str, Any]], methods: list
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default=None, help="comma list of N (default 1000,10000,100000 on CUDA; 1000,2000,4000 on CPU)")
+    parser.add_argument(
+        "--sizes", default=None, help="comma list of N (default 1000,10000,100000 on CUDA; 1000,2000,4000 on CPU)"
+    )
     parser.add_argument("--segments", type=int, default=50, help="T positions per video (default 50)")
     parser.add_argument("--dim", type=int, default=2048, help="D feature width, half RGB half flow (default 2048)")
     parser.add_argument("--clusters", type=int, default=100, help="K (default 100)")
@@ -279,20 +336,30 @@ def main() -> int:
     parser.add_argument("--h-beta", type=float, default=0.5, help="IOCNet h_beta (default 1/2, ActivityNet)")
     parser.add_argument("--top-l-divisor", type=int, default=2, help="IOCNet top-l divisor (default 2, ActivityNet)")
     parser.add_argument("--has-gamma", type=float, default=2.0, help="HAS gamma (default 2: k = T/2, ActivityNet)")
-    parser.add_argument("--pool-batch", type=int, default=64, help="videos per forward batch (default 64, the DataModule's)")
+    parser.add_argument(
+        "--pool-batch", type=int, default=64, help="videos per forward batch (default 64, the DataModule's)"
+    )
     parser.add_argument("--methods", default="copl", help="comma list of copl, feel (default copl)")
     parser.add_argument("--affinity", choices=["knn", "dense"], default="knn", help="COPL spectral graph (default knn)")
     parser.add_argument("--neighbors", type=int, default=10, help="kNN graph neighbours (default 10)")
-    parser.add_argument("--n-init", type=int, default=10, help="k-means restarts on the spectral embedding (default 10)")
+    parser.add_argument(
+        "--n-init", type=int, default=10, help="k-means restarts on the spectral embedding (default 10)"
+    )
     parser.add_argument("--feel-n-init", type=int, default=10, help="FEEL k-means restarts (default 10)")
     parser.add_argument("--feel-iterations", type=int, default=5, help="FEEL I_max for the IIS beta (default 5)")
-    parser.add_argument("--spread", type=float, default=0.05,
-                        help="scale of the class means (noise per dim = 1; default 0.05: overlapping classes, a connected kNN graph)")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.05,
+        help="scale of the class means (noise per dim = 1; default 0.05: overlapping classes, a connected kNN graph)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per N; the fastest total is kept (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     parser.add_argument("--no-tf32", action="store_true", help="keep fp32 matmuls in full precision on CUDA")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs/bench/scaling.png", help="plot (default runs/bench/scaling.png)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "runs/bench/scaling.png", help="plot (default runs/bench/scaling.png)"
+    )
     args = parser.parse_args()
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -306,22 +373,33 @@ def main() -> int:
     if len(sizes) < 2:
         raise SystemExit("error: --sizes needs at least two N to fit a growth exponent")
     if args.affinity == "dense":  # W, its Laplacian and eigh's workspace: about three N x N float64 arrays
-        limit = torch.cuda.get_device_properties(device).total_memory if cuda else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit = (
+            torch.cuda.get_device_properties(device).total_memory
+            if cuda
+            else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        )
         too_big = [n for n in sizes if 3 * 8 * n * n > limit]
         if too_big:
-            raise SystemExit(f"error: the dense affinity needs about 3 x N^2 x 8 bytes: N = {too_big} exceed "
-                             f"{limit / 2**30:.0f} GiB of {'GPU' if cuda else 'system'} memory (use --affinity knn)")
+            raise SystemExit(
+                f"error: the dense affinity needs about 3 x N^2 x 8 bytes: N = {too_big} exceed "
+                f"{limit / 2**30:.0f} GiB of {'GPU' if cuda else 'system'} memory (use --affinity knn)"
+            )
     if cuda and not args.no_tf32:
         torch.set_float32_matmul_precision("high")
 
-    print(f"machine: {os.cpu_count()} CPUs (affinity {len(os.sched_getaffinity(0))}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads, device {device}"
-          + (f" ({torch.cuda.get_device_name()}, TF32 matmuls {'off' if args.no_tf32 else 'on'})" if cuda else ""))
+    print(
+        f"machine: {os.cpu_count()} CPUs (affinity {len(os.sched_getaffinity(0))}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, device {device}"
+        + (f" ({torch.cuda.get_device_name()}, TF32 matmuls {'off' if args.no_tf32 else 'on'})" if cuda else "")
+    )
     if not cuda:
         print("GPU: not measured (no CUDA device)")
-    print(f"setup: T = {args.segments}, D = {args.dim}, K = {args.clusters}, hidden {args.hidden}, HAS gamma {args.has_gamma:g} "
-          f"(k = {max(1, int(args.segments // args.has_gamma))}), pooling batch {args.pool_batch}, methods {','.join(methods)}, "
-          f"COPL affinity {args.affinity} ({args.neighbors} neighbours), n_init {args.n_init}; sizes {sizes}")
+    print(
+        f"setup: T = {args.segments}, D = {args.dim}, K = {args.clusters}, hidden {args.hidden}, "
+        f"HAS gamma {args.has_gamma:g} (k = {max(1, int(args.segments // args.has_gamma))}), "
+        f"pooling batch {args.pool_batch}, methods {','.join(methods)}, "
+        f"COPL affinity {args.affinity} ({args.neighbors} neighbours), n_init {args.n_init}; sizes {sizes}"
+    )
 
     warm_up(args, device, methods)
     rows = []
@@ -333,26 +411,34 @@ def main() -> int:
                 best = result
         rows.append(best)
         r = best
-        print(f"N = {n}: pass = forward {r['forward']:.2f} s + HAS {r['has']:.2f} s"
-              + (f" (+ attention_pool {r['attention_pool']:.2f} s)" if "feel" in methods else "")
-              + f"; drawing the synthetic batches {r['draw']:.2f} s (not counted); RSS before the stages "
-              f"{r['rss_before_mib']:.0f} MiB (Python, torch, the model)")
+        print(
+            f"N = {n}: pass = forward {r['forward']:.2f} s + HAS {r['has']:.2f} s"
+            + (f" (+ attention_pool {r['attention_pool']:.2f} s)" if "feel" in methods else "")
+            + f"; drawing the synthetic batches {r['draw']:.2f} s (not counted); RSS before the stages "
+            f"{r['rss_before_mib']:.0f} MiB (Python, torch, the model)"
+        )
         for m in methods:
             mm = r[m]
-            print(f"  {m.upper()}: pool {mm['pool']:.2f} s, cluster {mm['cluster']:.2f} s, select {mm['select']:.2f} s, "
-                  f"total {mm['total']:.2f} s; peak memory MiB pool {fmt_memory(mm['memory']['pool'])}, "
-                  f"cluster {fmt_memory(mm['memory']['cluster'])}, select {fmt_memory(mm['memory']['select'])}; "
-                  f"NMI vs the generating classes {mm['nmi']:.3f}, |P|/N {mm['selected_fraction']:.2f}")
+            print(
+                f"  {m.upper()}: pool {mm['pool']:.2f} s, cluster {mm['cluster']:.2f} s, select {mm['select']:.2f} s, "
+                f"total {mm['total']:.2f} s; peak memory MiB pool {fmt_memory(mm['memory']['pool'])}, "
+                f"cluster {fmt_memory(mm['memory']['cluster'])}, select {fmt_memory(mm['memory']['select'])}; "
+                f"NMI vs the generating classes {mm['nmi']:.3f}, |P|/N {mm['selected_fraction']:.2f}"
+            )
         sys.stdout.flush()
 
     fits: dict[str, dict[str, float]] = {}
     for m in methods:
         fits[m] = {stage: growth(sizes, [r[m][stage] for r in rows]) for stage in (*STAGES, "total")}
-        print(f"growth exponent b (time ~ N^b, least squares on log-log over N = {sizes[0]}..{sizes[-1]}), {m.upper()}: "
-              + ", ".join(f"{stage} {b:.2f}" for stage, b in fits[m].items()))
-    title = (f"pseudolabel stage of one outer iteration on {device}"
-             + (f" ({torch.cuda.get_device_name()})" if cuda else f" ({len(os.sched_getaffinity(0))} CPU cores)")
-             + f": T={args.segments}, D={args.dim}, K={args.clusters}, affinity {args.affinity}")
+        print(
+            f"growth exponent b (time ~ N^b, least squares on log-log over N = {sizes[0]}..{sizes[-1]}), {m.upper()}: "
+            + ", ".join(f"{stage} {b:.2f}" for stage, b in fits[m].items())
+        )
+    title = (
+        f"pseudolabel stage of one outer iteration on {device}"
+        + (f" ({torch.cuda.get_device_name()})" if cuda else f" ({len(os.sched_getaffinity(0))} CPU cores)")
+        + f": T={args.segments}, D={args.dim}, K={args.clusters}, affinity {args.affinity}"
+    )
     plot(args.out, sizes, rows, methods, fits, title)
     print(f"plot: {args.out}")
     return 0

@@ -47,15 +47,15 @@ from sklearn.metrics import normalized_mutual_info_score as nmi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from utal_lightning.pseudo.cluster import kmeans  # noqa: E402
 from utal_lightning.pseudo.spectral import (  # noqa: E402
     gaussian_affinity,
-    resolve_eigen_solver,
     knn_affinity,
+    resolve_eigen_solver,
     spectral_clustering,
     spectral_embedding,
     spectral_embedding_sparse,
 )
-from utal_lightning.pseudo.cluster import kmeans  # noqa: E402
 
 
 def make_case(n: int, k: int, dim: int, spread: float, seed: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -145,7 +145,8 @@ def main() -> int:
         (kl, _), t_km = timed(lambda: kmeans(emb, min(args.k, args.large_n), seed=0, n_init=10))
         t_large = t_graph + t_eig + t_km
         print(
-            f"knn large spectral_clustering(knn, k={args.neighbors}):       {t_large:8.2f} s   NMI(truth)={nmi(yl, kl.cpu().numpy()):.4f}"
+            f"knn large spectral_clustering(knn, k={args.neighbors}):       {t_large:8.2f} s   "
+            f"NMI(truth)={nmi(yl, kl.cpu().numpy()):.4f}"
             f"   nnz={wl.nnz}   (kNN graph {t_graph:.2f} s, eigsh {t_eig:.2f} s, k-means {t_km:.2f} s)"
         )
         print(f"          dense path at this N: not run (N x N float64 W = {args.large_n**2 * 8 / 1e9:.0f} GB)")

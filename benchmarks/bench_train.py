@@ -91,8 +91,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from utal_lightning.utils import atomic_write_json  # noqa: E402
 from process_memory import peak_rss_mib, reset_peak_rss  # noqa: E402
+
+from utal_lightning.utils import atomic_write_json  # noqa: E402
 
 SCHEDULES = {"thumos": ("configs/thumos_copl.yaml", "thumos"), "anet": ("configs/anet_copl.yaml", "anet")}
 CPU_SIZES = {"thumos": (32, 8), "anet": (400, 40)}  # (train, test) videos of the CPU-sized default
@@ -167,8 +168,12 @@ class PhaseTimer(L.Callback):
             memory["cuda_max_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
             memory["device_name"] = torch.cuda.get_device_name()
         self.stamps.update(
-            teardown=time.time(), test_seconds=self.test_seconds, memory=memory, tf32=self.tf32,
-            matmul_precision=torch.get_float32_matmul_precision(), torch_threads=torch.get_num_threads(),
+            teardown=time.time(),
+            test_seconds=self.test_seconds,
+            memory=memory,
+            tf32=self.tf32,
+            matmul_precision=torch.get_float32_matmul_precision(),
+            torch_threads=torch.get_num_threads(),
         )
         atomic_write_json(self.out, self.stamps)
 
@@ -188,8 +193,10 @@ def ensure_data(preset: str, train: int | None, test: int | None, data_root: Pat
 
     start = time.perf_counter()
     write_synthetic_dataset(config, directory, seed=0, overwrite=True)
-    print(f"data: wrote {directory} ({config.num_train} train / {config.num_test} test videos, "
-          f"{du(directory):.2f} GiB) in {time.perf_counter() - start:.0f} s")
+    print(
+        f"data: wrote {directory} ({config.num_train} train / {config.num_test} test videos, "
+        f"{du(directory):.2f} GiB) in {time.perf_counter() - start:.0f} s"
+    )
     return directory, config
 
 
@@ -223,8 +230,9 @@ def precision_context(precision: str, device: torch.device):
 
 
 # ====================================================================== the bound
-def measure_bound(config: dict[str, Any], data_dir: Path, precision: str, device: torch.device, steps: int,
-                  warmup: int, seed: int) -> dict[str, Any]:
+def measure_bound(
+    config: dict[str, Any], data_dir: Path, precision: str, device: torch.device, steps: int, warmup: int, seed: int
+) -> dict[str, Any]:
     """Per-step time of the bare training step of the config's module on one device-resident batch."""
     from utal_lightning.data.datamodule import UTALDataModule
 
@@ -235,7 +243,9 @@ def measure_bound(config: dict[str, Any], data_dir: Path, precision: str, device
     module_name, _, class_name = model_cfg["class_path"].rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
     torch.manual_seed(seed)
-    module = cls(**model_cfg.get("init_args", {}), num_classes=dm.num_clusters, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim)
+    module = cls(
+        **model_cfg.get("init_args", {}), num_classes=dm.num_clusters, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim
+    )
     module.log_progress = lambda *args, **kwargs: None  # training_step's self.log needs a Trainer
     module.to(device).train()
     optimizers = module.configure_optimizers()
@@ -275,20 +285,37 @@ def measure_bound(config: dict[str, Any], data_dir: Path, precision: str, device
     sync(device)
     seconds = (time.perf_counter() - start) / steps
     if device.type == "cuda":
-        memory = {"cuda_max_allocated_mib": torch.cuda.max_memory_allocated(device) / 2**20,
-                  "cuda_max_reserved_mib": torch.cuda.max_memory_reserved(device) / 2**20}
+        memory = {
+            "cuda_max_allocated_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+            "cuda_max_reserved_mib": torch.cuda.max_memory_reserved(device) / 2**20,
+        }
     else:
         memory = {"rss_peak_mib": peak_rss_mib(), "rss_peak_reset": reset}
-    del module, optimizer, batch
+    module = optimizer = batch = None  # free them (step's closure holds them) before empty_cache
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"step_seconds": seconds, "batch": [b, t, d], "num_clusters": k, "num_train": len(dm.index.train_ids),
-            "uses_unlabeled": bool(getattr(cls, "uses_unlabeled", False)), "memory": memory}
+    return {
+        "step_seconds": seconds,
+        "batch": [b, t, d],
+        "num_clusters": k,
+        "num_train": len(dm.index.train_ids),
+        "uses_unlabeled": bool(getattr(cls, "uses_unlabeled", False)),
+        "memory": memory,
+    }
 
 
 # ====================================================================== the full schedule
-def run_full(name: str, config_path: Path, data_dir: Path, precision: str, accelerator: str, iterations: int,
-             epochs: int, runs_dir: Path, tf32: bool) -> dict[str, Any]:
+def run_full(
+    name: str,
+    config_path: Path,
+    data_dir: Path,
+    precision: str,
+    accelerator: str,
+    iterations: int,
+    epochs: int,
+    runs_dir: Path,
+    tf32: bool,
+) -> dict[str, Any]:
     run_dir = (runs_dir / f"{name}_{precision}").absolute()
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -296,12 +323,20 @@ def run_full(name: str, config_path: Path, data_dir: Path, precision: str, accel
     log_path = run_dir.parent / f"{name}_{precision}.log"
     callback = {"class_path": "bench_train.PhaseTimer", "init_args": {"out": str(timer_path), "tf32": tf32}}
     cmd = [
-        *utal_command(), "fit", "--config", str(config_path),
-        "--data.init_args.root", str(data_dir),
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.precision", precision,
-        "--trainer.accelerator", accelerator,
-        "--trainer.devices", "1",
+        *utal_command(),
+        "fit",
+        "--config",
+        str(config_path),
+        "--data.init_args.root",
+        str(data_dir),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.precision",
+        precision,
+        "--trainer.accelerator",
+        accelerator,
+        "--trainer.devices",
+        "1",
         f"--loop.max_iterations={iterations}",
         f"--loop.epochs_per_iteration={epochs}",
         "--trainer.enable_progress_bar=false",
@@ -317,7 +352,6 @@ def run_full(name: str, config_path: Path, data_dir: Path, precision: str, accel
     with log_path.open("w") as log:
         rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
-    exited = launched + wall
     if rc != 0 or not timer_path.is_file():
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
         print("\n".join(f"    | {line}" for line in tail))
@@ -345,15 +379,26 @@ def run_full(name: str, config_path: Path, data_dir: Path, precision: str, accel
         "checkpoint": ckpt,
     }
     parts["other"] = wall - sum(parts.values())
-    return {"wall": wall, "parts": parts, "pseudolabel_per_iteration": pseudo, "epochs": len(epochs_done),
-            "global_step": stamps.get("global_step"), "memory": stamps["memory"], "tf32": stamps["tf32"],
-            "summary": summary["iterations"], "run_dir": str(run_dir), "torch_threads": stamps.get("torch_threads")}
+    return {
+        "wall": wall,
+        "parts": parts,
+        "pseudolabel_per_iteration": pseudo,
+        "epochs": len(epochs_done),
+        "global_step": stamps.get("global_step"),
+        "memory": stamps["memory"],
+        "tf32": stamps["tf32"],
+        "summary": summary["iterations"],
+        "run_dir": str(run_dir),
+        "torch_threads": stamps.get("torch_threads"),
+    }
 
 
 def fmt_memory(memory: dict[str, Any]) -> str:
     if "cuda_max_allocated_mib" in memory:
-        return (f"CUDA max allocated {memory['cuda_max_allocated_mib']:.0f} MiB "
-                f"(reserved {memory['cuda_max_reserved_mib']:.0f} MiB)")
+        return (
+            f"CUDA max allocated {memory['cuda_max_allocated_mib']:.0f} MiB "
+            f"(reserved {memory['cuda_max_reserved_mib']:.0f} MiB)"
+        )
     return f"peak RSS {memory['rss_peak_mib']:.0f} MiB"
 
 
@@ -363,26 +408,64 @@ def parse_list(text: str) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schedules", default=None, help="comma list of thumos, anet (default: both on CUDA, thumos on CPU)")
-    parser.add_argument("--precisions", default=None,
-                        help="comma list of Lightning precisions: 32-true, bf16-mixed (default: both on CUDA, 32-true on CPU)")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="outer iterations (loop.max_iterations; default: the config's on CUDA, 2 on CPU)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs per iteration (loop.epochs_per_iteration; default: the config's on CUDA, 1 on CPU)")
-    parser.add_argument("--train", type=int, default=None,
-                        help="training videos of the preset (default: the preset's on CUDA; CPU: thumos 32, anet 400; 0 = the preset's)")
-    parser.add_argument("--test", type=int, default=None,
-                        help="test videos of the preset (default: the preset's on CUDA; CPU: thumos 8, anet 40; 0 = the preset's)")
-    parser.add_argument("--data-root", type=Path, default=ROOT / "runs/bench/data", help="synthetic data cache (default runs/bench/data)")
-    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs/bench/train", help="run directories and logs (default runs/bench/train)")
+    parser.add_argument(
+        "--schedules", default=None, help="comma list of thumos, anet (default: both on CUDA, thumos on CPU)"
+    )
+    parser.add_argument(
+        "--precisions",
+        default=None,
+        help="comma list of Lightning precisions: 32-true, bf16-mixed (default: both on CUDA, 32-true on CPU)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="outer iterations (loop.max_iterations; default: the config's on CUDA, 2 on CPU)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per iteration (loop.epochs_per_iteration; default: the config's on CUDA, 1 on CPU)",
+    )
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=None,
+        help="training videos of the preset (default: the preset's on CUDA; CPU: thumos 32, anet 400; "
+        "0 = the preset's)",
+    )
+    parser.add_argument(
+        "--test",
+        type=int,
+        default=None,
+        help="test videos of the preset (default: the preset's on CUDA; CPU: thumos 8, anet 40; 0 = the preset's)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=ROOT / "runs/bench/data",
+        help="synthetic data cache (default runs/bench/data)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=ROOT / "runs/bench/train",
+        help="run directories and logs (default runs/bench/train)",
+    )
     parser.add_argument("--bound-steps", type=int, default=None, help="timed bare steps (default 50 on CUDA, 3 on CPU)")
-    parser.add_argument("--bound-warmup", type=int, default=None, help="untimed warm-up steps (default 10 on CUDA, 1 on CPU)")
+    parser.add_argument(
+        "--bound-warmup", type=int, default=None, help="untimed warm-up steps (default 10 on CUDA, 1 on CPU)"
+    )
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="auto: cuda when available")
     parser.add_argument("--no-tf32", action="store_true", help="keep fp32 matmuls in full precision on CUDA")
     parser.add_argument("--target", type=float, default=2.0, help="target of full wall time / bound (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bound's model and batch (the runs use the config's)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here (default <runs-dir>/results.json)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the bound's model and batch (the runs use the config's)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the results here (default <runs-dir>/results.json)"
+    )
     args = parser.parse_args()
 
     cuda = torch.cuda.is_available() and args.device != "cpu"
@@ -403,14 +486,20 @@ def main() -> int:
         torch.set_float32_matmul_precision("high")
         torch.backends.cudnn.allow_tf32 = True
 
-    print(f"machine: {os.cpu_count()} CPUs (affinity {len(os.sched_getaffinity(0))}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads, device {device}")
+    print(
+        f"machine: {os.cpu_count()} CPUs (affinity {len(os.sched_getaffinity(0))}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, device {device}"
+    )
     if cuda:
-        print(f"GPU: {torch.cuda.get_device_name()}; TF32 matmuls {'on' if tf32 else 'off'} "
-              "(set in code, in the bound and in the utal fit process, via PhaseTimer: the CLI has no option)")
+        print(
+            f"GPU: {torch.cuda.get_device_name()}; TF32 matmuls {'on' if tf32 else 'off'} "
+            "(set in code, in the bound and in the utal fit process, via PhaseTimer: the CLI has no option)"
+        )
     else:
-        print("GPU: not measured (no CUDA device); running the CPU-sized version "
-              "(full-size defaults apply only on CUDA; override with --train/--test/--iterations/--epochs)")
+        print(
+            "GPU: not measured (no CUDA device); running the CPU-sized version "
+            "(full-size defaults apply only on CUDA; override with --train/--test/--iterations/--epochs)"
+        )
 
     results: list[dict[str, Any]] = []
     for name in schedules:
@@ -429,47 +518,91 @@ def main() -> int:
         data_init = config["data"].get("init_args", {})
         batch_size, segments = int(data_init.get("batch_size", 16)), int(data_init.get("num_segments", 750))
         planned_steps = math.ceil(synth.num_train / batch_size) * iterations * epochs
-        print(f"\n== {name}: {config_file} on {data_dir.name} ({synth.num_train} train / {synth.num_test} test videos, "
-              f"D = {2 * synth.feature_dim}, K = {synth.num_classes}), {iterations} iteration(s) x {epochs} epoch(s), "
-              f"T = {segments}, batch {batch_size}: ceil({synth.num_train}/{batch_size}) x {iterations * epochs} = "
-              f"{planned_steps} training steps (COPL trains on P and U: every training video)")
+        print(
+            f"\n== {name}: {config_file} on {data_dir.name} ({synth.num_train} train / {synth.num_test} test videos, "
+            f"D = {2 * synth.feature_dim}, K = {synth.num_classes}), {iterations} iteration(s) x {epochs} epoch(s), "
+            f"T = {segments}, batch {batch_size}: ceil({synth.num_train}/{batch_size}) x {iterations * epochs} = "
+            f"{planned_steps} training steps (COPL trains on P and U: every training video)"
+        )
         for precision in precisions:
             print(f"-- {name} {precision}")
-            full = run_full(name, config_path, data_dir, precision, "cuda" if cuda else "cpu", iterations, epochs,
-                            args.runs_dir, tf32)
+            full = run_full(
+                name,
+                config_path,
+                data_dir,
+                precision,
+                "cuda" if cuda else "cpu",
+                iterations,
+                epochs,
+                args.runs_dir,
+                tf32,
+            )
             bound = measure_bound(config, data_dir, precision, device, steps, warmup, args.seed)
             total_steps = full["global_step"] or planned_steps
             if total_steps != planned_steps:
-                print(f"  note: the run took {total_steps} optimizer steps, not the planned {planned_steps}: the bound uses {total_steps}")
+                print(
+                    f"  note: the run took {total_steps} optimizer steps, not the planned {planned_steps}: "
+                    f"the bound uses {total_steps}"
+                )
             bound_total = bound["step_seconds"] * total_steps
             wall, parts = full["wall"], full["parts"]
             n_epochs = full["epochs"]
             per_epoch = (wall - parts["pseudolabel"] - parts["test"]) / max(n_epochs, 1)
             ratio = wall / bound_total
-            print(f"  full schedule: wall {wall:.1f} s for {n_epochs} epoch(s), {total_steps} steps "
-                  f"(torch threads in the run: {full['torch_threads']})")
+            print(
+                f"  full schedule: wall {wall:.1f} s for {n_epochs} epoch(s), {total_steps} steps "
+                f"(torch threads in the run: {full['torch_threads']})"
+            )
             print("    " + ", ".join(f"{k} {v:.1f} s ({100 * v / wall:.1f}%)" for k, v in parts.items()))
-            print(f"    share of time in clustering (pseudolabel stages: pooling pass + clustering + PLRI): "
-                  f"{100 * parts['pseudolabel'] / wall:.1f}% (per iteration: "
-                  f"{', '.join(f'{s:.2f}' for s in full['pseudolabel_per_iteration'])} s); with the per-epoch HAS voting "
-                  f"passes (epoch-end) {100 * (parts['pseudolabel'] + parts['epoch-end']) / wall:.1f}%")
-            print(f"    time per epoch = (wall - pseudolabel - test) / epochs = {per_epoch:.2f} s; "
-                  f"training loop alone {parts['training loop'] / max(n_epochs, 1):.2f} s/epoch")
+            print(
+                f"    share of time in clustering (pseudolabel stages: pooling pass + clustering + PLRI): "
+                f"{100 * parts['pseudolabel'] / wall:.1f}% (per iteration: "
+                f"{', '.join(f'{s:.2f}' for s in full['pseudolabel_per_iteration'])} s); with the per-epoch HAS voting "
+                f"passes (epoch-end) {100 * (parts['pseudolabel'] + parts['epoch-end']) / wall:.1f}%"
+            )
+            print(
+                f"    time per epoch = (wall - pseudolabel - test) / epochs = {per_epoch:.2f} s; "
+                f"training loop alone {parts['training loop'] / max(n_epochs, 1):.2f} s/epoch"
+            )
             print(f"    peak memory: {fmt_memory(full['memory'])}; TF32 {'on' if full['tf32'] else 'off'}")
             last = full["summary"][-1]
-            print(f"    last iteration: NMI {last.get('nmi', float('nan')):.3f}, |P|/N {last.get('selected_fraction', float('nan')):.2f}")
-            print(f"  bound: bare training step (B, T, D) = {tuple(bound['batch'])}, K = {bound['num_clusters']}, "
-                  f"{warmup} warm-up + {steps} timed steps: {1000 * bound['step_seconds']:.1f} ms/step x {total_steps} steps "
-                  f"= {bound_total:.1f} s; {fmt_memory(bound['memory'])}"
-                  + ("" if bound["memory"].get("rss_peak_reset", True) else " (not reset: this process's high-water mark)"))
+            print(
+                f"    last iteration: NMI {last.get('nmi', float('nan')):.3f}, "
+                f"|P|/N {last.get('selected_fraction', float('nan')):.2f}"
+            )
+            print(
+                f"  bound: bare training step (B, T, D) = {tuple(bound['batch'])}, K = {bound['num_clusters']}, "
+                f"{warmup} warm-up + {steps} timed steps: {1000 * bound['step_seconds']:.1f} ms/step "
+                f"x {total_steps} steps "
+                f"= {bound_total:.1f} s; {fmt_memory(bound['memory'])}"
+                + (
+                    ""
+                    if bound["memory"].get("rss_peak_reset", True)
+                    else " (not reset: this process's high-water mark)"
+                )
+            )
             verdict = "met" if ratio <= args.target else "NOT met"
-            print(f"  full / bound = {wall:.1f} / {bound_total:.1f} = {ratio:.2f}x (target <= {args.target:g}x: {verdict}"
-                  f"{'' if cuda else '; CPU-sized run, not the GPU target'}); without startup + data load "
-                  f"{(wall - parts['startup'] - parts['data load']) / bound_total:.2f}x")
-            results.append({"schedule": name, "precision": precision, "device": str(device), "iterations": iterations,
-                            "epochs_per_iteration": epochs, "num_train": synth.num_train, "num_test": synth.num_test,
-                            "full": {k: v for k, v in full.items() if k != "summary"}, "bound": bound,
-                            "bound_total_seconds": bound_total, "ratio": ratio, "time_per_epoch": per_epoch})
+            print(
+                f"  full / bound = {wall:.1f} / {bound_total:.1f} = {ratio:.2f}x (target <= {args.target:g}x: {verdict}"
+                f"{'' if cuda else '; CPU-sized run, not the GPU target'}); without startup + data load "
+                f"{(wall - parts['startup'] - parts['data load']) / bound_total:.2f}x"
+            )
+            results.append(
+                {
+                    "schedule": name,
+                    "precision": precision,
+                    "device": str(device),
+                    "iterations": iterations,
+                    "epochs_per_iteration": epochs,
+                    "num_train": synth.num_train,
+                    "num_test": synth.num_test,
+                    "full": {k: v for k, v in full.items() if k != "summary"},
+                    "bound": bound,
+                    "bound_total_seconds": bound_total,
+                    "ratio": ratio,
+                    "time_per_epoch": per_epoch,
+                }
+            )
     out = args.json or args.runs_dir / "results.json"
     atomic_write_json(out, results)
     print(f"\nresults: {out}")

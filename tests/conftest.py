@@ -5,7 +5,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,15 @@ CLASSES = ["Walk", "Jump", "Swim"]
 # vid -> (split, length, annotations or None for "no gt.json entry")
 VIDEOS: dict[str, tuple[str, int, list[dict] | None]] = {
     "video_validation_1": ("train", 10, [{"segment": ["0.64", "3.2"], "label": "Walk"}]),
-    "video_validation_2": ("train", 7, [{"segment": [0.0, 1.28], "label": "Jump"}, {"segment": [1.5, 4.0], "label": "Swim"}, {"segment": [2.0, 2.5], "label": "Jump"}]),
+    "video_validation_2": (
+        "train",
+        7,
+        [
+            {"segment": [0.0, 1.28], "label": "Jump"},
+            {"segment": [1.5, 4.0], "label": "Swim"},
+            {"segment": [2.0, 2.5], "label": "Jump"},
+        ],
+    ),
     "video_validation_3": ("train", 5, None),  # UTAL: training videos need no annotation
     "video_test_1": ("test", 12, [{"segment": [1.0, 5.0], "label": "Walk"}]),
     "video_test_2": ("test", 3, [{"segment": ["0", "1.9"], "label": "Swim"}]),
@@ -40,13 +48,13 @@ def write_dataset(
     videos = VIDEOS if videos is None else videos
     root = Path(root)
     database = {}
-    for vid, (split, length, annotations) in videos.items():
+    for vid, (split, length, segments) in videos.items():
         for modality, dim in (("rgb", rgb_dim), ("flow", flow_dim)):
             folder = root / "features" / split / modality
             folder.mkdir(parents=True, exist_ok=True)
             np.save(folder / f"{file_prefix}{vid}.npy", features(vid, length, dim, modality))
-        if annotations is not None:
-            database[vid] = {"subset": subsets[split], "duration": length * 0.64, "annotations": annotations}
+        if segments is not None:
+            database[vid] = {"subset": subsets[split], "duration": length * 0.64, "annotations": segments}
     (root / "gt.json").write_text(json.dumps({"database": database}))
     if write_splits:
         for split in ("train", "test"):

@@ -16,7 +16,7 @@ class Probe(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.current_epoch == 0:
-            self.epoch0 += list(zip(batch["video_index"].tolist(), batch["supervised"].tolist()))
+            self.epoch0 += list(zip(batch["video_index"].tolist(), batch["supervised"].tolist(), strict=True))
 
     def on_fit_end(self, trainer, pl_module) -> None:
         datamodule = trainer.datamodule

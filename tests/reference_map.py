@@ -38,8 +38,8 @@ def reference_interpolated_ap(is_tp: list, n_pos: int) -> float:
             n_fp += 1
         recall.append(n_tp / n_pos)
         precision.append(n_tp / (n_tp + n_fp))
-    mprec = [0.0] + precision + [0.0]
-    mrec = [0.0] + recall + [1.0]
+    mprec = [0.0, *precision, 0.0]
+    mrec = [0.0, *recall, 1.0]
     for i in range(len(mprec) - 2, -1, -1):
         mprec[i] = max(mprec[i], mprec[i + 1])
     ap = 0.0
@@ -72,13 +72,15 @@ def reference_detection_map(
         # Ground truth of this class by video, in input order: list of (start, end).
         gt_by_video = {}
         n_pos = 0
-        for video, segment, gt_label in zip(gt_videos, gt_segments, gt_labels):
+        for video, segment, gt_label in zip(gt_videos, gt_segments, gt_labels, strict=True):
             if gt_label == label:
                 gt_by_video.setdefault(video, []).append(segment)
                 n_pos += 1
         preds = [
             (score, video, segment)
-            for video, segment, pred_label, score in zip(pred_videos, pred_segments, pred_labels, pred_scores)
+            for video, segment, pred_label, score in zip(
+                pred_videos, pred_segments, pred_labels, pred_scores, strict=True
+            )
             if pred_label == label
         ]
         preds.sort(key=lambda p: -p[0])  # stable: ties keep input order

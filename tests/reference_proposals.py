@@ -1,4 +1,6 @@
-"""Slow, obvious reference for proposal generation (docs/method.md sec. 5), following CoLA's released test loop literally.
+"""Slow, obvious reference for proposal generation (docs/method.md sec. 5).
+
+It follows CoLA's released test loop literally.
 
 CoLA (``test_all`` + ``utils.get_proposal_oic`` + ``utils.grouping``), per threshold ``t``:
 

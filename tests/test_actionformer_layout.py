@@ -4,6 +4,7 @@ and the same videos in both layouts detected at the same seconds."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,8 @@ from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.data.layout import DatasetLayout, read_dataset, resolve_layout
 from utal_lightning.data.summary import check_dataset
 from utal_lightning.data.synthetic import write_actionformer_copy, write_synthetic_dataset
-from utal_lightning.eval.detect import detect_with_mapping
 from utal_lightning.errors import DatasetError
+from utal_lightning.eval.detect import detect_with_mapping
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -43,7 +44,11 @@ def test_auto_finds_each_layout_and_check_reports_it(both_layouts):
     cola, actionformer = both_layouts
     assert resolve_layout(DatasetLayout(cola)).kind == "cola"
     found = resolve_layout(DatasetLayout(actionformer))
-    assert (found.kind, found.annotation_file, found.feature_folder) == ("actionformer", "annotations/thumos14.json", "i3d_features")
+    assert (found.kind, found.annotation_file, found.feature_folder) == (
+        "actionformer",
+        "annotations/thumos14.json",
+        "i3d_features",
+    )
     summary = check_dataset(DatasetLayout(actionformer, train_subset=["validation", "train"], test_subset="test"))
     assert summary["layout"] == "actionformer"
     assert summary["splits"]["train"]["feature_dim"] == {"rgb": 16, "flow": 16}  # (L, 32) files: RGB first half
@@ -64,10 +69,18 @@ def test_actionformer_clock_uses_each_videos_fps(tmp_path, both_layouts):
     (root / "annotations" / "x.json").write_text(json.dumps(gt))
     for vid in ids:
         (root / "feats" / f"v_{vid}.npy").write_bytes((actionformer / "i3d_features" / f"{vid}.npy").read_bytes())
-    layout = DatasetLayout(root, train_subset="validation", test_subset="test", kind="actionformer", feature_prefix="v_",
-                           feature_stride=8, feature_window=32, default_fps=20.0)
+    layout = DatasetLayout(
+        root,
+        train_subset="validation",
+        test_subset="test",
+        kind="actionformer",
+        feature_prefix="v_",
+        feature_stride=8,
+        feature_window=32,
+        default_fps=20.0,
+    )
     index = read_dataset(layout)
-    clocks = dict(zip(ids, index.feature_clocks(ids)))
+    clocks = dict(zip(ids, index.feature_clocks(ids), strict=True))
     assert (clocks[first].step, clocks[first].offset) == pytest.approx((8 / 25.0, 16 / 25.0))
     assert (clocks[second].step, clocks[second].offset) == pytest.approx((8 / 20.0, 16 / 20.0))
     # feature i at (i*stride + window/2) / fps
@@ -80,10 +93,10 @@ def test_ambiguous_or_missing_parts_of_an_actionformer_root_are_one_line_errors(
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "a.json").write_text("{}")
     (root / "annotations" / "b.json").write_text("{}")
-    with pytest.raises(DatasetError, match="expected one annotation json, found a.json, b.json"):
+    with pytest.raises(DatasetError, match=re.escape("expected one annotation json, found a.json, b.json")):
         resolve_layout(DatasetLayout(root))
     (root / "annotations" / "b.json").unlink()
-    with pytest.raises(DatasetError, match="expected one folder of <video>.npy feature files, found none"):
+    with pytest.raises(DatasetError, match=re.escape("expected one folder of <video>.npy feature files, found none")):
         resolve_layout(DatasetLayout(root))
     gt = json.loads((actionformer / "annotations" / "thumos14.json").read_text())
     vid = next(iter(gt["database"]))
@@ -102,10 +115,16 @@ def _detections(root: Path) -> dict[str, np.ndarray]:
     dm.setup("fit")
     background = dm.train_store.features.mean(0)
     found = {}
-    for vid, batch in zip(dm.index.test_ids, dm.test_videos()):
+    for vid, batch in zip(dm.index.test_ids, dm.test_videos(), strict=True):
         actionness = (batch["features"][0] - background).norm(dim=1)
         rows = detect_with_mapping(
-            actionness[:, None], torch.ones(1), torch.ones(1, 1), batch["seconds_per_step"], [0.5], 0.2, 0.99,
+            actionness[:, None],
+            torch.ones(1),
+            torch.ones(1, 1),
+            batch["seconds_per_step"],
+            [0.5],
+            0.2,
+            0.99,
             seconds_offset=batch["seconds_offset"],
         )
         found[vid] = rows[torch.argsort(rows[:, 0]), :2].numpy()
@@ -135,13 +154,24 @@ def test_same_videos_in_both_layouts_give_detections_at_the_same_seconds(both_la
 def test_shipped_thumos_configs_fit_on_either_layout_with_only_the_root(tmp_path, both_layouts, config, layout):
     """`utal fit --config configs/thumos_*.yaml --data.init_args.root <root>`: only the run's length and T are cut
     down here (to keep the test short); no data flag beyond the root."""
-    root = dict(zip(("cola", "actionformer"), both_layouts))[layout]
+    root = dict(zip(("cola", "actionformer"), both_layouts, strict=True))[layout]
     run = tmp_path / "run"
     command = [
-        sys.executable, "-m", "utal_lightning.cli", "fit", "--config", str(CONFIGS / config),
-        "--data.init_args.root", str(root), "--data.init_args.num_segments=64",
-        "--trainer.default_root_dir", str(run), "--loop.max_iterations=1", "--loop.epochs_per_iteration=1",
-        "--trainer.enable_progress_bar=false", "--preemption.auto_resume=false",
+        sys.executable,
+        "-m",
+        "utal_lightning.cli",
+        "fit",
+        "--config",
+        str(CONFIGS / config),
+        "--data.init_args.root",
+        str(root),
+        "--data.init_args.num_segments=64",
+        "--trainer.default_root_dir",
+        str(run),
+        "--loop.max_iterations=1",
+        "--loop.epochs_per_iteration=1",
+        "--trainer.enable_progress_bar=false",
+        "--preemption.auto_resume=false",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

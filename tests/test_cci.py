@@ -237,6 +237,7 @@ def test_two_hop_distances_from_the_cache_and_the_misses(hop_cache, chunk):
     np.testing.assert_array_equal(hop_u, lists[lists[:, : graph.wk], : graph.wh])
     want = np.take_along_axis(dense, hop_u.reshape(len(x), -1), 1).reshape(hop_u.shape)
     np.testing.assert_allclose(graph.hop_d.numpy(), want, rtol=1e-12, atol=1e-12)
+
     # Slot tables (by binary search over the list keys) against a brute-force search of the lists.
     def slot(owner, member):
         hit = lists[owner] == member[..., None]

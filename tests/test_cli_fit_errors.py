@@ -17,9 +17,19 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _fit(root: Path, run: Path, *extra: str) -> list[str]:
-    return ["fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(root),
-            "--trainer.default_root_dir", str(run), "--loop.max_iterations=1", "--loop.epochs_per_iteration=1",
-            "--preemption.auto_resume=false", *extra]
+    return [
+        "fit",
+        "--config",
+        str(CONFIGS / "synthetic_copl.yaml"),
+        "--data.init_args.root",
+        str(root),
+        "--trainer.default_root_dir",
+        str(run),
+        "--loop.max_iterations=1",
+        "--loop.epochs_per_iteration=1",
+        "--preemption.auto_resume=false",
+        *extra,
+    ]
 
 
 def _remove_feature(root: Path) -> None:
@@ -34,7 +44,11 @@ def _nan_feature(root: Path) -> None:
 
 
 CASES = {
-    "missing root": (lambda root: None, ("--data.init_args.root", "/nonexistent/utal-data"), ["/nonexistent/utal-data", "dataset root not found"]),
+    "missing root": (
+        lambda root: None,
+        ("--data.init_args.root", "/nonexistent/utal-data"),
+        ["/nonexistent/utal-data", "dataset root not found"],
+    ),
     "missing feature file": (_remove_feature, (), ["video_validation_2.npy", "not found"]),
     "NaN feature": (_nan_feature, (), ["video_test_1", "NaN/Inf"]),
     "config typo": (lambda root: None, ("--model.init_args.hiden_dim=3",), ["hiden_dim", "not accepted"]),
@@ -49,8 +63,12 @@ def test_fit_reports_bad_input_in_one_line(tmp_path, case):
     root = write_dataset(tmp_path / "data")
     corrupt(root)
     # a real process: the exit status and everything it prints, as a user sees them
-    done = subprocess.run([sys.executable, "-m", "utal_lightning.cli", *_fit(root, tmp_path / "run", *extra)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "utal_lightning.cli", *_fit(root, tmp_path / "run", *extra)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     printed = (done.stdout + done.stderr).splitlines()
     errors = [line for line in printed if line.startswith("error: ")]
     assert done.returncode == 2 and len(errors) == 1, printed

@@ -18,10 +18,10 @@ def brute_force_accuracy(clusters, classes, k, c):
     best = 0
     if k <= c:
         for perm in itertools.permutations(range(c), k):
-            best = max(best, sum(perm[a] == b for a, b in zip(clusters, classes)))
+            best = max(best, sum(perm[a] == b for a, b in zip(clusters, classes, strict=True)))
     else:
         for perm in itertools.permutations(range(k), c):  # perm[class] = cluster
-            best = max(best, sum(perm[b] == a for a, b in zip(clusters, classes)))
+            best = max(best, sum(perm[b] == a for a, b in zip(clusters, classes, strict=True)))
     return best / len(classes)
 
 
@@ -36,7 +36,9 @@ def test_scores_match_sklearn_and_brute_force(seed):
     assert scores["ari"] == pytest.approx(adjusted_rand_score(classes, clusters), abs=1e-5)
     purity = sum(np.bincount(classes[clusters == j]).max() for j in np.unique(clusters)) / n
     assert scores["purity"] == pytest.approx(purity)
-    assert scores["accuracy"] == pytest.approx(brute_force_accuracy(clusters, classes, int(clusters.max()) + 1, int(classes.max()) + 1))
+    assert scores["accuracy"] == pytest.approx(
+        brute_force_accuracy(clusters, classes, int(clusters.max()) + 1, int(classes.max()) + 1)
+    )
 
 
 def test_unannotated_videos_are_left_out():

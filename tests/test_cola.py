@@ -26,9 +26,9 @@ from utal_lightning.models.outputs import LocalizationOutput
 
 def _ref_bce(p: list[list[float]], y: list[list[float]]) -> float:
     total, n = 0.0, 0
-    for prow, yrow in zip(p, y):
+    for prow, yrow in zip(p, y, strict=True):
         s = sum(yrow)
-        for pi, yi in zip(prow, yrow):
+        for pi, yi in zip(prow, yrow, strict=True):
             t = yi / s
             total += -(t * math.log(pi) + (1 - t) * math.log(1 - pi))
             n += 1
@@ -90,7 +90,7 @@ def _ref_nce(q, k, negs, tau):
         return [x / max(n, 1e-12) for x in v]
 
     def dot(a, b):
-        return sum(x * y for x, y in zip(a, b))
+        return sum(x * y for x, y in zip(a, b, strict=True))
 
     q, k = norm(q), norm(k)
     logits = [dot(q, k) / tau] + [dot(q, norm(n)) / tau for n in negs]
@@ -99,7 +99,7 @@ def _ref_nce(q, k, negs, tau):
 
 
 def _mean(rows):
-    return [sum(c) / len(rows) for c in zip(*rows)]
+    return [sum(c) / len(rows) for c in zip(*rows, strict=True)]
 
 
 def _ref_snico(emb, ea, eb, ha, hb, tau=0.07, ha_valid=None, hb_valid=None):
@@ -236,7 +236,7 @@ def test_output_shapes_and_ranges(T, K):
     model.train()
     labels = torch.zeros(2, K)
     labels[:, 0] = 1
-    total, parts = model.loss(model(x), labels, generator=torch.Generator().manual_seed(0))
+    total, _parts = model.loss(model(x), labels, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(total)
     total.backward()
 
@@ -297,12 +297,12 @@ def test_mine_uses_drop_only_in_training_and_is_seeded():
     model.train()
     m1 = model.mine(actionness, generator=torch.Generator().manual_seed(1))
     m2 = model.mine(actionness, generator=torch.Generator().manual_seed(1))
-    for x, y in zip(m1, m2):
+    for x, y in zip(m1, m2, strict=True):
         assert torch.equal(x, y)
     model.eval()
     plain = model.mine(actionness)
     ref = mine_snippets(actionness, 5, 20, 3, 6)
-    for x, y in zip(plain, ref):
+    for x, y in zip(plain, ref, strict=True):
         assert torch.equal(x, y)
     assert not torch.equal(m1.easy_act.sort(1).values, plain.easy_act.sort(1).values)
     # an explicit mask wins over the generator
@@ -346,7 +346,7 @@ def test_tiny_overfit():
         opt.step()
         first = total.item() if first is None else first
     model.eval()
-    final, parts = model.loss(model(x), labels)
+    final, _parts = model.loss(model(x), labels)
     assert final.item() < 0.3 * first, (first, final.item())
     assert (model(x).video_scores.argmax(1) == labels.argmax(1)).all()
 

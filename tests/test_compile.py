@@ -18,8 +18,16 @@ if shutil.which("c++") or shutil.which("g++"):
 def _modules(cls, backend, **kw):
     torch.manual_seed(0)
     eager = cls(num_classes=3, feature_dim=8, hidden_dim=16, dropout=0.0, rgb_dim=4, **kw)
-    compiled = cls(num_classes=3, feature_dim=8, hidden_dim=16, dropout=0.0, rgb_dim=4,
-                   compile_training=True, compile_backend=backend, **kw)
+    compiled = cls(
+        num_classes=3,
+        feature_dim=8,
+        hidden_dim=16,
+        dropout=0.0,
+        rgb_dim=4,
+        compile_training=True,
+        compile_backend=backend,
+        **kw,
+    )
     compiled.load_state_dict(eager.state_dict())
     return eager, compiled
 
@@ -36,7 +44,11 @@ def test_compiled_training_forward_and_gradients_agree_with_eager(cls, kw, backe
         if a is not None:
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
     for output in outputs:  # every output the losses use
-        sum(getattr(output, name).sum() for name in ("cas", "attention", "video_scores") if getattr(output, name, None) is not None).backward()
-    for (name, p), q in zip(eager.model.named_parameters(), compiled.model.parameters()):
+        sum(
+            getattr(output, name).sum()
+            for name in ("cas", "attention", "video_scores")
+            if getattr(output, name, None) is not None
+        ).backward()
+    for (name, p), q in zip(eager.model.named_parameters(), compiled.model.parameters(), strict=True):
         grads = [torch.zeros_like(t) if t.grad is None else t.grad for t in (p, q)]  # unreached: None or zeros
         torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")

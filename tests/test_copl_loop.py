@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -42,7 +41,13 @@ def test_copl_improves_clustering_and_plri_separates_reliable_videos(copl_run):
 def test_iterating_beats_one_iteration_with_the_same_epochs(copl_run, small, tmp_path):
     summary, _ = copl_run
     total = sum(h["epochs"] for h in summary["iterations"])
-    once = fit("synthetic_copl.yaml", small, tmp_path / "once", "--loop.max_iterations=1", f"--loop.epochs_per_iteration={total}")
+    once = fit(
+        "synthetic_copl.yaml",
+        small,
+        tmp_path / "once",
+        "--loop.max_iterations=1",
+        f"--loop.epochs_per_iteration={total}",
+    )
     assert sum(h["epochs"] for h in once["iterations"]) == total
     assert summary["final"]["test"]["average_mAP"] > once["final"]["test"]["average_mAP"] + 0.05
     assert summary["final"]["test"]["0.5"] > once["final"]["test"]["0.5"]
@@ -60,11 +65,19 @@ def test_checkpoint_holds_teacher_and_votes(copl_run):
 
 def test_weak_mode_trains_on_ground_truth_labels(small, tmp_path):
     summary = fit(
-        "synthetic_copl.yaml", small, tmp_path / "weak", "--config", str(CONFIGS / "ablations" / "weak.yaml"),
+        "synthetic_copl.yaml",
+        small,
+        tmp_path / "weak",
+        "--config",
+        str(CONFIGS / "ablations" / "weak.yaml"),
         "--loop.epochs_per_iteration=20",
     )
     (only,) = summary["iterations"]
-    assert only["nmi"] == pytest.approx(1.0) and only["accuracy"] == pytest.approx(1.0) and only["selected_fraction"] == 1.0
+    assert (
+        only["nmi"] == pytest.approx(1.0)
+        and only["accuracy"] == pytest.approx(1.0)
+        and only["selected_fraction"] == 1.0
+    )
     checkpoint = torch.load(tmp_path / "weak" / "checkpoints" / "last.ckpt", weights_only=True)
     targets = checkpoint["UTALDataModule"]["targets"]
     assert targets.shape == (120, 5) and float(targets.sum(1).max()) == 2.0  # multi-label videos keep both labels
@@ -73,8 +86,13 @@ def test_weak_mode_trains_on_ground_truth_labels(small, tmp_path):
 @pytest.mark.parametrize("ablation", ["copl_cls_asl", "copl_ci", "copl_ci_c"])
 def test_loss_ablations_run(small, tmp_path, ablation):
     summary = fit(
-        "synthetic_copl.yaml", small, tmp_path / ablation, "--config", str(CONFIGS / "ablations" / f"{ablation}.yaml"),
-        "--loop.max_iterations=2", "--loop.epochs_per_iteration=2",
+        "synthetic_copl.yaml",
+        small,
+        tmp_path / ablation,
+        "--config",
+        str(CONFIGS / "ablations" / f"{ablation}.yaml"),
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=2",
     )
     assert len(summary["iterations"]) == 2 and "test_student" not in summary["iterations"][0]  # no teacher without L_CO
 
@@ -85,11 +103,24 @@ def test_crossings_run(small, tmp_path, config):
     assert [h["iteration"] for h in summary["iterations"]] == [1, 2]
 
 
-@pytest.mark.parametrize("switch", ["--loop.strategy.init_args.has_branch=cs", "--loop.strategy.init_args.has_filter=false",
-                                    "--loop.strategy.init_args.has_voting=false",
-                                    "--loop.strategy.init_args.spectral_affinity=knn"])
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "--loop.strategy.init_args.has_branch=cs",
+        "--loop.strategy.init_args.has_filter=false",
+        "--loop.strategy.init_args.has_voting=false",
+        "--loop.strategy.init_args.spectral_affinity=knn",
+    ],
+)
 def test_has_ablations_run(small, tmp_path, switch):
-    summary = fit("synthetic_copl.yaml", small, tmp_path / "run", switch, "--loop.max_iterations=2", "--loop.epochs_per_iteration=2")
+    summary = fit(
+        "synthetic_copl.yaml",
+        small,
+        tmp_path / "run",
+        switch,
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=2",
+    )
     assert len(summary["iterations"]) == 2
 
 
@@ -104,10 +135,18 @@ def test_copl_configs_resolve(config, capsys):
 
 @pytest.mark.parametrize("config,preset", [("thumos_copl.yaml", "thumos"), ("anet_copl.yaml", "anet")])
 def test_copl_paper_configs_train_on_real_layout_data(config, preset, tmp_path):
-    shape = dataclasses.replace(PRESETS[preset], num_train=4, num_test=2, min_length=60, max_length=90, length_median=70.0)
+    shape = dataclasses.replace(
+        PRESETS[preset], num_train=4, num_test=2, min_length=60, max_length=90, length_median=70.0
+    )
     data = write_synthetic_dataset(shape, tmp_path / "data", seed=0)
     summary = fit(
-        config, data, tmp_path / "run", "--data.init_args.batch_size=2", "--loop.max_iterations=2",
-        "--loop.epochs_per_iteration=1", "--trainer.limit_train_batches=1", "--trainer.accelerator=cpu",
+        config,
+        data,
+        tmp_path / "run",
+        "--data.init_args.batch_size=2",
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.accelerator=cpu",
     )
     assert len(summary["iterations"]) == 2

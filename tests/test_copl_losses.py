@@ -22,7 +22,6 @@ from utal_lightning.models.copl_losses import (
 )
 from utal_lightning.models.iocnet import IOCNet
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -35,13 +34,13 @@ def _g(seed: int) -> torch.Generator:
 
 def _ref_cls(logits, labels):
     total = 0.0
-    for row, y in zip(logits, labels):
+    for row, y in zip(logits, labels, strict=True):
         s = sum(y)
         if s == 0:
             continue
         mx = max(row)
         lse = mx + math.log(sum(math.exp(v - mx) for v in row))
-        total += -sum((yi / s) * (v - lse) for v, yi in zip(row, y))
+        total += -sum((yi / s) * (v - lse) for v, yi in zip(row, y, strict=True))
     return total / len(logits)
 
 
@@ -63,9 +62,9 @@ def test_classification_loss_reference_multilabel_and_empty_row():
 
 def _ref_asl(a, pos, q):
     total = 0.0
-    for arow, prow in zip(a, pos):
-        p = [v for v, m in zip(arow, prow) if m]
-        n = [v for v, m in zip(arow, prow) if not m]
+    for arow, prow in zip(a, pos, strict=True):
+        p = [v for v, m in zip(arow, prow, strict=True) if m]
+        n = [v for v, m in zip(arow, prow, strict=True) if not m]
         term = 0.0
         if p:
             term += sum((1 - v**q) / q for v in p) / len(p)
@@ -99,11 +98,11 @@ def test_asymmetric_loss_saturated_attention_has_finite_gradient():
 
 
 def test_positives_from_top_l_reference():
-    B, T, K, l = 3, 10, 4, 3
+    B, T, K, top_l = 3, 10, 4, 3
     idx = torch.stack(
-        [torch.stack([torch.randperm(T, generator=_g(10 * b + k))[:l] for k in range(K)], 1) for b in range(B)]
+        [torch.stack([torch.randperm(T, generator=_g(10 * b + k))[:top_l] for k in range(K)], 1) for b in range(B)]
     )
-    assert idx.shape == (B, l, K)
+    assert idx.shape == (B, top_l, K)
     labels = torch.tensor([[1, 0, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]])
     got = positives_from_top_l(idx, labels, T)
     for b in range(B):
@@ -120,7 +119,7 @@ def test_positives_from_top_l_reference():
 
 def _mse(x, y):
     x, y = torch.as_tensor(x).flatten().tolist(), torch.as_tensor(y).flatten().tolist()
-    return sum((a - b) ** 2 for a, b in zip(x, y)) / len(x)
+    return sum((a - b) ** 2 for a, b in zip(x, y, strict=True)) / len(x)
 
 
 def test_consistency_loss_reference():
@@ -152,7 +151,9 @@ def _norm(v):
 
 def _ref_nce(q, k, negs, tau):
     q, k = _norm(q), _norm(k)
-    logits = [sum(a * b for a, b in zip(q, k)) / tau] + [sum(a * b for a, b in zip(q, _norm(n))) / tau for n in negs]
+    logits = [sum(a * b for a, b in zip(q, k, strict=True)) / tau] + [
+        sum(a * b for a, b in zip(q, _norm(n), strict=True)) / tau for n in negs
+    ]
     mx = max(logits)
     return -(logits[0] - mx - math.log(sum(math.exp(x - mx) for x in logits)))
 
@@ -201,7 +202,7 @@ def _ref_lc(embs, acs, aca, k_div=20, tau=0.1):
 
 def _valid_members(sets, name, b):
     idx, valid = sets[name]
-    return sorted(int(i) for i, v in zip(idx[b], valid[b]) if v)
+    return sorted(int(i) for i, v in zip(idx[b], valid[b], strict=True) if v)
 
 
 @pytest.mark.parametrize("T, k_div", [(45, 10), (60, 20), (8, 20)])
@@ -414,7 +415,7 @@ def test_iocnet_loss_toy_overfit():
         opt.step()
         with torch.no_grad():
             decay = min(0.99, (1 + step) / (10 + step))
-            for pt, ps in zip(teacher.parameters(), student.parameters()):
+            for pt, ps in zip(teacher.parameters(), student.parameters(), strict=True):
                 pt.mul_(decay).add_(ps, alpha=1 - decay)
     with torch.no_grad():
         end_total, end_parts = loss_at(999)

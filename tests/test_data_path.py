@@ -39,7 +39,7 @@ def reference_epoch(dm: UTALDataModule, seed: int, iteration: int, epoch: int) -
         videos = order[start : start + dm.batch_size]
         uniform = torch.rand((len(videos), T), generator=generator).tolist()
         rows = []
-        for v, u in zip(videos, uniform):
+        for v, u in zip(videos, uniform, strict=True):
             full = np.concatenate(
                 [np.load(dm.layout.feature_path("train", m, ids[v])) for m in ("rgb", "flow")], axis=1
             ).astype(np.float32)
@@ -51,7 +51,9 @@ def reference_epoch(dm: UTALDataModule, seed: int, iteration: int, epoch: int) -
 @pytest.fixture()
 def many_videos(tmp_path):
     """Nine training videos of lengths 1..40 (shorter and longer than T) and one test video."""
-    videos = {f"video_validation_{i}": ("train", length, None) for i, length in enumerate([1, 3, 5, 6, 7, 13, 20, 33, 40])}
+    videos = {
+        f"video_validation_{i}": ("train", length, None) for i, length in enumerate([1, 3, 5, 6, 7, 13, 20, 33, 40])
+    }
     videos["video_test_1"] = ("test", 12, [{"segment": [1.0, 5.0], "label": "Walk"}])
     return write_dataset(tmp_path / "data", videos=videos)
 
@@ -73,7 +75,7 @@ def test_device_path_batches_equal_the_reference_sampling(many_videos):
     got = batches_of(dm)
     expected = reference_epoch(dm, seed=3, iteration=1, epoch=0)
     assert [b["video_index"].tolist() for b in got] == [videos for videos, _ in expected]
-    for batch, (_, features) in zip(got, expected):
+    for batch, (_, features) in zip(got, expected, strict=True):
         assert batch["features"].dtype == torch.float32
         np.testing.assert_array_equal(batch["features"].numpy(), features)
     # The loader itself carries no features on the device path: only indices, uniforms, labels.
@@ -87,7 +89,7 @@ def test_half_precision_store_gives_rounded_float32_batches(many_videos, store_d
     half_dm = labelled(many_videos, store_dtype=store_dtype)
     assert half_dm.train_store.features.dtype == dtype
     half = batches_of(half_dm)
-    for a, b in zip(full, half):
+    for a, b in zip(full, half, strict=True):
         assert torch.equal(a["video_index"], b["video_index"]) and b["features"].dtype == torch.float32
         assert torch.equal(b["features"], a["features"].to(dtype).float())
 
@@ -99,8 +101,10 @@ def test_pooling_batches_use_the_fixed_grid(many_videos):
     ids = dm.index.train_ids
     seen, short = [], 0
     for batch in dm.pooling_batches():
-        for v, rows, n in zip(batch["video_index"].tolist(), batch["features"], batch["lengths"].tolist()):
-            full = np.concatenate([np.load(dm.layout.feature_path("train", m, ids[v])) for m in ("rgb", "flow")], axis=1)
+        for v, rows, n in zip(batch["video_index"].tolist(), batch["features"], batch["lengths"].tolist(), strict=True):
+            full = np.concatenate(
+                [np.load(dm.layout.feature_path("train", m, ids[v])) for m in ("rgb", "flow")], axis=1
+            )
             if len(full) > T:
                 assert n == T
                 np.testing.assert_array_equal(rows.numpy(), full[[i * len(full) // T for i in range(T)]])
@@ -152,7 +156,7 @@ def test_cuda_batches_equal_cpu_batches(many_videos, store_device):
     dm.train_store = dm._place(dm.train_store, torch.device("cuda", 0))
     dm.trainer = None
     dm._root_device = lambda: torch.device("cuda", 0)
-    for a, raw in zip(cpu, dm.train_dataloader()):
+    for a, raw in zip(cpu, dm.train_dataloader(), strict=True):
         batch = dm.on_after_batch_transfer({k: v.cuda() for k, v in raw.items()}, 0)
         assert batch["features"].is_cuda and torch.equal(batch["features"].cpu(), a["features"])
 

@@ -19,9 +19,20 @@ UTAL = Path(sys.executable).parent / "utal"
 def run_fit(data: Path, run_dir: Path, *extra: str, command_name: str = "fit") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
     command = [
-        str(UTAL), command_name, "--config", str(ROOT / "configs" / "synthetic_copl.yaml"), "--data.init_args.root", str(data),
-        "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar=false", "--trainer.accelerator=cpu",
-        "--loop.max_iterations=2", "--loop.epochs_per_iteration=2", "--trainer.callbacks+=tests.ddp_probe.Probe", *extra,
+        str(UTAL),
+        command_name,
+        "--config",
+        str(ROOT / "configs" / "synthetic_copl.yaml"),
+        "--data.init_args.root",
+        str(data),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar=false",
+        "--trainer.accelerator=cpu",
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=2",
+        "--trainer.callbacks+=tests.ddp_probe.Probe",
+        *extra,
     ]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -44,7 +55,7 @@ def test_ddp_two_processes_agree_and_cover_every_video(tmp_path):
     # epoch 0 (iteration 1): the ranks' shards together cover every video IOCNet trains on (P and U),
     # and the supervised rows are exactly P; the shards overlap only by the sampler's padding
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
-    seen = [set(v for v, _ in r["epoch0"]) for r in ranks]
+    seen = [{v for v, _ in r["epoch0"]} for r in ranks]
     assert seen[0] | seen[1] == set(range(120))
     assert len(seen[0] & seen[1]) <= 1
     supervised = {v for r in ranks for v, s in r["epoch0"] if s}
@@ -66,8 +77,17 @@ def test_ddp_two_processes_agree_and_cover_every_video(tmp_path):
     assert "sync_dist" not in again.stderr and "deprecated" not in again.stderr, again.stderr[-3000:]
     # predict under 2 ranks: every test video once, in one file written by rank zero
     out = tmp_path / "detections.json"
-    run_fit(data, tmp_path / "predict", "--trainer.strategy=ddp", "--trainer.devices=2", "--ckpt_path",
-            str(tmp_path / "ddp" / "checkpoints" / "last.ckpt"), "--output", str(out), command_name="predict")
+    run_fit(
+        data,
+        tmp_path / "predict",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--ckpt_path",
+        str(tmp_path / "ddp" / "checkpoints" / "last.ckpt"),
+        "--output",
+        str(out),
+        command_name="predict",
+    )
     results = json.loads(out.read_text())["results"]
     gt = json.loads((data / "gt.json").read_text())["database"]
     assert sorted(results) == sorted(v for v, e in gt.items() if e["subset"] == "test")

@@ -72,13 +72,22 @@ def test_fast_nms_is_nms(seed, iou, monkeypatch, one_thread):
             monkeypatch.undo()
 
 
-def _reference_detect_with_mapping(cas, scores, mapping, sps, thresholds, class_threshold, nms_iou, scale=24,
-                                   actionness=None, actionness_thresholds=()):
+def _reference_detect_with_mapping(
+    cas, scores, mapping, sps, thresholds, class_threshold, nms_iou, scale=24, actionness=None, actionness_thresholds=()
+):
     keep = select_classes(scores, class_threshold).tolist()
-    rows = torch.from_numpy(reference_detect_video(
-        cas.double().numpy(), scores.double().numpy(), keep, thresholds, sps,
-        actionness=None if actionness is None else actionness.double().numpy(),
-        actionness_thresholds=actionness_thresholds, scale=scale))
+    rows = torch.from_numpy(
+        reference_detect_video(
+            cas.double().numpy(),
+            scores.double().numpy(),
+            keep,
+            thresholds,
+            sps,
+            actionness=None if actionness is None else actionness.double().numpy(),
+            actionness_thresholds=actionness_thresholds,
+            scale=scale,
+        )
+    )
     out = []
     for r in rows:
         for c in range(mapping.shape[1]):

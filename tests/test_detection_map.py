@@ -18,9 +18,14 @@ from utal_lightning.eval.detection_map import (
 def _map(gt, preds, tious=(0.5,)):
     """gt: [(video, start, end, label)], preds: [(video, start, end, label, score)]."""
     return detection_map(
-        [g[0] for g in gt], np.array([g[1:3] for g in gt], dtype=float).reshape(-1, 2), [g[3] for g in gt],
-        [p[0] for p in preds], np.array([p[1:3] for p in preds], dtype=float).reshape(-1, 2),
-        [p[3] for p in preds], [p[4] for p in preds], tious,
+        [g[0] for g in gt],
+        np.array([g[1:3] for g in gt], dtype=float).reshape(-1, 2),
+        [g[3] for g in gt],
+        [p[0] for p in preds],
+        np.array([p[1:3] for p in preds], dtype=float).reshape(-1, 2),
+        [p[3] for p in preds],
+        [p[4] for p in preds],
+        tious,
     )
 
 
@@ -174,8 +179,14 @@ def test_result_api():
 
 def test_empty_predictions_and_numpy_inputs():
     res = detection_map(
-        np.array(["v", "w"]), np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([3, 4]),
-        np.array([], dtype=str), np.zeros((0, 2)), np.array([], dtype=int), np.zeros(0), ANET_TIOUS,
+        np.array(["v", "w"]),
+        np.array([[0.0, 1.0], [2.0, 3.0]]),
+        np.array([3, 4]),
+        np.array([], dtype=str),
+        np.zeros((0, 2)),
+        np.array([], dtype=int),
+        np.zeros(0),
+        ANET_TIOUS,
     )
     assert res.classes == [3, 4]
     np.testing.assert_array_equal(res.ap, np.zeros((10, 2)))
@@ -222,7 +233,7 @@ def _random_case(seed: int):
         gt_s = np.vstack([gt_s, gt_s[i]])
 
     n_pred = int(rng.integers(0, 30))
-    pred_v = [(videos + ["unannotated"])[i] for i in rng.integers(0, len(videos) + 1, n_pred)]
+    pred_v = [([*videos, "unannotated"])[i] for i in rng.integers(0, len(videos) + 1, n_pred)]
     pred_l = [label(c) for c in rng.integers(0, 4, n_pred)]  # label 3 never in the GT
     start = rng.integers(0, span, n_pred) * 0.5
     pred_s = np.stack([start, start + rng.integers(0, 7, n_pred) * 0.5], axis=1).reshape(-1, 2)
@@ -230,7 +241,7 @@ def _random_case(seed: int):
     if copy.any():
         src = rng.integers(0, len(gt_v), int(copy.sum()))
         pred_s[copy] = gt_s[src]
-        for k, i in zip(np.flatnonzero(copy), src):
+        for k, i in zip(np.flatnonzero(copy), src, strict=True):
             pred_v[k], pred_l[k] = gt_v[i], gt_l[i]
     scores = rng.integers(0, 6, n_pred) / 5.0  # many score ties
     if rng.random() < 0.5:
@@ -267,8 +278,12 @@ def test_random_cases_cover_the_edge_cases():
         seen["zero_length"] += bool((gt_s[:, 0] == gt_s[:, 1]).any() or (pred_s[:, 0] == pred_s[:, 1]).any())
         seen["no_gt_video"] += "unannotated" in pred_v
         seen["unknown"] += bool(set(pred_l) - set(gt_l))
-        for pv, (ps, pe), pl in zip(pred_v, pred_s, pred_l):
-            ious = [reference_iou(ps, pe, gs, ge) for gv, (gs, ge), gl in zip(gt_v, gt_s, gt_l) if gv == pv and gl == pl]
+        for pv, (ps, pe), pl in zip(pred_v, pred_s, pred_l, strict=True):
+            ious = [
+                reference_iou(ps, pe, gs, ge)
+                for gv, (gs, ge), gl in zip(gt_v, gt_s, gt_l, strict=True)
+                if gv == pv and gl == pl
+            ]
             seen["iou_at_threshold"] += any(i == t and i > 0 for i in ious for t in tious)
             seen["equal_iou_gt"] += any(ious.count(i) > 1 and i > 0 for i in ious)
     assert min(seen.values()) >= 20, seen
@@ -281,7 +296,6 @@ def test_matches_reference_on_random_cases(block):
         classes, ref_ap = reference_detection_map(*case)
         res = detection_map(*case)
         assert res.classes == classes, seed
-        np.testing.assert_allclose(res.ap, np.array(ref_ap).reshape(res.ap.shape), rtol=0, atol=1e-9,
-                                   err_msg=f"seed {seed}")
-
-
+        np.testing.assert_allclose(
+            res.ap, np.array(ref_ap).reshape(res.ap.shape), rtol=0, atol=1e-9, err_msg=f"seed {seed}"
+        )

@@ -86,8 +86,16 @@ def test_dockerfile_installs_the_package_and_runs_utal():
 
 def test_dockerignore_excludes_local_state_but_not_what_the_image_copies():
     patterns = _ignore_patterns()
-    for path in (".venv/bin/python", "data/THUMOS14/gt.json", "runs/x/checkpoints/last.ckpt", "wandb/latest-run",
-                 ".git/HEAD", "utal_lightning/__pycache__/cli.cpython-311.pyc", "model.ckpt", "runs"):
+    for path in (
+        ".venv/bin/python",
+        "data/THUMOS14/gt.json",
+        "runs/x/checkpoints/last.ckpt",
+        "wandb/latest-run",
+        ".git/HEAD",
+        "utal_lightning/__pycache__/cli.cpython-311.pyc",
+        "model.ckpt",
+        "runs",
+    ):
         assert _ignored(path, patterns), path
     copied = ["pyproject.toml", "README.md", "configs/thumos_copl.yaml", "configs/ablations/weak.yaml"]
     copied += [p.relative_to(ROOT).as_posix() for p in (ROOT / "utal_lightning").rglob("*.py")]
@@ -115,7 +123,7 @@ def test_readme_docker_commands_match_the_dockerfile():
             else:
                 flags.append((args[i], None))
                 i += 1
-        image, utal_args = args[i], args[i + 1:]
+        image, utal_args = args[i], args[i + 1 :]
         volumes = [value for flag, value in flags if flag in ("-v", "--volume")]
         assert image == tag
         assert ("--gpus", "all") in flags

@@ -17,10 +17,19 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def fit(config: str, data: Path, root: Path, *extra: str) -> dict:
-    main([
-        "fit", "--config", str(CONFIGS / config), "--data.init_args.root", str(data),
-        "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar=false", *extra,
-    ])
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / config),
+            "--data.init_args.root",
+            str(data),
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.enable_progress_bar=false",
+            *extra,
+        ]
+    )
     return json.loads((root / "summary.json").read_text())
 
 
@@ -64,8 +73,13 @@ def test_feel_improves_clustering_and_selects_reliable_videos(feel_run):
 
 def test_fixed_batch_budget_without_adaptive_epochs(small, tmp_path):
     summary = fit(
-        "synthetic_feel.yaml", small, tmp_path / "run", "--loop.max_iterations=2", "--loop.epochs_per_iteration=2",
-        "--loop.adaptive_epochs=false", "--loop.test_iterations=none",
+        "synthetic_feel.yaml",
+        small,
+        tmp_path / "run",
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=2",
+        "--loop.adaptive_epochs=false",
+        "--loop.test_iterations=none",
     )
     iterations = summary["iterations"]
     assert iterations[0]["num_selected"] < 120 == iterations[-1]["num_selected"]
@@ -96,7 +110,10 @@ def test_resume_at_iteration_boundary_gives_the_same_run(small, tmp_path):
     boundary = full["iterations"][0]["epochs"] - 1  # the last epoch of iteration 1
     (ckpt,) = (tmp_path / "full" / "checkpoints").glob(f"epoch={boundary}-*.ckpt")
     resumed = fit("synthetic_feel.yaml", small, tmp_path / "resumed", *short, "--ckpt_path", str(ckpt))
-    strip = lambda hs: [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in hs]
+
+    def strip(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in history]
+
     assert strip(resumed["iterations"]) == strip(full["iterations"])
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["UTALDataModule"]
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["UTALDataModule"]
@@ -115,12 +132,19 @@ def test_configs_resolve(config, capsys):
 @pytest.mark.parametrize("config,preset", [("thumos_feel.yaml", "thumos"), ("anet_feel.yaml", "anet")])
 def test_paper_configs_train_on_real_layout_data(config, preset, tmp_path):
     """The THUMOS / ActivityNet configs on full-width (2048-d) data in their subset naming, scaled down."""
-    shape = dataclasses.replace(PRESETS[preset], num_train=4, num_test=2, min_length=60, max_length=90, length_median=70.0)
+    shape = dataclasses.replace(
+        PRESETS[preset], num_train=4, num_test=2, min_length=60, max_length=90, length_median=70.0
+    )
     data = write_synthetic_dataset(shape, tmp_path / "data", seed=0)
     summary = fit(
-        config, data, tmp_path / "run",
-        "--data.init_args.batch_size=2", "--loop.max_iterations=1", "--loop.epochs_per_iteration=1",
-        "--trainer.limit_train_batches=1", "--trainer.accelerator=cpu",
+        config,
+        data,
+        tmp_path / "run",
+        "--data.init_args.batch_size=2",
+        "--loop.max_iterations=1",
+        "--loop.epochs_per_iteration=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.accelerator=cpu",
     )
     (only,) = summary["iterations"]
     assert only["epochs"] >= 1 and "test" in only
@@ -140,13 +164,20 @@ def test_stale_labels_are_refused(small, tmp_path):
 
 def test_test_and_predict_from_checkpoint(feel_run, small, tmp_path):
     summary, root = feel_run
-    common = ["--config", str(CONFIGS / "synthetic_feel.yaml"), "--data.init_args.root", str(small),
-              "--trainer.enable_progress_bar=false", "--ckpt_path", str(root / "checkpoints" / "last.ckpt")]
+    common = [
+        "--config",
+        str(CONFIGS / "synthetic_feel.yaml"),
+        "--data.init_args.root",
+        str(small),
+        "--trainer.enable_progress_bar=false",
+        "--ckpt_path",
+        str(root / "checkpoints" / "last.ckpt"),
+    ]
     main(["test", *common, "--trainer.default_root_dir", str(tmp_path / "test")])
     tested = json.loads((tmp_path / "test" / "summary.json").read_text())
     # the restored model and labels reproduce the last iteration's logged test mAP
     assert tested["final"]["test"]["0.5"] == pytest.approx(summary["iterations"][-1]["test"]["0.5"], abs=1e-9)
-    assert set(tested["final"]["test"]["per_class"]) <= set(f"class_{k:02d}" for k in range(5))
+    assert set(tested["final"]["test"]["per_class"]) <= {f"class_{k:02d}" for k in range(5)}
     main(["predict", *common, "--trainer.default_root_dir", str(tmp_path / "predict")])
     results = json.loads((tmp_path / "predict" / "detections.json").read_text())["results"]
     assert list(results) == (small / "split_test.txt").read_text().split()
@@ -156,7 +187,16 @@ def test_test_and_predict_from_checkpoint(feel_run, small, tmp_path):
 
 def test_ablation_fragment_merges(capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(CONFIGS / "thumos_feel.yaml"), "--config", str(CONFIGS / "ablations" / "cola_utal.yaml"), "--print_config"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "thumos_feel.yaml"),
+                "--config",
+                str(CONFIGS / "ablations" / "cola_utal.yaml"),
+                "--print_config",
+            ]
+        )
     printed = capsys.readouterr().out
     assert "use_cci: false" in printed and "iis_schedule: none" in printed and "adaptive_epochs: false" in printed
     assert "cci_k1: 20" in printed  # the rest of the strategy's arguments survive the merge

@@ -14,7 +14,7 @@ def _reference(cs, ca, gamma, branch="both", use_filter=True):
     cs, ca = [float(v) for v in cs], [float(v) for v in ca]
     t = len(cs)
     if branch == "both":
-        score, branches = [(x + y) / 2 for x, y in zip(ca, cs)], [cs, ca]
+        score, branches = [(x + y) / 2 for x, y in zip(ca, cs, strict=True)], [cs, ca]
     elif branch == "cs":
         score, branches = cs, [cs]
     else:
@@ -43,7 +43,9 @@ def test_has_attention_matches_loop_reference(branch, use_filter):
         for make in (lambda s: torch.rand(s, generator=gen, dtype=torch.float64), lambda s: _quantized(s, gen)):
             cs, ca = make((5, t)), make((5, t))
             got = has_attention(cs, ca, gamma, branch=branch, use_filter=use_filter)
-            expected = torch.tensor([_reference(cs[b], ca[b], gamma, branch, use_filter) for b in range(5)], dtype=torch.float64)
+            expected = torch.tensor(
+                [_reference(cs[b], ca[b], gamma, branch, use_filter) for b in range(5)], dtype=torch.float64
+            )
             torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 

@@ -46,12 +46,27 @@ def test_actionness_proposals_come_from_the_class_agnostic_actionness(cls, actio
 @pytest.mark.parametrize("scoring", ["thresholded", "unthresholded"])
 def test_proposal_scoring_reaches_the_map_threshold_proposals(scoring):
     torch.manual_seed(0)
-    module = IOCNetModule(num_classes=3, feature_dim=8, rgb_dim=4, hidden_dim=16, proposal_thresholds=MAP_THRESHOLDS,
-                          class_threshold=0.0, proposal_scoring=scoring)
+    module = IOCNetModule(
+        num_classes=3,
+        feature_dim=8,
+        rgb_dim=4,
+        hidden_dim=16,
+        proposal_thresholds=MAP_THRESHOLDS,
+        class_threshold=0.0,
+        proposal_scoring=scoring,
+    )
     batch = {"features": torch.rand(1, 60, 8, generator=torch.Generator().manual_seed(2)), "seconds_per_step": 0.64}
     out = module.localize(batch["features"])
-    expected = detect_with_mapping(module.localization_map(out)[0], out.video_scores[0], torch.eye(3), 0.64,
-                                   MAP_THRESHOLDS, 0.0, module.nms_iou, thresholded_scoring=scoring == "thresholded")
+    expected = detect_with_mapping(
+        module.localization_map(out)[0],
+        out.video_scores[0],
+        torch.eye(3),
+        0.64,
+        MAP_THRESHOLDS,
+        0.0,
+        module.nms_iou,
+        thresholded_scoring=scoring == "thresholded",
+    )
     np.testing.assert_allclose(module.detect(batch, torch.eye(3)), expected.numpy())
     with pytest.raises(ValueError, match="proposal_scoring"):
         IOCNetModule(num_classes=3, feature_dim=8, rgb_dim=4, proposal_scoring="raw")

@@ -13,7 +13,6 @@ from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.iocnet import IOCNet, IOCNetOutput
 from utal_lightning.models.outputs import LocalizationOutput
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 D, RGB, H = 12, 5, 8  # small dims; rgb_dim deliberately not D/2
@@ -71,14 +70,14 @@ def test_forward_shapes_ranges_and_reference(T, K):
     x = torch.rand(B, T, D, dtype=torch.float64, generator=torch.Generator().manual_seed(T * 100 + K))
     out = m(x)
     assert isinstance(out, IOCNetOutput) and isinstance(out, LocalizationOutput)
-    l = max(1, T // 8)
+    top_l = max(1, T // 8)
     assert out.cas.shape == (B, T, K)
     assert out.attention.shape == out.agnostic_attention.shape == (B, T)
     assert out.agnostic_rgb.shape == out.agnostic_flow.shape == (B, T)
     assert out.video_scores.shape == out.video_logits.shape == (B, K)
     assert out.h_cs.shape == (B, T, K)
     assert out.embeddings.shape == out.embeddings_rgb.shape == out.embeddings_flow.shape == (B, T, H)
-    assert out.top_l_index.shape == (B, l, K) and out.top_l_index.dtype == torch.long
+    assert out.top_l_index.shape == (B, top_l, K) and out.top_l_index.dtype == torch.long
     for a in (out.attention, out.agnostic_attention, out.agnostic_rgb, out.agnostic_flow):
         assert ((a >= 0) & (a <= 1)).all()
     torch.testing.assert_close(out.video_scores.sum(1), torch.ones(B, dtype=torch.float64))
@@ -104,13 +103,13 @@ def test_forward_shapes_ranges_and_reference(T, K):
                 want = beta * sm + (1 - beta) * (ref["a_rgb"][b, t].item() + ref["a_flow"][b, t].item()) / 2
                 assert out.h_cs[b, t, k].item() == pytest.approx(want, rel=1e-9, abs=1e-12)
 
-    # video logits = per class, mean CAS logit over the top-l snippets by h_cs (plain loop)
+    # video logits = per class, mean CAS logit over the top-top_l snippets by h_cs (plain loop)
     for b in range(B):
         for k in range(K):
             h = out.h_cs[b, :, k].tolist()
-            top = sorted(range(T), key=lambda t: -h[t])[:l]
+            top = sorted(range(T), key=lambda t: -h[t])[:top_l]
             assert sorted(out.top_l_index[b, :, k].tolist()) == sorted(top)
-            want = sum(ref["cas"][b, t, k].item() for t in top) / l
+            want = sum(ref["cas"][b, t, k].item() for t in top) / top_l
             assert out.video_logits[b, k].item() == pytest.approx(want, rel=1e-9, abs=1e-12)
     torch.testing.assert_close(out.video_scores, torch.softmax(out.video_logits, 1))
 
@@ -182,7 +181,7 @@ def test_invalid_arguments():
 
 
 def _ref_shift(x: torch.Tensor, fwd: list[int], bwd: list[int]) -> torch.Tensor:
-    B, T, Dx = x.shape
+    B, T, _Dx = x.shape
     out = x.clone()
     for b in range(B):
         for c in fwd:
@@ -265,14 +264,14 @@ def test_ema_teacher_matches_stock_averaged_model():
     student = torch.nn.Sequential(torch.nn.Conv1d(6, 5, 3), torch.nn.BatchNorm1d(5))
     ours = EMATeacher(student, decay=0.9)
     stock = AveragedModel(student, avg_fn=ema_with_warmup(0.9), use_buffers=True)
-    for step in range(100):  # (1 + n) / (10 + n) reaches the decay 0.9 at n = 80: warm-up and plateau
+    for _ in range(100):  # (1 + n) / (10 + n) reaches the decay 0.9 at n = 80: warm-up and plateau
         with torch.no_grad():
             for p in student.parameters():
                 p.add_(torch.randn_like(p))
         student(torch.randn(4, 6, 9))  # moves the BatchNorm running stats (buffers are averaged too)
         ours.update_parameters(student)
         stock.update_parameters(student)
-        for (name, a), b in zip(ours.state_dict().items(), stock.state_dict().values()):
+        for (name, a), b in zip(ours.state_dict().items(), stock.state_dict().values(), strict=True):
             if a.is_floating_point():
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
             elif name.endswith("num_batches_tracked"):  # a counter: copied (the stock update truncates its average)
@@ -285,7 +284,7 @@ def test_ema_teacher_matches_stock_averaged_model():
         for p in first.module.parameters():
             p.fill_(123.0)
     first.update_parameters(student)  # the first update copies the student
-    assert all(torch.equal(a, b) for a, b in zip(first.module.parameters(), student.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first.module.parameters(), student.parameters(), strict=True))
 
 
 def test_ema_warmup_decay_values():

@@ -46,15 +46,36 @@ def action_mask(annotation, length: int, positions: int) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_weak_iocnet_attention_is_high_on_actions_not_between_them(thumos_shaped, tmp_path, seed):
-    main([
-        "fit", "--config", str(CONFIGS / "thumos_copl.yaml"), "--config", str(CONFIGS / "ablations" / "weak.yaml"),
-        "--data.init_args.root", str(thumos_shaped), "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        "--trainer.logger=false", "--seed_everything", str(seed), "--data.init_args.num_segments", str(T),
-        "--data.init_args.batch_size=8", "--model.init_args.hidden_dim=32", "--model.init_args.shift_channels=64",
-        "--model.init_args.lr=0.001", "--loop.epochs_per_iteration=30", "--loop.test_iterations=none",
-    ])
-    module = IOCNetModule.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "thumos_copl.yaml"),
+            "--config",
+            str(CONFIGS / "ablations" / "weak.yaml"),
+            "--data.init_args.root",
+            str(thumos_shaped),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            "--trainer.logger=false",
+            "--seed_everything",
+            str(seed),
+            "--data.init_args.num_segments",
+            str(T),
+            "--data.init_args.batch_size=8",
+            "--model.init_args.hidden_dim=32",
+            "--model.init_args.shift_channels=64",
+            "--model.init_args.lr=0.001",
+            "--loop.epochs_per_iteration=30",
+            "--loop.test_iterations=none",
+        ]
+    )
+    module = IOCNetModule.load_from_checkpoint(
+        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     dm = UTALDataModule(thumos_shaped, num_segments=T)
     dm.setup("test")
     gaps_ca, gaps_h = [], []

@@ -40,7 +40,11 @@ def test_store_reads_each_file_once_and_gathers_rgb_first(dataset, monkeypatch):
     index = read_dataset(layout)
     loads = []
     real_load = np.load
-    monkeypatch.setattr(np, "load", lambda path, *a, **k: loads.append((Path(path).name, k.get("mmap_mode"))) or real_load(path, *a, **k))
+    monkeypatch.setattr(
+        np,
+        "load",
+        lambda path, *a, **k: loads.append((Path(path).name, k.get("mmap_mode"))) or real_load(path, *a, **k),
+    )
     store = FeatureStore.load(layout, "train", index.train_ids)
     data_reads = [name for name, mmap in loads if mmap is None]
     assert sorted(data_reads) == sorted(f"{v}.npy" for v in index.train_ids for _ in range(2))
@@ -61,7 +65,11 @@ def test_store_reads_each_file_once_and_gathers_rgb_first(dataset, monkeypatch):
 
 def test_activitynet_style_subsets_prefix_and_no_class_file(tmp_path):
     root = write_dataset(
-        tmp_path / "anet", classes=None, file_prefix="v_", subsets={"train": "training", "test": "validation"}, write_splits=False
+        tmp_path / "anet",
+        classes=None,
+        file_prefix="v_",
+        subsets={"train": "training", "test": "validation"},
+        write_splits=False,
     )
     layout = DatasetLayout(root, train_subset="training", test_subset="validation")
     index = read_dataset(layout)
@@ -97,23 +105,100 @@ def _gt(root: Path) -> dict:
 
 
 BAD_INPUTS = {
-    "missing feature file": (lambda r: _feature(r, "video_validation_2", "flow").unlink(), ["video_validation_2", "not found"]),
-    "rgb/flow length mismatch": (lambda r: _save(_feature(r, "video_test_1", "flow"), np.ones((11, 3), np.float32)), ["video_test_1", "rgb has 12", "flow has 11"]),
-    "width mismatch across videos": (lambda r: _save(_feature(r, "video_validation_3", "rgb"), np.ones((5, 6), np.float32)), ["video_validation_3", "width 6", "4"]),
-    "NaN": (lambda r: _save(_feature(r, "video_validation_1", "rgb"), np.where(np.arange(40).reshape(10, 4) == 9, np.nan, 1.0).astype(np.float32)), ["video_validation_1", "NaN/Inf", "snippet 2"]),
-    "Inf": (lambda r: _save(_feature(r, "video_test_2", "flow"), np.full((3, 3), np.inf, np.float32)), ["video_test_2", "NaN/Inf"]),
-    "zero-length video": (lambda r: [_save(_feature(r, "video_validation_1", m), np.ones((0, d), np.float32)) for m, d in (("rgb", 4), ("flow", 3))], ["video_validation_1", "zero snippets"]),
-    "not 2-D": (lambda r: _save(_feature(r, "video_test_1", "rgb"), np.ones(12, np.float32)), ["video_test_1", "shape (12,)"]),
-    "integer features": (lambda r: _save(_feature(r, "video_test_1", "rgb"), np.ones((12, 4), np.int64)), ["video_test_1", "dtype int64"]),
-    "corrupt npy": (lambda r: _feature(r, "video_test_1", "rgb").write_bytes(b"garbage"), ["video_test_1", "cannot read"]),
-    "test id without annotation": (lambda r: (r / "gt.json").write_text(json.dumps({"database": {k: v for k, v in _gt(r)["database"].items() if k != "video_test_2"}})), ["video_test_2", "no annotation entry"]),
-    "unknown label": (lambda r: (r / "classes.txt").write_text("Walk\nJump\n"), ["video_validation_2", '"Swim"', "not in the class list"]),
-    "malformed JSON": (lambda r: (r / "gt.json").write_text('{"database": {"a": [1, 2}}'), ["gt.json", "malformed JSON", "line 1"]),
+    "missing feature file": (
+        lambda r: _feature(r, "video_validation_2", "flow").unlink(),
+        ["video_validation_2", "not found"],
+    ),
+    "rgb/flow length mismatch": (
+        lambda r: _save(_feature(r, "video_test_1", "flow"), np.ones((11, 3), np.float32)),
+        ["video_test_1", "rgb has 12", "flow has 11"],
+    ),
+    "width mismatch across videos": (
+        lambda r: _save(_feature(r, "video_validation_3", "rgb"), np.ones((5, 6), np.float32)),
+        ["video_validation_3", "width 6", "4"],
+    ),
+    "NaN": (
+        lambda r: _save(
+            _feature(r, "video_validation_1", "rgb"),
+            np.where(np.arange(40).reshape(10, 4) == 9, np.nan, 1.0).astype(np.float32),
+        ),
+        ["video_validation_1", "NaN/Inf", "snippet 2"],
+    ),
+    "Inf": (
+        lambda r: _save(_feature(r, "video_test_2", "flow"), np.full((3, 3), np.inf, np.float32)),
+        ["video_test_2", "NaN/Inf"],
+    ),
+    "zero-length video": (
+        lambda r: [
+            _save(_feature(r, "video_validation_1", m), np.ones((0, d), np.float32))
+            for m, d in (("rgb", 4), ("flow", 3))
+        ],
+        ["video_validation_1", "zero snippets"],
+    ),
+    "not 2-D": (
+        lambda r: _save(_feature(r, "video_test_1", "rgb"), np.ones(12, np.float32)),
+        ["video_test_1", "shape (12,)"],
+    ),
+    "integer features": (
+        lambda r: _save(_feature(r, "video_test_1", "rgb"), np.ones((12, 4), np.int64)),
+        ["video_test_1", "dtype int64"],
+    ),
+    "corrupt npy": (
+        lambda r: _feature(r, "video_test_1", "rgb").write_bytes(b"garbage"),
+        ["video_test_1", "cannot read"],
+    ),
+    "test id without annotation": (
+        lambda r: (r / "gt.json").write_text(
+            json.dumps({"database": {k: v for k, v in _gt(r)["database"].items() if k != "video_test_2"}})
+        ),
+        ["video_test_2", "no annotation entry"],
+    ),
+    "unknown label": (
+        lambda r: (r / "classes.txt").write_text("Walk\nJump\n"),
+        ["video_validation_2", '"Swim"', "not in the class list"],
+    ),
+    "malformed JSON": (
+        lambda r: (r / "gt.json").write_text('{"database": {"a": [1, 2}}'),
+        ["gt.json", "malformed JSON", "line 1"],
+    ),
     "no database": (lambda r: (r / "gt.json").write_text("[]"), ["gt.json", '"database"']),
-    "non-numeric segment": (lambda r: (r / "gt.json").write_text(json.dumps({"database": {**_gt(r)["database"], "video_test_1": {"subset": "test", "annotations": [{"segment": ["1.0", "abc"], "label": "Walk"}]}}})), ["video_test_1", "'abc' is not a number"]),
-    "segment ends before start": (lambda r: (r / "gt.json").write_text(json.dumps({"database": {**_gt(r)["database"], "video_test_1": {"subset": "test", "annotations": [{"segment": [5, 1], "label": "Walk"}]}}})), ["video_test_1", "ends before it starts"]),
-    "duplicate id in split": (lambda r: (r / "split_test.txt").write_text("video_test_1\nvideo_test_2\nvideo_test_1\n"), ["split_test.txt", "video_test_1", "twice"]),
-    "video in both splits": (lambda r: (r / "split_train.txt").write_text("video_validation_1\nvideo_test_1\n"), ["video_test_1", "both"]),
+    "non-numeric segment": (
+        lambda r: (r / "gt.json").write_text(
+            json.dumps(
+                {
+                    "database": {
+                        **_gt(r)["database"],
+                        "video_test_1": {
+                            "subset": "test",
+                            "annotations": [{"segment": ["1.0", "abc"], "label": "Walk"}],
+                        },
+                    }
+                }
+            )
+        ),
+        ["video_test_1", "'abc' is not a number"],
+    ),
+    "segment ends before start": (
+        lambda r: (r / "gt.json").write_text(
+            json.dumps(
+                {
+                    "database": {
+                        **_gt(r)["database"],
+                        "video_test_1": {"subset": "test", "annotations": [{"segment": [5, 1], "label": "Walk"}]},
+                    }
+                }
+            )
+        ),
+        ["video_test_1", "ends before it starts"],
+    ),
+    "duplicate id in split": (
+        lambda r: (r / "split_test.txt").write_text("video_test_1\nvideo_test_2\nvideo_test_1\n"),
+        ["split_test.txt", "video_test_1", "twice"],
+    ),
+    "video in both splits": (
+        lambda r: (r / "split_train.txt").write_text("video_validation_1\nvideo_test_1\n"),
+        ["video_test_1", "both"],
+    ),
     "missing split file": (lambda r: (r / "split_train.txt").unlink(), ["split_train.txt", "not found"]),
     "missing gt.json": (lambda r: (r / "gt.json").unlink(), ["gt.json", "not found"]),
 }
@@ -186,8 +271,9 @@ def _shipped_subsets(config: str) -> tuple[list[str] | str, list[str] | str]:
 def test_shipped_configs_accept_the_subset_names_real_files_use(tmp_path, config, train_name, test_name):
     train_subset, test_subset = _shipped_subsets(config)
     for write_splits in (True, False):  # cross-checked against split files, or the only source of ids
-        root = write_dataset(tmp_path / f"{write_splits}", subsets={"train": train_name, "test": test_name},
-                             write_splits=write_splits)
+        root = write_dataset(
+            tmp_path / f"{write_splits}", subsets={"train": train_name, "test": test_name}, write_splits=write_splits
+        )
         index = read_dataset(DatasetLayout(root, train_subset=train_subset, test_subset=test_subset))
         assert index.test_ids == ["video_test_1", "video_test_2"]
         expected_train = ["video_validation_1", "video_validation_2"] + (["video_validation_3"] if write_splits else [])
@@ -211,12 +297,20 @@ def _gt_with(root: Path, vid: str, entry: dict) -> None:
 
 def test_segments_outside_the_video_are_clipped_with_a_warning_that_names_them(tmp_path, caplog, capsys):
     root = write_dataset(tmp_path / "d")
-    _gt_with(root, "video_test_1", {"subset": "test", "duration": 7.68, "annotations": [
-        {"segment": [-0.5, 2.0], "label": "Walk"},  # starts before the video
-        {"segment": [6.0, 9.5], "label": "Swim"},  # ends after it
-        {"segment": [8.0, 9.0], "label": "Jump"},  # wholly after it: nothing left
-        {"segment": [1.0, 3.0], "label": "Walk"},  # inside: untouched
-    ]})
+    _gt_with(
+        root,
+        "video_test_1",
+        {
+            "subset": "test",
+            "duration": 7.68,
+            "annotations": [
+                {"segment": [-0.5, 2.0], "label": "Walk"},  # starts before the video
+                {"segment": [6.0, 9.5], "label": "Swim"},  # ends after it
+                {"segment": [8.0, 9.0], "label": "Jump"},  # wholly after it: nothing left
+                {"segment": [1.0, 3.0], "label": "Walk"},  # inside: untouched
+            ],
+        },
+    )
     with caplog.at_level("WARNING"):
         index = read_dataset(DatasetLayout(root, train_subset="validation", test_subset="test"))
     a = index.annotations["video_test_1"]

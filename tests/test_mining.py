@@ -164,7 +164,7 @@ def test_determinism_given_drop_mask_and_generator():
     keep = random_keep_mask((2, 64), 0.6, generator=torch.Generator().manual_seed(5))
     first = mine_snippets(a, 5, 20, 3, 6, drop_mask=keep)
     second = mine_snippets(a.clone(), 5, 20, 3, 6, drop_mask=keep.clone())
-    for x, y in zip(first, second):
+    for x, y in zip(first, second, strict=True):
         assert torch.equal(x, y)
     keep2 = random_keep_mask((2, 64), 0.6, generator=torch.Generator().manual_seed(5))
     assert torch.equal(keep, keep2)

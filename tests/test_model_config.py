@@ -22,9 +22,21 @@ LINKED = {"num_classes", "feature_dim", "rgb_dim"}  # linked from the data, not 
 # A valid non-default value for every network argument (a new argument without one fails the test).
 NON_DEFAULT = {
     CoLA: dict(
-        num_classes=4, feature_dim=12, hidden_dim=8, dropout=0.5, embed_kernel=5, cls_kernel=3,
-        cls_depthwise_kernel=3, cls_depthwise_dilation=3, r_easy=4, r_hard=10, m=2, M=5, drop_rate=0.3,
-        hard_threshold=0.5, cls_loss="ce",
+        num_classes=4,
+        feature_dim=12,
+        hidden_dim=8,
+        dropout=0.5,
+        embed_kernel=5,
+        cls_kernel=3,
+        cls_depthwise_kernel=3,
+        cls_depthwise_dilation=3,
+        r_easy=4,
+        r_hard=10,
+        m=2,
+        M=5,
+        drop_rate=0.3,
+        hard_threshold=0.5,
+        cls_loss="ce",
     ),
     IOCNet: dict(num_classes=4, feature_dim=12, rgb_dim=5, hidden_dim=8, h_beta=0.5, top_l_divisor=2, dropout=0.3),
 }
@@ -97,6 +109,6 @@ def test_every_network_argument_is_reachable_from_the_configs(network, capsys):
             main(["fit", "--config", str(CONFIGS / config), "--print_config"])
         assert info.value.code == 0
         printed = capsys.readouterr().out
-        model_section = printed[printed.index("\nmodel:"):]
+        model_section = printed[printed.index("\nmodel:") :]
         for name in set(network_parameters(network)) - LINKED:
             assert f"\n    {name}:" in model_section, (config, name)

@@ -45,14 +45,23 @@ def test_baseline_then_evaluate(tiny, tmp_path, capsys):
         for d in detections:
             assert d["label"] in index.classes
             assert 0.0 <= d["segment"][0] < d["segment"][1] <= duration * 1.05  # extrapolated tail of the last snippet
-    assert main(["evaluate", "--gt", str(tiny / "gt.json"), "--pred", str(pred), "--subset", "test", "--preset", "thumos"]) == 0
+    assert (
+        main(["evaluate", "--gt", str(tiny / "gt.json"), "--pred", str(pred), "--subset", "test", "--preset", "thumos"])
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     gt = ground_truth_table(index.annotations, index.test_ids)
     videos = [v for v, ds in results.items() for _ in ds]
     flat = [d for ds in results.values() for d in ds]
     expected = detection_map(
-        gt.videos, gt.segments, gt.labels, videos, [d["segment"] for d in flat], [d["label"] for d in flat],
-        [d["score"] for d in flat], THUMOS_TIOUS,
+        gt.videos,
+        gt.segments,
+        gt.labels,
+        videos,
+        [d["segment"] for d in flat],
+        [d["label"] for d in flat],
+        [d["score"] for d in flat],
+        THUMOS_TIOUS,
     ).as_dict()
     assert printed == pytest.approx(expected)
     # a label-free detector localizes something on this easy preset

@@ -2,8 +2,8 @@
 log_table write PNG / CSV files with or without W&B (offline)."""
 
 import csv
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +12,28 @@ from matplotlib.figure import Figure
 from utal_lightning.loop import plots
 
 HISTORY = [
-    {"iteration": 1, "nmi": 0.4, "accuracy": 0.5, "accuracy_selected": 0.8, "accuracy_P": 0.85, "accuracy_U": 0.4,
-     "selected_fraction": 0.3, "num_selected": 6, "epochs": 4},
-    {"iteration": 2, "nmi": 0.6, "accuracy": 0.7, "accuracy_selected": 0.9, "accuracy_P": 0.9, "accuracy_U": None,
-     "selected_fraction": 1.0, "num_selected": 20, "epochs": 4},
+    {
+        "iteration": 1,
+        "nmi": 0.4,
+        "accuracy": 0.5,
+        "accuracy_selected": 0.8,
+        "accuracy_P": 0.85,
+        "accuracy_U": 0.4,
+        "selected_fraction": 0.3,
+        "num_selected": 6,
+        "epochs": 4,
+    },
+    {
+        "iteration": 2,
+        "nmi": 0.6,
+        "accuracy": 0.7,
+        "accuracy_selected": 0.9,
+        "accuracy_P": 0.9,
+        "accuracy_U": None,
+        "selected_fraction": 1.0,
+        "num_selected": 20,
+        "epochs": 4,
+    },
 ]
 
 
@@ -42,11 +60,22 @@ def _videos():
     seconds = np.arange(30) * 0.64
     attention = np.clip(np.sin(seconds / 3.0) ** 2, 0.0, 1.0)
     return [
-        {"video_id": "video_test_0001", "seconds": seconds, "attention": attention,
-         "cas": np.stack([attention, 1.5 * (1.0 - attention)], 1), "cas_names": ["Jump", "Run"],
-         "segments": np.array([[1.0, 4.0], [10.0, 12.5]]), "labels": ["Jump", "Run"]},
-        {"video_id": "video_test_0002", "seconds": seconds, "attention": 1.0 - attention,
-         "segments": np.zeros((0, 2)), "labels": []},
+        {
+            "video_id": "video_test_0001",
+            "seconds": seconds,
+            "attention": attention,
+            "cas": np.stack([attention, 1.5 * (1.0 - attention)], 1),
+            "cas_names": ["Jump", "Run"],
+            "segments": np.array([[1.0, 4.0], [10.0, 12.5]]),
+            "labels": ["Jump", "Run"],
+        },
+        {
+            "video_id": "video_test_0002",
+            "seconds": seconds,
+            "attention": 1.0 - attention,
+            "segments": np.zeros((0, 2)),
+            "labels": [],
+        },
     ]
 
 
@@ -106,7 +135,9 @@ def test_pca_is_deterministic_and_matches_the_principal_axes():
 
 
 def test_per_class_ap_rows_orders_tious_numerically():
-    columns, rows = plots.per_class_ap_rows({"Jump": {"0.5": 0.2, "0.1": 0.6, "0.3": 0.4}, "Run": {"0.1": 0.1, "0.3": 0.0, "0.5": 0.0}})
+    columns, rows = plots.per_class_ap_rows(
+        {"Jump": {"0.5": 0.2, "0.1": 0.6, "0.3": 0.4}, "Run": {"0.1": 0.1, "0.3": 0.0, "0.5": 0.0}}
+    )
     assert columns == ["class", "AP@0.1", "AP@0.3", "AP@0.5", "AP avg"]
     assert rows[0] == ["Jump", 0.6, 0.4, 0.2, pytest.approx(0.4)]
     assert rows[1][0] == "Run" and rows[1][-1] == pytest.approx(1 / 30, abs=1e-6)
@@ -119,7 +150,11 @@ def test_log_figures_and_table_without_wandb(tmp_path):
     figures = _all_figures()
     paths = plots.log_figures(trainer, figures, step=12)
     assert sorted(p.name for p in paths) == [
-        "outer_confusion_12.png", "outer_embedding_12.png", "outer_selection_curve_12.png", "test_attention_12.png"]
+        "outer_confusion_12.png",
+        "outer_embedding_12.png",
+        "outer_selection_curve_12.png",
+        "test_attention_12.png",
+    ]
     for path in paths:
         assert path.parent == tmp_path / "figures" and path.stat().st_size > 1000
     assert not list((tmp_path / "figures").glob(".*"))  # no temporary files left behind
@@ -142,7 +177,9 @@ def test_plots_module_has_no_lightning_import_at_module_level():
     import importlib
     import subprocess
 
-    code = "import sys, utal_lightning.loop.plots; print('lightning' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+    code = (
+        "import sys, utal_lightning.loop.plots; print('lightning' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
     importlib.import_module("utal_lightning.loop.plots")
@@ -153,17 +190,28 @@ def test_log_figures_to_an_offline_wandb_run(tmp_path, monkeypatch):
     import wandb
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path / "wandb_dir"),
-                        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"), "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
-                        "WANDB_DATA_DIR": str(tmp_path / "wandb_data")}.items():
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(tmp_path / "wandb_dir"),
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+        "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("WANDB_RUN_ID", raising=False)
     save_dir = tmp_path / "wb"
     logger = WandbLogger(offline=True, save_dir=str(save_dir), project="utal-test")
     trainer = StubTrainer(tmp_path / "run", [logger, CSVLogger(tmp_path / "run")])
     try:
-        paths = plots.log_figures(trainer, {"outer/selection_curve": plots.selection_curve(HISTORY),
-                                            "test/attention": plots.attention_figure(_videos())}, step=3)
+        paths = plots.log_figures(
+            trainer,
+            {
+                "outer/selection_curve": plots.selection_curve(HISTORY),
+                "test/attention": plots.attention_figure(_videos()),
+            },
+            step=3,
+        )
         columns, rows = plots.per_class_ap_rows({"Jump": {"0.5": 0.25}})
         plots.log_table(trainer, "test/per_class_ap", columns, rows, step=3)
     finally:
@@ -190,9 +238,22 @@ def test_wandb_fragment_logs_into_the_run_directory(tmp_path, monkeypatch):
     root = Path(__file__).resolve().parents[1]
     data = write_synthetic_dataset("tiny", tmp_path / "data", seed=0)
     run = tmp_path / "run"
-    main(["fit", "--config", str(root / "configs" / "synthetic_copl.yaml"), "--config", str(root / "configs" / "wandb.yaml"),
-          "--data.init_args.root", str(data), "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar=false",
-          "--loop.max_iterations=2", "--loop.epochs_per_iteration=1"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(root / "configs" / "synthetic_copl.yaml"),
+            "--config",
+            str(root / "configs" / "wandb.yaml"),
+            "--data.init_args.root",
+            str(data),
+            "--trainer.default_root_dir",
+            str(run),
+            "--trainer.enable_progress_bar=false",
+            "--loop.max_iterations=2",
+            "--loop.epochs_per_iteration=1",
+        ]
+    )
     import wandb
 
     wandb.finish()  # what the end of the `utal` process does: flush the run
@@ -201,12 +262,17 @@ def test_wandb_fragment_logs_into_the_run_directory(tmp_path, monkeypatch):
     written = record.read_bytes()
     assert b"COPLStrategy" in written  # the full resolved config
     assert b"cluster/nmi" in written and b"test/mAP@0.5" in written  # the metrics
-    images = [p for p in (offline / "files" / "media" / "images").rglob("*.png")]
+    images = list((offline / "files" / "media" / "images").rglob("*.png"))
     assert images and all(p.stat().st_size > 0 for p in images)
     tables = list((offline / "files" / "media" / "table").rglob("*.json"))
     assert tables and all(p.stat().st_size > 0 for p in tables)  # the per-class AP table of each iteration
     pngs = list((run / "figures").glob("*.png"))
-    assert {p.name.rsplit("_", 1)[0] for p in pngs} >= {"outer_selection_curve", "outer_confusion", "outer_embedding", "outer_attention"}
+    assert {p.name.rsplit("_", 1)[0] for p in pngs} >= {
+        "outer_selection_curve",
+        "outer_confusion",
+        "outer_embedding",
+        "outer_attention",
+    }
     assert (run / "config.yaml").is_file()  # the resolved config, next to the W&B files
     assert json.loads((run / "summary.json").read_text())["iterations"]
 
@@ -227,8 +293,15 @@ def test_attention_figure_draws_the_top_detections():
     videos = _videos()
     videos[0]["detections"] = [(1.0, 4.5, 0.9, "Jump"), (9.0, 12.0, 0.5, "Run"), (2.0, 3.0, 0.1, "Jump")]
     fig = plots.attention_figure(videos, max_detections=2)
-    bars = [line for line in fig.axes[0].get_lines() if line.get_xdata().size == 2 and line.get_ydata()[0] == line.get_ydata()[1]
-            and line.get_ydata()[0] > 1.0 + 1e-9 and line.get_label() != "attention" and not line.get_label().startswith("CAS")]
+    bars = [
+        line
+        for line in fig.axes[0].get_lines()
+        if line.get_xdata().size == 2
+        and line.get_ydata()[0] == line.get_ydata()[1]
+        and line.get_ydata()[0] > 1.0 + 1e-9
+        and line.get_label() != "attention"
+        and not line.get_label().startswith("CAS")
+    ]
     assert [tuple(b.get_xdata()) for b in bars] == [(1.0, 4.5), (9.0, 12.0)]  # the two best, best first
     assert bars[0].get_linewidth() > bars[1].get_linewidth()  # thicker for a higher score
     assert not [line for line in fig.axes[1].get_lines() if line.get_xdata().size == 2]  # a video without detections

@@ -11,8 +11,14 @@ from utal_lightning.data.synthetic import write_synthetic_dataset
 @pytest.mark.parametrize("config", ["synthetic_copl.yaml", "synthetic_feel.yaml"])
 def test_bf16_mixed_runs_the_loop(config, tmp_path):
     data = write_synthetic_dataset("tiny", tmp_path / "data", seed=0)
-    summary = fit(config, data, tmp_path / "run", "--trainer.precision=bf16-mixed",
-                  "--loop.max_iterations=2", "--loop.epochs_per_iteration=2")
+    summary = fit(
+        config,
+        data,
+        tmp_path / "run",
+        "--trainer.precision=bf16-mixed",
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=2",
+    )
     assert len(summary["iterations"]) == 2
     for h in summary["iterations"]:
         assert math.isfinite(h["nmi"]) and 0.0 <= h["test"]["average_mAP"] <= 1.0

@@ -33,9 +33,15 @@ from utal_lightning.loop.preemption import (
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 JOB_ID = "4242"
 SLURM_ENV = {
-    "SLURM_JOB_ID": JOB_ID, "SLURM_JOB_NAME": "utal-preemption-test", "SLURM_NTASKS": "1",
-    "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_NODEID": "0", "SLURM_PROCID": "0",
-    "SLURM_LOCALID": "0", "SLURM_NODELIST": "localhost",
+    "SLURM_JOB_ID": JOB_ID,
+    "SLURM_JOB_NAME": "utal-preemption-test",
+    "SLURM_NTASKS": "1",
+    "SLURM_NTASKS_PER_NODE": "1",
+    "SLURM_NNODES": "1",
+    "SLURM_NODEID": "0",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODELIST": "localhost",
 }
 # COPL on `small`: all 120 videos (P and U) in batches of 16 -> 8 batches per epoch; 2 iterations x 4 epochs.
 BATCHES_PER_EPOCH = 8
@@ -55,11 +61,13 @@ class SignalAt(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         environment = trainer._accelerator_connector.cluster_environment
-        SignalAt.fits.append({
-            "ckpt_path": trainer.ckpt_path,
-            "environment": environment,
-            "handler_owner": getattr(signal.getsignal(signal.SIGUSR1), "__self__", None),
-        })
+        SignalAt.fits.append(
+            {
+                "ckpt_path": trainer.ckpt_path,
+                "environment": environment,
+                "handler_owner": getattr(signal.getsignal(signal.SIGUSR1), "__self__", None),
+            }
+        )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if trainer.global_step != self.step:
@@ -71,12 +79,15 @@ class SignalAt(L.Callback):
         root = Path(trainer.default_root_dir)
         os.kill(os.getpid(), signal.SIGUSR1)
         time.sleep(0.01)  # the Python-level handler runs at the latest here
-        SignalAt.observed.append({
-            "handler_installed": True,
-            "requested": preemption.requested,
-            "should_stop": trainer.should_stop,
-            "files_after_signal": sorted(p.name for p in root.glob("*.ckpt")) + sorted(p.name for p in root.glob(".*")),
-        })
+        SignalAt.observed.append(
+            {
+                "handler_installed": True,
+                "requested": preemption.requested,
+                "should_stop": trainer.should_stop,
+                "files_after_signal": sorted(p.name for p in root.glob("*.ckpt"))
+                + sorted(p.name for p in root.glob(".*")),
+            }
+        )
 
 
 class SignalRank(L.Callback):
@@ -91,16 +102,30 @@ class SignalRank(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         (preemption,) = [cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)]
-        record = {"world_size": trainer.world_size, "global_step": trainer.global_step,
-                  "saved_path": str(preemption.saved_path), "stopping": preemption.stopping}
+        record = {
+            "world_size": trainer.world_size,
+            "global_step": trainer.global_step,
+            "saved_path": str(preemption.saved_path),
+            "stopping": preemption.stopping,
+        }
         (Path(trainer.default_root_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
 def fit(data: Path, root: Path, *extra: str) -> dict:
-    main([
-        "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data),
-        "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar=false", *SHORT, *extra,
-    ])
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "synthetic_copl.yaml"),
+            "--data.init_args.root",
+            str(data),
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.enable_progress_bar=false",
+            *SHORT,
+            *extra,
+        ]
+    )
     return json.loads((root / "summary.json").read_text())
 
 
@@ -126,9 +151,10 @@ def _runs(tmp_path_factory) -> SimpleNamespace:
     uninterrupted = fit(data, tmp / "uninterrupted", *every_epoch)
 
     marker = tmp / "requeued.txt"
-    requeue = f"{shlex.quote(sys.executable)} -c \"import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\" {shlex.quote(str(marker))} {{job_id}}"
+    requeue = _append_job_id(marker)
     job = [
-        '--trainer.callbacks+={"class_path": "tests.test_preemption.SignalAt", "init_args": {"step": %d}}' % SIGNAL_STEP,
+        "--trainer.callbacks+="
+        + json.dumps({"class_path": "tests.test_preemption.SignalAt", "init_args": {"step": SIGNAL_STEP}}),
         f"--preemption.requeue_command={requeue}",
     ]
     SignalAt.observed.clear()
@@ -145,10 +171,25 @@ def _runs(tmp_path_factory) -> SimpleNamespace:
         requeues_after_stop = marker.read_text().splitlines() if marker.exists() else []
         resumed = fit(data, root, *job)  # the requeued job: the same command line, no --ckpt_path
     return SimpleNamespace(
-        data=data, root=root, uninterrupted=uninterrupted, uninterrupted_root=tmp / "uninterrupted",
-        stopped=stopped, stopped_last=stopped_last, hpc_files=hpc_files, requeues_after_stop=requeues_after_stop,
-        resumed=resumed, marker=marker, observed=list(SignalAt.observed), fits=list(SignalAt.fits),
+        data=data,
+        root=root,
+        uninterrupted=uninterrupted,
+        uninterrupted_root=tmp / "uninterrupted",
+        stopped=stopped,
+        stopped_last=stopped_last,
+        hpc_files=hpc_files,
+        requeues_after_stop=requeues_after_stop,
+        resumed=resumed,
+        marker=marker,
+        observed=list(SignalAt.observed),
+        fits=list(SignalAt.fits),
     )
+
+
+def _append_job_id(marker) -> str:
+    """A requeue command that appends the job id it is given to ``marker``."""
+    script = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(script)} {shlex.quote(str(marker))} {{job_id}}"
 
 
 def test_signal_sets_a_flag_then_the_run_saves_requeues_once_and_stops(runs):
@@ -171,7 +212,9 @@ def test_signal_sets_a_flag_then_the_run_saves_requeues_once_and_stops(runs):
     # no half-finished step: the EMA teacher (updated in the module's on_train_batch_end, which Lightning
     # calls after the callbacks') has seen every optimizer step in the checkpoint
     assert int(hpc["state_dict"]["teacher.n_averaged"]) == hpc["global_step"]
-    assert L.Trainer(default_root_dir=runs.root, logger=False)._checkpoint_connector._hpc_resume_path == str(runs.hpc_files[0])
+    assert L.Trainer(default_root_dir=runs.root, logger=False)._checkpoint_connector._hpc_resume_path == str(
+        runs.hpc_files[0]
+    )
     # the requeue command ran once, on the job's id
     assert runs.requeues_after_stop == [JOB_ID]
     # the run stopped early: iteration 2 never started, and last.ckpt is the last *complete* epoch
@@ -230,19 +273,32 @@ def test_requeue_failures_are_logged_not_raised(monkeypatch, caplog):
     assert "exited with status 1" in caplog.text and "/nonexistent/scontrol" in caplog.text
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    assert PreemptionCheckpoint(requeue_command=f"{shlex.quote(sys.executable)} -c 'import sys; sys.exit(sys.argv[1] != \"70_3\")' {{job_id}}")._requeue() == 0
+    assert (
+        PreemptionCheckpoint(
+            requeue_command=(
+                f"{shlex.quote(sys.executable)} -c 'import sys; sys.exit(sys.argv[1] != \"70_3\")' {{job_id}}"
+            )
+        )._requeue()
+        == 0
+    )
 
 
 def _trainer(root: Path, callback: PreemptionCheckpoint) -> SimpleNamespace:
     checkpoint = ModelCheckpoint(dirpath=root / "checkpoints")
-    return SimpleNamespace(default_root_dir=str(root), callbacks=[callback, checkpoint], checkpoint_callbacks=[checkpoint])
+    return SimpleNamespace(
+        default_root_dir=str(root), callbacks=[callback, checkpoint], checkpoint_callbacks=[checkpoint]
+    )
 
 
 def test_auto_resume_picks_the_newest_readable_checkpoint(tmp_path, monkeypatch):
     for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID"):
         monkeypatch.delenv(key, raising=False)
     (tmp_path / "checkpoints").mkdir()
-    hpc1, last, hpc2 = tmp_path / "hpc_ckpt_1.ckpt", tmp_path / "checkpoints" / "last.ckpt", tmp_path / "hpc_ckpt_2.ckpt"
+    hpc1, last, hpc2 = (
+        tmp_path / "hpc_ckpt_1.ckpt",
+        tmp_path / "checkpoints" / "last.ckpt",
+        tmp_path / "hpc_ckpt_2.ckpt",
+    )
     for age, path in ((30, hpc1), (20, last), (10, hpc2)):
         torch.save({"global_step": 30 - age}, path)
         os.utime(path, (time.time() - age, time.time() - age))
@@ -254,7 +310,11 @@ def test_auto_resume_picks_the_newest_readable_checkpoint(tmp_path, monkeypatch)
     hpc2.write_bytes(hpc2.read_bytes()[:100])  # an hpc_ckpt cut short (e.g. by Lightning's own handler)
     # a stale hpc_ckpt (the run went on after resuming from it) loses against a newer last.ckpt
     assert newest_checkpoint(resume_candidates(tmp_path, [tmp_path / "checkpoints"])) == last
-    on, off, auto = PreemptionCheckpoint(auto_resume=True), PreemptionCheckpoint(auto_resume=False), PreemptionCheckpoint()
+    on, off, auto = (
+        PreemptionCheckpoint(auto_resume=True),
+        PreemptionCheckpoint(auto_resume=False),
+        PreemptionCheckpoint(),
+    )
     assert resolve_resume_path(_trainer(tmp_path, on), None) == str(last)
     assert resolve_resume_path(_trainer(tmp_path, on), "given.ckpt") == "given.ckpt"
     assert resolve_resume_path(_trainer(tmp_path, off), None) is None
@@ -287,15 +347,30 @@ def test_ddp_one_signalled_rank_makes_every_rank_save_and_stop_at_the_same_step(
     root, marker = tmp_path / "run", tmp_path / "requeued.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}  # Lightning must not see SLURM here:
     env.update(PYTHONPATH=str(CONFIGS.parent), WANDB_MODE="disabled", OMP_NUM_THREADS="1", SLURM_JOB_ID=JOB_ID)
-    requeue = f"{shlex.quote(sys.executable)} -c \"import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')\" {shlex.quote(str(marker))} {{job_id}}"
+    requeue = _append_job_id(marker)
     step = 5  # 120 videos / 2 ranks / 16 per batch = 4 batches per rank and epoch: inside epoch 1
     command = [
-        sys.executable, "-m", "utal_lightning.cli", "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"),
-        "--data.init_args.root", str(data), "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar=false",
-        "--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2",
-        "--loop.max_iterations=1", "--loop.epochs_per_iteration=3", "--loop.test_iterations=none",
-        '--trainer.callbacks+={"class_path": "tests.test_preemption.SignalRank", "init_args": {"step": %d, "rank": 1}}' % step,
-        f"--preemption.requeue_command={requeue}", "--preemption.check_every_n_steps=1",  # agree at every batch here
+        sys.executable,
+        "-m",
+        "utal_lightning.cli",
+        "fit",
+        "--config",
+        str(CONFIGS / "synthetic_copl.yaml"),
+        "--data.init_args.root",
+        str(data),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.enable_progress_bar=false",
+        "--trainer.accelerator=cpu",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--loop.max_iterations=1",
+        "--loop.epochs_per_iteration=3",
+        "--loop.test_iterations=none",
+        "--trainer.callbacks+="
+        + json.dumps({"class_path": "tests.test_preemption.SignalRank", "init_args": {"step": step, "rank": 1}}),
+        f"--preemption.requeue_command={requeue}",
+        "--preemption.check_every_n_steps=1",  # agree at every batch here
     ]
     proc = subprocess.run(command, cwd=CONFIGS.parent, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -35,7 +35,7 @@ def test_upsample_linear_matches_scipy(t, scale, channels):
     shape = (t,) if channels is None else (t, channels)
     x = rng.normal(size=shape)
     got = upsample_linear(torch.from_numpy(x), scale)
-    assert got.shape == (t * scale,) + shape[1:]
+    assert got.shape == (t * scale, *shape[1:])
     assert got.dtype == torch.float64
     # Bit for bit: values sitting exactly on a threshold are decided as interp1d decides them.
     np.testing.assert_array_equal(got.numpy(), _scipy_upsample(x, scale))
@@ -251,8 +251,16 @@ def test_map_threshold_proposals_scored_on_thresholded_copy_match_reference(t, s
             if kind == "constant" or t == 1:
                 assert got.shape == (0, 3)  # normalized to zeros: nothing strictly above any threshold >= 0
             # The map of a plateau kept as it is (normalize=False), other scales and outer ratios.
-            _check(x, thresholds, class_score, 1.3, scale=int(rng.choice([1, 5])), normalize=False,
-                   outer_ratio=float(rng.choice([0.25, 0.6])), min_length=int(rng.choice([1, 2, 3])))
+            _check(
+                x,
+                thresholds,
+                class_score,
+                1.3,
+                scale=int(rng.choice([1, 5])),
+                normalize=False,
+                outer_ratio=float(rng.choice([0.25, 0.6])),
+                min_length=int(rng.choice([1, 2, 3])),
+            )
 
 
 @pytest.mark.parametrize("t", LENGTHS)
@@ -263,8 +271,16 @@ def test_actionness_proposals_scored_on_unthresholded_class_map_match_reference(
         actionness = _map_of(rng, kind, t, ACTIONNESS_THRESHOLDS)
         class_map = _map_of(rng, MAP_KINDS[int(rng.integers(0, 5))], t, CAS_THRESHOLDS)
         _check(actionness, ACTIONNESS_THRESHOLDS, float(rng.uniform()), 0.64, score_map=class_map)
-        _check(actionness, ACTIONNESS_THRESHOLDS, float(rng.uniform()), 2.0, score_map=class_map, scale=3,
-               normalize=False, outer_ratio=0.5)
+        _check(
+            actionness,
+            ACTIONNESS_THRESHOLDS,
+            float(rng.uniform()),
+            2.0,
+            score_map=class_map,
+            scale=3,
+            normalize=False,
+            outer_ratio=0.5,
+        )
 
 
 def test_reference_comparisons_are_not_vacuous():
@@ -363,8 +379,17 @@ def test_detect_video_with_actionness_concatenates_both_sources_per_class():
     actionness = torch.rand(15, generator=g, dtype=torch.float64)
     class_scores = torch.softmax(torch.randn(4, generator=g, dtype=torch.float64), 0)
     keep = [2, 0]
-    got = detect_video(maps, class_scores, keep, CAS_THRESHOLDS, 0.64, actionness=actionness,
-                       actionness_thresholds=ACTIONNESS_THRESHOLDS, scale=6, outer_ratio=0.3)
+    got = detect_video(
+        maps,
+        class_scores,
+        keep,
+        CAS_THRESHOLDS,
+        0.64,
+        actionness=actionness,
+        actionness_thresholds=ACTIONNESS_THRESHOLDS,
+        scale=6,
+        outer_ratio=0.3,
+    )
     parts = []
     for c in keep:
         kw = dict(scale=6, outer_ratio=0.3)
@@ -387,10 +412,26 @@ def test_detect_video_matches_reference(seed, t, one_thread):
     class_scores = rng.uniform(size=5)
     keep = [int(c) for c in rng.permutation(5)[: int(rng.integers(1, 4))]]
     for kw in ({}, dict(scale=5, min_length=3, normalize=False), dict(thresholded_scoring=False)):
-        want = reference_detect_video(maps, class_scores, keep, CAS_THRESHOLDS, 0.64, actionness=actionness,
-                                      actionness_thresholds=ACTIONNESS_THRESHOLDS, **kw)
-        got = detect_video(torch.from_numpy(maps), torch.from_numpy(class_scores), keep, CAS_THRESHOLDS, 0.64,
-                           actionness=torch.from_numpy(actionness), actionness_thresholds=ACTIONNESS_THRESHOLDS, **kw)
+        want = reference_detect_video(
+            maps,
+            class_scores,
+            keep,
+            CAS_THRESHOLDS,
+            0.64,
+            actionness=actionness,
+            actionness_thresholds=ACTIONNESS_THRESHOLDS,
+            **kw,
+        )
+        got = detect_video(
+            torch.from_numpy(maps),
+            torch.from_numpy(class_scores),
+            keep,
+            CAS_THRESHOLDS,
+            0.64,
+            actionness=torch.from_numpy(actionness),
+            actionness_thresholds=ACTIONNESS_THRESHOLDS,
+            **kw,
+        )
         assert got.shape == want.shape
         np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-9)
 
@@ -402,8 +443,9 @@ def test_unthresholded_scoring_of_map_runs_matches_reference(seed, one_thread):
     maps = np.stack([_map_of(rng, MAP_KINDS[(seed + i) % 5], 120, COPL_THRESHOLDS) for i in range(3)], axis=1)
     scores = rng.uniform(size=3)
     want = reference_detect_video(maps, scores, [0, 2], COPL_THRESHOLDS, 0.64, thresholded_scoring=False)
-    got = detect_video(torch.from_numpy(maps), torch.from_numpy(scores), [0, 2], COPL_THRESHOLDS, 0.64,
-                       thresholded_scoring=False)
+    got = detect_video(
+        torch.from_numpy(maps), torch.from_numpy(scores), [0, 2], COPL_THRESHOLDS, 0.64, thresholded_scoring=False
+    )
     assert got.shape == want.shape and got.shape[0] > 0
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-9)
     thresholded = detect_video(torch.from_numpy(maps), torch.from_numpy(scores), [0, 2], COPL_THRESHOLDS, 0.64)
@@ -425,8 +467,9 @@ def test_detect_video_actionness_off_is_identical():
         dict(actionness=None, actionness_thresholds=ACTIONNESS_THRESHOLDS),
     ):
         assert torch.equal(detect_video(maps, scores, [1, 2], CAS_THRESHOLDS, 0.64, **kw), base)
-    with_a = detect_video(maps, scores, [1, 2], CAS_THRESHOLDS, 0.64, actionness=actionness,
-                          actionness_thresholds=ACTIONNESS_THRESHOLDS)
+    with_a = detect_video(
+        maps, scores, [1, 2], CAS_THRESHOLDS, 0.64, actionness=actionness, actionness_thresholds=ACTIONNESS_THRESHOLDS
+    )
     assert with_a.shape[0] > base.shape[0]
     # Only actionness proposals when there are no map thresholds.
     only = detect_video(maps, scores, [1], [], 0.64, actionness=actionness, actionness_thresholds=ACTIONNESS_THRESHOLDS)

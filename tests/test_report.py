@@ -14,11 +14,23 @@ from utal_lightning.cli import main
 
 def _run(folder, seed, method, nmis, maps):
     folder.mkdir(parents=True)
-    iterations = [{"iteration": i + 1, "nmi": n, "ari": n / 2, "selected_fraction": 0.5 + 0.1 * i,
-                   "test": {"0.5": m, "average_mAP": m / 2}} for i, (n, m) in enumerate(zip(nmis, maps))]
+    iterations = [
+        {
+            "iteration": i + 1,
+            "nmi": n,
+            "ari": n / 2,
+            "selected_fraction": 0.5 + 0.1 * i,
+            "test": {"0.5": m, "average_mAP": m / 2},
+        }
+        for i, (n, m) in enumerate(zip(nmis, maps, strict=True))
+    ]
     (folder / "summary.json").write_text(json.dumps({"iterations": iterations, "final": {}}))
-    config = {"seed_everything": seed, "trainer": {"default_root_dir": str(folder), "logger": {"init_args": {"name": folder.name}}},
-              "model": {"class_path": method}, "data": {"init_args": {"root": "data/THUMOS14", "seed": seed}}}
+    config = {
+        "seed_everything": seed,
+        "trainer": {"default_root_dir": str(folder), "logger": {"init_args": {"name": folder.name}}},
+        "model": {"class_path": method},
+        "data": {"init_args": {"root": "data/THUMOS14", "seed": seed}},
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
 
 
@@ -70,7 +82,8 @@ def test_report_finds_runs_under_a_folder_and_splits_different_configs(sweep, tm
     assert main(["report", str(root.parent), "--out", str(out)]) == 0
     rows = list(csv.DictReader((out / "report.csv").open()))
     assert sorted({(r["group"], r["runs"]) for r in rows if r["iteration"] == "1"}) == sorted(
-        [(str(root / "thumos_copl"), "2"), (str(root / "thumos_copl_seed2"), "1"), (str(root / "thumos_feel"), "2")])
+        [(str(root / "thumos_copl"), "2"), (str(root / "thumos_copl_seed2"), "1"), (str(root / "thumos_feel"), "2")]
+    )
 
 
 def test_report_of_nothing_is_one_line(tmp_path, capsys):

@@ -24,7 +24,9 @@ T = 6
 def _trainer(rank: int, world_size: int, epoch: int = 0, completed: int = 0) -> SimpleNamespace:
     progress = SimpleNamespace(current=SimpleNamespace(completed=completed))
     return SimpleNamespace(
-        global_rank=rank, world_size=world_size, current_epoch=epoch,
+        global_rank=rank,
+        world_size=world_size,
+        current_epoch=epoch,
         lightning_module=SimpleNamespace(uses_unlabeled=True),
         strategy=SimpleNamespace(root_device=torch.device("cpu")),
         fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
@@ -82,7 +84,7 @@ def test_a_resumed_epoch_goes_on_at_the_batch_it_stopped_at(dataset):
     resumed.load_state_dict(state)
     rest = list(resumed)
     assert len(rest) == len(full) - 2
-    for a, b in zip(rest, full[2:]):
+    for a, b in zip(rest, full[2:], strict=True):
         assert torch.equal(a["video_index"], b["video_index"]) and torch.equal(a["uniform"], b["uniform"])
     assert len(list(resumed)) == len(full)  # the next pass is a whole epoch again
     # a state of another epoch does not skip anything
@@ -134,7 +136,9 @@ def test_a_mid_epoch_stop_and_resume_equals_the_uninterrupted_run(tiny, tmp_path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("full", "stopped")]
     assert _strip(summaries[0]) == _strip(summaries[1])
-    weights = [torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True) for run in ("full", "stopped")]
+    weights = [
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True) for run in ("full", "stopped")
+    ]
     assert weights[0]["global_step"] == weights[1]["global_step"]
     for name, tensor in weights[0]["state_dict"].items():
         assert torch.equal(tensor, weights[1]["state_dict"][name]), name

@@ -15,12 +15,18 @@ from utal_lightning.data.synthetic import write_synthetic_dataset
 from utal_lightning.lightning_cli import default_run_dir
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SHORT = ["--loop.max_iterations=1", "--loop.epochs_per_iteration=1", "--trainer.enable_progress_bar=false",
-         "--preemption.auto_resume=false"]
+SHORT = [
+    "--loop.max_iterations=1",
+    "--loop.epochs_per_iteration=1",
+    "--trainer.enable_progress_bar=false",
+    "--preemption.auto_resume=false",
+]
 
 
 def _utal(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "utal_lightning.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "utal_lightning.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def _errors(done: subprocess.CompletedProcess) -> list[str]:
@@ -29,9 +35,13 @@ def _errors(done: subprocess.CompletedProcess) -> list[str]:
 
 def test_default_run_dir_is_dataset_then_method():
     assert default_run_dir("data/THUMOS14", ["configs/thumos_copl.yaml"], None) == str(Path("runs/THUMOS14/copl"))
-    assert default_run_dir("/x/anet1.2/", ["configs/anet_feel.yaml", "configs/wandb.yaml"], None) == str(Path("runs/anet1.2/feel"))
+    assert default_run_dir("/x/anet1.2/", ["configs/anet_feel.yaml", "configs/wandb.yaml"], None) == str(
+        Path("runs/anet1.2/feel")
+    )
     assert default_run_dir("d/small", ["configs/ablations/copl_ci.yaml"], None) == str(Path("runs/small/copl_ci"))
-    assert default_run_dir("d/small", [], "utal_lightning.models.modules.CoLAModule") == str(Path("runs/small/colamodule"))
+    assert default_run_dir("d/small", [], "utal_lightning.models.modules.CoLAModule") == str(
+        Path("runs/small/colamodule")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,9 @@ def fitted(tmp_path_factory):
     """One short COPL fit in a fresh working directory, with no --trainer.default_root_dir."""
     work = tmp_path_factory.mktemp("work")
     data = write_synthetic_dataset("tiny", work / "data" / "tinyset", seed=0)
-    done = _utal(work, "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data), *SHORT)
+    done = _utal(
+        work, "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data), *SHORT
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (work / "fit_output.txt").write_text(done.stdout + done.stderr)
     return work, data, work / "runs" / "tinyset" / "copl"
@@ -57,17 +69,24 @@ def test_what_a_fit_prints_and_draws(fitted):
     work, _, run = fitted
     output = (work / "fit_output.txt").read_text().splitlines()
     summary = json.loads((run / "summary.json").read_text())["iterations"][0]["test"]
-    assert f"outer iteration 1/1 test: mAP@0.5 {summary['0.5']:.4f}, average mAP {summary['average_mAP']:.4f}" in "\n".join(output)
+    assert (
+        f"outer iteration 1/1 test: mAP@0.5 {summary['0.5']:.4f}, average mAP {summary['average_mAP']:.4f}"
+        in "\n".join(output)
+    )
     assert any(line.startswith("outer iteration 1/1: epoch 1/1, train/loss") for line in output), output
     assert (run / "figures" / "outer_progress_1.png").is_file()
-    noise = [line for line in output if "Warning" in line or "warn" in line.lower() or "Tip:" in line or "max_epochs" in line]
+    noise = [
+        line for line in output if "Warning" in line or "warn" in line.lower() or "Tip:" in line or "max_epochs" in line
+    ]
     assert noise == [], noise
 
 
 def test_a_fresh_fit_into_a_run_directory_with_checkpoints_stops_in_one_line(fitted, tmp_path):
     work, data, run = fitted
     before = {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").iterdir()}
-    done = _utal(work, "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data), *SHORT)
+    done = _utal(
+        work, "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data), *SHORT
+    )
     errors = _errors(done)
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-3000:]
     assert str(Path("runs/tinyset/copl")) in errors[0] and "--ckpt_path" in errors[0] and "--overwrite" in errors[0]
@@ -81,13 +100,22 @@ def test_overwrite_starts_afresh_without_versioned_checkpoints(fitted, tmp_path)
     shutil.copytree(run.parents[2], work)  # a copy: the other tests keep the original run
     copy = work / "runs" / "tinyset" / "copl"
     (copy / "checkpoints" / "epoch=7-step=99.ckpt").write_bytes(b"stale")  # another run's file
-    done = _utal(work, "fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data), *SHORT, "--overwrite")
+    done = _utal(
+        work,
+        "fit",
+        "--config",
+        str(CONFIGS / "synthetic_copl.yaml"),
+        "--data.init_args.root",
+        str(data),
+        *SHORT,
+        "--overwrite",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
 
 
 def test_test_and_predict_need_only_the_checkpoint(fitted, tmp_path):
-    work, _, run = fitted
+    _work, _, run = fitted
     ckpt = run / "checkpoints" / "last.ckpt"
     tested = _utal(tmp_path, "test", "--ckpt_path", str(ckpt))  # another cwd, no config, no data flags
     assert tested.returncode == 0, tested.stderr[-3000:]
@@ -112,10 +140,20 @@ def test_predict_runs_on_test_videos_without_annotations(fitted, tmp_path):
     gt["database"] = {vid: e for vid, e in gt["database"].items() if e["subset"] != "test"}  # no test ground truth
     (bare / "gt.json").write_text(json.dumps(gt))
     out = tmp_path / "det.json"
-    done = _utal(tmp_path, "predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
-                 "--data.init_args.root", str(bare), "--output", str(out))
+    done = _utal(
+        tmp_path,
+        "predict",
+        "--ckpt_path",
+        str(run / "checkpoints" / "last.ckpt"),
+        "--data.init_args.root",
+        str(bare),
+        "--output",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(json.loads(out.read_text())["results"]) == 12
     # test needs them for mAP: one line naming a test video
-    done = _utal(tmp_path, "test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.init_args.root", str(bare))
+    done = _utal(
+        tmp_path, "test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.init_args.root", str(bare)
+    )
     assert done.returncode == 2 and "has no annotation entry" in _errors(done)[0]

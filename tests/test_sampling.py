@@ -3,11 +3,15 @@ import math
 import pytest
 import torch
 
-from utal_lightning.data.sampling import position_to_seconds, test_positions as grid_positions, train_positions
+from utal_lightning.data.sampling import position_to_seconds, train_positions
+from utal_lightning.data.sampling import test_positions as grid_positions
 
 
 def reference_bins(length: int, t: int) -> list[tuple[int, int]]:
-    """docs/method.md sec. 1.2 written out: bin i draws from [floor(i*L/T), floor((i+1)*L/T)], the last from [floor(s), L-1]."""
+    """docs/method.md sec. 1.2 written out.
+
+    Bin i draws from [floor(i*L/T), floor((i+1)*L/T)], the last from [floor(s), L-1].
+    """
     bins = []
     for i in range(t):
         low = math.floor(i * length / t)
@@ -35,9 +39,9 @@ def test_train_positions_stay_in_their_bins_and_cover_them(length, t):
 def test_train_positions_mixed_lengths_in_one_batch():
     lengths = torch.tensor([1, 5, 50, 1000])
     draws = train_positions(lengths, 16, torch.Generator().manual_seed(1))
-    for row, length in zip(draws, lengths.tolist()):
+    for row, length in zip(draws, lengths.tolist(), strict=True):
         bins = reference_bins(length, 16)
-        assert all(lo <= p <= hi for p, (lo, hi) in zip(row.tolist(), bins))
+        assert all(lo <= p <= hi for p, (lo, hi) in zip(row.tolist(), bins, strict=True))
 
 
 def test_train_positions_are_seeded():

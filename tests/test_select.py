@@ -120,7 +120,9 @@ def test_kmeans_edge_cases_do_not_crash():
 def test_minmax_over_time_uses_real_positions_only():
     x = torch.tensor([[1.0, 3.0, 2.0, 99.0], [5.0, 5.0, 5.0, 5.0], [0.0, -2.0, 4.0, 1.0]])
     out = minmax_over_time(x, lengths=torch.tensor([3, 4, 4]))
-    torch.testing.assert_close(out, torch.tensor([[0.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0], [2 / 6, 0.0, 1.0, 3 / 6]]))
+    torch.testing.assert_close(
+        out, torch.tensor([[0.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0], [2 / 6, 0.0, 1.0, 3 / 6]])
+    )
 
 
 def test_feel_pools_with_minmax_actionness_by_default():
@@ -131,8 +133,9 @@ def test_feel_pools_with_minmax_actionness_by_default():
 
     features = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
     cas = torch.tensor([[[10.0, 2.0], [3.0, 3.0], [20.0, 1.0]]])  # actionness 12, 6, 21
-    output = LocalizationOutput(cas=cas, attention=torch.sigmoid(cas.sum(2)), video_scores=torch.ones(1, 2) / 2,
-                                embeddings=features)
+    output = LocalizationOutput(
+        cas=cas, attention=torch.sigmoid(cas.sum(2)), video_scores=torch.ones(1, 2) / 2, embeddings=features
+    )
     weights = torch.tensor([[6 / 15, 0.0, 1.0]])
     expected = torch.nn.functional.normalize(torch.einsum("bt,btd->bd", weights, features), dim=1)
     torch.testing.assert_close(FEELStrategy().video_features(output, features, torch.tensor([0])), expected)

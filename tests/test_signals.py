@@ -4,6 +4,7 @@ exits non-zero; a signal while the features load ends the job cleanly, non-zero,
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -47,20 +48,33 @@ def _environment() -> dict[str, str]:
 
 
 def _fit_args(data: Path, run: Path, *extra: str) -> list[str]:
-    return ["fit", "--config", str(CONFIGS / "synthetic_copl.yaml"), "--data.init_args.root", str(data),
-            "--trainer.default_root_dir", str(run), "--loop.max_iterations=2", "--loop.epochs_per_iteration=4",
-            "--loop.test_iterations=none", "--trainer.enable_progress_bar=false", *extra]
+    return [
+        "fit",
+        "--config",
+        str(CONFIGS / "synthetic_copl.yaml"),
+        "--data.init_args.root",
+        str(data),
+        "--trainer.default_root_dir",
+        str(run),
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=4",
+        "--loop.test_iterations=none",
+        "--trainer.enable_progress_bar=false",
+        *extra,
+    ]
 
 
 def _run(args: list[str], prelude: str = "") -> subprocess.CompletedProcess:
     code = f"import sys\n{prelude}\nfrom utal_lightning.cli import main\nsys.exit(main())"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=_environment(),
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, env=_environment(), capture_output=True, text=True, timeout=600
+    )
 
 
 def _signal_at(signum: int) -> str:
-    return '--trainer.callbacks+={"class_path": "tests.test_signals.SignalAtStep", "init_args": {"step": %d, "signum": %d}}' % (
-        STEP, signum)
+    return "--trainer.callbacks+=" + json.dumps(
+        {"class_path": "tests.test_signals.SignalAtStep", "init_args": {"step": STEP, "signum": signum}}
+    )
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR1, 138)])

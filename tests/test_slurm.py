@@ -33,7 +33,14 @@ def _directives(text: str) -> dict[str, str]:
 def test_script_is_valid_bash_with_the_preemption_directives(script):
     subprocess.run([BASH, "-n", str(script)], check=True)
     text = script.read_text()
-    for needle in ("--signal=SIGUSR1@90", "--requeue", "--open-mode=append", "--ntasks-per-node", "srun", "WANDB_RUN_ID"):
+    for needle in (
+        "--signal=SIGUSR1@90",
+        "--requeue",
+        "--open-mode=append",
+        "--ntasks-per-node",
+        "srun",
+        "WANDB_RUN_ID",
+    ):
         assert needle in text, needle
     assert "B:SIGUSR1" not in text  # the signal must reach the srun tasks, not only the batch shell
     assert "--ckpt_path" not in _code(text)  # resume is Lightning's (hpc_ckpt_<n>.ckpt in the run dir)
@@ -46,7 +53,10 @@ def test_script_is_valid_bash_with_the_preemption_directives(script):
     last_directive = max(i for i, line in enumerate(text.splitlines()) if line.startswith("#SBATCH"))
     assert last_directive < first_command
     code = _code(text)
-    assert re.search(r"srun utal fit .*--trainer\.devices=\"\$GPUS\" --trainer\.num_nodes=\"\$NODES\" --trainer\.strategy=ddp", code.replace("\\\n", " "))
+    assert re.search(
+        r"srun utal fit .*--trainer\.devices=\"\$GPUS\" --trainer\.num_nodes=\"\$NODES\" --trainer\.strategy=ddp",
+        code.replace("\\\n", " "),
+    )
     assert "WANDB_RESUME=allow" in code
 
 
@@ -66,7 +76,9 @@ def _submit(script, tmp_path, **env):
     (repo / "configs").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "configs" / "wandb.yaml", repo / "configs" / "wandb.yaml")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "WANDB_"))}
-    base.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(repo), VENV=str(tmp_path / "no-venv"))
+    base.update(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(repo), VENV=str(tmp_path / "no-venv")
+    )
     for name in ("CONFIG", "CONFIGS", "SEED", "SEEDS", "RUN_DIR", "GPUS", "NODES", "EXTRA_ARGS"):
         base.pop(name, None)
     base.update(env)
@@ -77,17 +89,28 @@ def _submit(script, tmp_path, **env):
 
 
 def test_requeued_attempts_share_run_dir_and_wandb_run(tmp_path):
-    slurm = dict(SLURM_JOB_NAME="exp", SLURM_JOB_ID="4242", SLURM_NTASKS_PER_NODE="4", SLURM_JOB_NUM_NODES="1",
-                 CONFIG="configs/thumos_copl.yaml", SEED="3")
+    slurm = dict(
+        SLURM_JOB_NAME="exp",
+        SLURM_JOB_ID="4242",
+        SLURM_NTASKS_PER_NODE="4",
+        SLURM_JOB_NUM_NODES="1",
+        CONFIG="configs/thumos_copl.yaml",
+        SEED="3",
+    )
     repo, first, env1 = _submit(SCRIPTS[0], tmp_path, **slurm)
     _, again, env2 = _submit(SCRIPTS[0], tmp_path, SLURM_RESTART_COUNT="1", **slurm)
     assert first == again and env1 == env2
     run_dir = "runs/exp/thumos_copl_seed3"
     assert first[:2] == ["utal", "fit"]
-    assert ["--config", "configs/thumos_copl.yaml"] == first[2:4]
-    assert ["--config", "configs/wandb.yaml"] == first[4:6]  # its null save_dir means: the run dir
-    for arg in ("--seed_everything=3", "--data.init_args.seed=3", "--trainer.devices=4", "--trainer.num_nodes=1",
-                "--trainer.strategy=ddp"):
+    assert first[2:4] == ["--config", "configs/thumos_copl.yaml"]
+    assert first[4:6] == ["--config", "configs/wandb.yaml"]  # its null save_dir means: the run dir
+    for arg in (
+        "--seed_everything=3",
+        "--data.init_args.seed=3",
+        "--trainer.devices=4",
+        "--trainer.num_nodes=1",
+        "--trainer.strategy=ddp",
+    ):
         assert arg in first
     assert first[first.index("--trainer.default_root_dir") + 1] == run_dir
     assert not any(a.startswith("--ckpt_path") for a in first)
@@ -99,10 +122,19 @@ def test_requeued_attempts_share_run_dir_and_wandb_run(tmp_path):
 def test_job_array_sweeps_configs_and_seeds(tmp_path):
     seen = set()
     for task in range(6):
-        _, srun, _ = _submit(SCRIPTS[1], tmp_path, SLURM_JOB_NAME="sweep", SLURM_JOB_ID=str(100 + task),
-                             SLURM_ARRAY_JOB_ID="99", SLURM_ARRAY_TASK_ID=str(task), SLURM_NTASKS_PER_NODE="2",
-                             SLURM_JOB_NUM_NODES="2", CONFIGS="configs/a.yaml configs/b.yaml", SEEDS="0 1 2",
-                             WANDB_CONFIG="")
+        _, srun, _ = _submit(
+            SCRIPTS[1],
+            tmp_path,
+            SLURM_JOB_NAME="sweep",
+            SLURM_JOB_ID=str(100 + task),
+            SLURM_ARRAY_JOB_ID="99",
+            SLURM_ARRAY_TASK_ID=str(task),
+            SLURM_NTASKS_PER_NODE="2",
+            SLURM_JOB_NUM_NODES="2",
+            CONFIGS="configs/a.yaml configs/b.yaml",
+            SEEDS="0 1 2",
+            WANDB_CONFIG="",
+        )
         config = srun[srun.index("--config") + 1]
         seed = next(a for a in srun if a.startswith("--seed_everything=")).split("=")[1]
         assert srun.count("--config") == 1  # WANDB_CONFIG empty: no W&B fragment

@@ -171,7 +171,7 @@ def test_arpack_handles_components_and_isolated_nodes_like_eigh():
     blocks = []
     for size in (40, 50, 30):  # three tight blobs, disconnected from each other: L has a 3-fold 0
         pts = 0.05 * torch.randn(size, 5, generator=gen, dtype=torch.float64)
-        blocks.append(torch.exp(-torch.cdist(pts, pts) ** 2 / 2))
+        blocks.append(torch.exp(-(torch.cdist(pts, pts) ** 2) / 2))
     w = torch.block_diag(*blocks, torch.zeros(4, 4, dtype=torch.float64))  # + 4 isolated nodes (L: 1)
     perm = torch.randperm(w.shape[0], generator=gen)
     w = w[perm][:, perm]
@@ -179,7 +179,9 @@ def test_arpack_handles_components_and_isolated_nodes_like_eigh():
     lap, dd = _laplacian(w)
     ref_vals = torch.linalg.eigvalsh(lap)
     # tight blobs: M's other eigenvalues are < 0, so after the 3 zeros come the 4 isolated nodes' 1s
-    torch.testing.assert_close(ref_vals[:7], torch.tensor([0.0] * 3 + [1.0] * 4, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        ref_vals[:7], torch.tensor([0.0] * 3 + [1.0] * 4, dtype=torch.float64), atol=1e-12, rtol=0
+    )
     assert ref_vals[7] > 1 + 1e-3
     null = _projector(_eigvecs_of(spectral_embedding(w, 3, eigen_solver="eigh"), dd))
     for c in (2, 3, 7, 9):
@@ -204,9 +206,13 @@ def test_arpack_falls_back_to_eigh_where_arpack_cannot_run():
     x, _ = _blobs(100, 3, 5, 2.0, 1.0, 3)
     w, _ = gaussian_affinity(x)
     for c in (99, 100, 150):  # n_components >= N - 1 (clamped to N): the dense eigh, bit for bit
-        assert torch.equal(spectral_embedding(w, c, eigen_solver="arpack"), spectral_embedding(w, c, eigen_solver="eigh"))
+        assert torch.equal(
+            spectral_embedding(w, c, eigen_solver="arpack"), spectral_embedding(w, c, eigen_solver="eigh")
+        )
     small = w[:50, :50]  # N <= 64
-    assert torch.equal(spectral_embedding(small, 5, eigen_solver="arpack"), spectral_embedding(small, 5, eigen_solver="eigh"))
+    assert torch.equal(
+        spectral_embedding(small, 5, eigen_solver="arpack"), spectral_embedding(small, 5, eigen_solver="eigh")
+    )
     one = torch.ones(1, 1, dtype=torch.float64)  # N = 1
     assert spectral_embedding(one, 3, eigen_solver="arpack").tolist() == [[1.0]]
     assert spectral_embedding(w, 0, eigen_solver="arpack").shape == (100, 0)

@@ -6,6 +6,7 @@ Files are read back with numpy/json directly, never through the project's loader
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 from pathlib import Path
@@ -46,7 +47,7 @@ def _feature_path(root: Path, split: str, mod: str, vid: str, anet: bool) -> Pat
 def _snippets(seconds: float) -> int:
     n = seconds / SNIPPET_SECONDS
     assert abs(n - round(n)) < 1e-6, seconds
-    return int(round(n))
+    return round(n)
 
 
 def _all_files(root: Path) -> dict[str, bytes]:
@@ -96,7 +97,7 @@ def _check_layout(root: Path, cfg: SyntheticConfig) -> dict:
                 assert a["label"] in classes
                 spans.append((a_, b_))
             spans.sort()
-            gaps_ok = all(p[1] + cfg.min_gap <= n[0] for p, n in zip(spans, spans[1:]))
+            gaps_ok = all(p[1] + cfg.min_gap <= n[0] for p, n in itertools.pairwise(spans))
             assert gaps_ok, f"overlapping segments in {vid}: {spans}"
     return d
 
@@ -117,9 +118,7 @@ def _pooling_nmi(root: Path) -> tuple[float, float]:
     db, classes = d["db"], d["classes"]
     mean_pool, action_pool, y = [], [], []
     for vid in d["train"]:
-        x = np.concatenate(
-            [np.load(root / "features" / "train" / m / f"{vid}.npy") for m in MODS], axis=1
-        )  # RGB first
+        x = np.concatenate([np.load(root / "features" / "train" / m / f"{vid}.npy") for m in MODS], axis=1)  # RGB first
         mask = np.zeros(len(x), dtype=bool)
         for a in db[vid]["annotations"]:
             mask[_snippets(a["segment"][0]) : _snippets(a["segment"][1])] = True
@@ -213,7 +212,9 @@ def _annotation_statistics(root: Path) -> dict[str, float]:
         "segments_mean": counts.mean(),
         "single_segment": np.mean(counts == 1),
         "duration_median_s": np.median(durations),
-        "coverage": np.mean([sum(a["segment"][1] - a["segment"][0] for a in e["annotations"]) / e["duration"] for e in entries]),
+        "coverage": np.mean(
+            [sum(a["segment"][1] - a["segment"][0] for a in e["annotations"]) / e["duration"] for e in entries]
+        ),
         "multi_label": np.mean([len({a["label"] for a in e["annotations"]}) > 1 for e in entries]),
         "min_snippets": min(_snippets(e["duration"]) for e in entries),
         "max_snippets": max(_snippets(e["duration"]) for e in entries),
@@ -254,11 +255,25 @@ def test_anet_lite_follows_activitynet_annotation_statistics(tmp_path):
         dict(segment_fraction=(0.5, 1.0), max_action_fraction=1.0, min_length=1, length_median=3.0),
         dict(id_style="anet", train_subset="training", test_subset="validation", noise=0.0),
         dict(context_floor=1.0, context_strength=0.0, multi_label_prob=1.0, class_imbalance=3.0),
-        dict(segment_count_law="lognormal", segment_count_center=3.0, segment_count_sigma=0.5,
-             segment_count_length_exponent=0.5, segment_length_law="lognormal", segment_length_median=3.0,
-             segment_length_sigma=0.6, class_duration_spread=0.4, segment_length=(1, 30)),
-        dict(segment_count_law="geometric", segment_count_center=1.5, segment_fraction=(0.2, 0.9),
-             segment_fraction_total=True, max_action_fraction=0.95, multi_label_prob=0.5),
+        dict(
+            segment_count_law="lognormal",
+            segment_count_center=3.0,
+            segment_count_sigma=0.5,
+            segment_count_length_exponent=0.5,
+            segment_length_law="lognormal",
+            segment_length_median=3.0,
+            segment_length_sigma=0.6,
+            class_duration_spread=0.4,
+            segment_length=(1, 30),
+        ),
+        dict(
+            segment_count_law="geometric",
+            segment_count_center=1.5,
+            segment_fraction=(0.2, 0.9),
+            segment_fraction_total=True,
+            max_action_fraction=0.95,
+            multi_label_prob=0.5,
+        ),
     ],
 )
 def test_edge_configs(tmp_path, changes):

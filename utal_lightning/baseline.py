@@ -29,7 +29,9 @@ from utal_lightning.eval.proposals import detect_video, select_classes
 def mean_pool(store: FeatureStore) -> Tensor:
     """(N, D) mean over all snippets of each video, in one scatter-add."""
     owner = torch.repeat_interleave(torch.arange(len(store)), store.lengths)
-    sums = torch.zeros((len(store), store.feature_dim), dtype=torch.float64).index_add_(0, owner, store.features.double())
+    sums = torch.zeros((len(store), store.feature_dim), dtype=torch.float64).index_add_(
+        0, owner, store.features.double()
+    )
     return (sums / store.lengths[:, None]).float()
 
 
@@ -71,10 +73,19 @@ def run_mean_pooling_baseline(
         keep = select_classes(class_scores, class_threshold)
         loc_maps = actionness[:, None].expand(-1, index.num_classes)
         rows = detect_video(
-            loc_maps, class_scores, keep, thresholds, test.seconds_per_position(i, len(grid)), seconds_offset=test.seconds_offset(i)
+            loc_maps,
+            class_scores,
+            keep,
+            thresholds,
+            test.seconds_per_position(i, len(grid)),
+            seconds_offset=test.seconds_offset(i),
         )
         rows = rows[nms(rows[:, :2], rows[:, 2], nms_iou, labels=rows[:, 3])]
         detections.append(rows.numpy())
     write_detections(out, test.video_ids, detections, index.classes)
     scores = clustering_scores(clusters, targets, num_clusters=k)
-    return {"detections": str(out), "test_videos": len(test), **{f"train_cluster/{k_}": round(v, 4) for k_, v in scores.items()}}
+    return {
+        "detections": str(out),
+        "test_videos": len(test),
+        **{f"train_cluster/{k_}": round(v, 4) for k_, v in scores.items()},
+    }

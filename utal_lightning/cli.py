@@ -29,23 +29,64 @@ from utal_lightning.errors import DatasetError
 
 def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, type=Path, help="dataset root (layout: docs/method.md sec. 1.1)")
-    parser.add_argument("--train-split", default="train", help="name of split_<name>.txt and features/<name>/ for training")
-    parser.add_argument("--test-split", default="test", help="name of split_<name>.txt and features/<name>/ for testing")
-    parser.add_argument("--train-subset", nargs="+", default=None, metavar="NAME",
-                        help='gt.json subsets of the training videos, case-insensitive (THUMOS "validation train", ActivityNet "training")')
-    parser.add_argument("--test-subset", nargs="+", default=None, metavar="NAME",
-                        help='gt.json subsets of the test videos, case-insensitive (THUMOS "test", ActivityNet "validation val")')
-    parser.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help='drop annotations with this label (e.g. THUMOS "Ambiguous"); repeatable')
-    parser.add_argument("--missing-features", choices=["error", "skip"], default="error",
-                        help="a listed video without feature files: an error (default), or skipped and listed")
-    parser.add_argument("--layout", choices=["auto", "cola", "actionformer"], default="auto",
-                        help="on-disk layout (default: found from the files: gt.json -> cola, annotations/*.json -> actionformer)")
-    parser.add_argument("--annotation-file", default=None, help="annotation json relative to the root (default: gt.json / annotations/<the one>.json)")
-    parser.add_argument("--feature-folder", default=None, help="actionformer: folder of <prefix><vid>.npy (default: the one folder of .npy files)")
+    parser.add_argument(
+        "--train-split", default="train", help="name of split_<name>.txt and features/<name>/ for training"
+    )
+    parser.add_argument(
+        "--test-split", default="test", help="name of split_<name>.txt and features/<name>/ for testing"
+    )
+    parser.add_argument(
+        "--train-subset",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help='gt.json subsets of the training videos, case-insensitive (THUMOS "validation train", '
+        'ActivityNet "training")',
+    )
+    parser.add_argument(
+        "--test-subset",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help='gt.json subsets of the test videos, case-insensitive (THUMOS "test", ActivityNet "validation val")',
+    )
+    parser.add_argument(
+        "--ignore-label",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help='drop annotations with this label (e.g. THUMOS "Ambiguous"); repeatable',
+    )
+    parser.add_argument(
+        "--missing-features",
+        choices=["error", "skip"],
+        default="error",
+        help="a listed video without feature files: an error (default), or skipped and listed",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=["auto", "cola", "actionformer"],
+        default="auto",
+        help="on-disk layout (default: found from the files: gt.json -> cola, annotations/*.json -> actionformer)",
+    )
+    parser.add_argument(
+        "--annotation-file",
+        default=None,
+        help="annotation json relative to the root (default: gt.json / annotations/<the one>.json)",
+    )
+    parser.add_argument(
+        "--feature-folder",
+        default=None,
+        help="actionformer: folder of <prefix><vid>.npy (default: the one folder of .npy files)",
+    )
     parser.add_argument("--feature-prefix", default="", help='actionformer: feature file name prefix (e.g. "v_")')
-    parser.add_argument("--feature-stride", type=int, default=4, help="actionformer: frames between features (default 4)")
+    parser.add_argument(
+        "--feature-stride", type=int, default=4, help="actionformer: frames between features (default 4)"
+    )
     parser.add_argument("--feature-window", type=int, default=16, help="actionformer: frames per feature (default 16)")
-    parser.add_argument("--default-fps", type=float, default=30.0, help="actionformer: fps of videos whose json entry has none")
+    parser.add_argument(
+        "--default-fps", type=float, default=30.0, help="actionformer: fps of videos whose json entry has none"
+    )
 
 
 def _layout(args: argparse.Namespace):
@@ -83,11 +124,9 @@ def _tious(args: argparse.Namespace) -> np.ndarray:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from utal_lightning.data.synthetic import override_config, write_synthetic_dataset
-
     import tempfile
 
-    from utal_lightning.data.synthetic import write_actionformer_copy
+    from utal_lightning.data.synthetic import override_config, write_actionformer_copy, write_synthetic_dataset
 
     config = override_config(args.preset, args.set)
     if args.layout == "actionformer":
@@ -163,38 +202,72 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    synth.add_argument("--layout", choices=["cola", "actionformer"], default="cola",
-                       help="write the CoLA layout (default) or the same videos in the ActionFormer layout (30 fps, stride 4, window 16)")
-    synth.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field, e.g. --set num_train=10; repeatable")
+    synth.add_argument(
+        "--layout",
+        choices=["cola", "actionformer"],
+        default="cola",
+        help="write the CoLA layout (default) or the same videos in the ActionFormer layout "
+        "(30 fps, stride 4, window 16)",
+    )
+    synth.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a preset field, e.g. --set num_train=10; repeatable",
+    )
     synth.set_defaults(run=cmd_synth)
 
     check = commands.add_parser("check", help="validate a dataset and print a summary")
     _add_layout_arguments(check)
-    check.add_argument("--no-test-annotations", action="store_true", help="allow test videos without ground truth (prediction only)")
+    check.add_argument(
+        "--no-test-annotations", action="store_true", help="allow test videos without ground truth (prediction only)"
+    )
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.set_defaults(run=cmd_check)
 
     evaluate = commands.add_parser("evaluate", help="mAP of ActivityNet-format detections (ActivityNet protocol)")
     evaluate.add_argument("--gt", required=True, type=Path, help="gt.json")
     evaluate.add_argument("--pred", required=True, type=Path, help='detections JSON {"results": {vid: [...]}}')
-    evaluate.add_argument("--subset", nargs="+", default=None, metavar="NAME",
-                          help="evaluate the gt.json videos of these subsets, case-insensitive (default: all)")
+    evaluate.add_argument(
+        "--subset",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="evaluate the gt.json videos of these subsets, case-insensitive (default: all)",
+    )
     evaluate.add_argument("--tiou", type=float, nargs="+", help="tIoU thresholds")
-    evaluate.add_argument("--preset", choices=["thumos", "anet"], help="thresholds 0.1:0.1:0.7 (thumos) or 0.5:0.05:0.95 (anet)")
-    evaluate.add_argument("--ignore-label", action="append", default=[], metavar="LABEL", help="drop ground truth with this label")
+    evaluate.add_argument(
+        "--preset", choices=["thumos", "anet"], help="thresholds 0.1:0.1:0.7 (thumos) or 0.5:0.05:0.95 (anet)"
+    )
+    evaluate.add_argument(
+        "--ignore-label", action="append", default=[], metavar="LABEL", help="drop ground truth with this label"
+    )
     evaluate.add_argument("--per-class", action="store_true", help="also report the AP of every class")
     evaluate.add_argument("--out", type=Path, help="also write the report to this JSON file")
     evaluate.set_defaults(run=cmd_evaluate)
 
     report = commands.add_parser("report", help="mean +- std over seeds of many runs, per outer iteration")
-    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or globs (runs/sweep/*_seed*); a folder is searched for runs")
-    report.add_argument("--out", type=Path, default=Path("runs/report"), help="folder for report.csv, report.md, report.png (default runs/report)")
+    report.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run directories or globs (runs/sweep/*_seed*); a folder is searched for runs",
+    )
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/report"),
+        help="folder for report.csv, report.md, report.png (default runs/report)",
+    )
     report.set_defaults(run=cmd_report)
 
     baseline = commands.add_parser("baseline", help="label-free mean-pooling detector: writes detections JSON")
     _add_layout_arguments(baseline)
     baseline.add_argument("--out", required=True, type=Path, help="detections JSON to write")
-    baseline.add_argument("--num-segments", type=int, default=None, help="test grid T (default: all snippets up to 750)")
+    baseline.add_argument(
+        "--num-segments", type=int, default=None, help="test grid T (default: all snippets up to 750)"
+    )
     baseline.add_argument("--num-clusters", type=int, default=None, help="K (default: the number of classes)")
     baseline.add_argument("--seed", type=int, default=0)
     baseline.set_defaults(run=cmd_baseline)

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 import yaml
 from jsonargparse import ActionYesNo
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
-from utal_lightning.utils import atomic_write_text
 from utal_lightning.loop.distributed import gather_objects
 from utal_lightning.loop.preemption import (
     Interrupted,
@@ -35,6 +34,7 @@ from utal_lightning.loop.preemption import (
 from utal_lightning.loop.refresh import PseudoLabelRefresh
 from utal_lightning.loop.summary import RUN_CONFIG_FILE, SUMMARY_FILE
 from utal_lightning.models.modules import LocalizationModule
+from utal_lightning.utils import atomic_write_text
 
 DETECTIONS_FILE = "detections.json"
 DATASET_PREFIXES = ("thumos_", "anet_", "synthetic_")  # config-name prefixes that say the dataset, not the method
@@ -52,7 +52,7 @@ def default_run_dir(data_root: str | Path | None, config_files: Sequence[str | P
         method = Path(str(config_files[0])).stem
         for prefix in DATASET_PREFIXES:
             if method.startswith(prefix) and len(method) > len(prefix):
-                method = method[len(prefix):]
+                method = method[len(prefix) :]
                 break
     else:
         method = (model_class or "model").rsplit(".", 1)[-1].lower()
@@ -91,8 +91,10 @@ def warn_if_oversubscribed(trainer: L.Trainer) -> None:
 
     processes, cores = trainer.num_devices, usable_cores()
     if isinstance(trainer.accelerator, CPUAccelerator) and processes > cores:
-        rank_zero_warn(f"{processes} training processes on {cores} CPU cores: they will contend for the cores "
-                       f"(use --trainer.devices {cores} or fewer)")
+        rank_zero_warn(
+            f"{processes} training processes on {cores} CPU cores: they will contend for the cores "
+            f"(use --trainer.devices {cores} or fewer)"
+        )
 
 
 def with_saved_config(argv: list[str]) -> list[str]:
@@ -125,7 +127,9 @@ class DetectionWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.path = Path(path)
 
-    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Any) -> None:
+    def write_on_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Any
+    ) -> None:
         # Under DDP every rank predicted its shard of the test videos: gather them, write once.
         found = {i: rows for part in gather_objects(trainer, list(predictions)) for i, rows in part}
         if not trainer.is_global_zero:
@@ -148,20 +152,31 @@ class LogConfigCallback(SaveConfigCallback):
             logger.log_hyperparams({"config": config})
         if stage == "fit":
             run_config = {k: v for k, v in config.items() if k not in ("ckpt_path", "overwrite", "output", "config")}
-            atomic_write_text(Path(trainer.default_root_dir) / RUN_CONFIG_FILE, yaml.safe_dump(run_config, sort_keys=False))
+            atomic_write_text(
+                Path(trainer.default_root_dir) / RUN_CONFIG_FILE, yaml.safe_dump(run_config, sort_keys=False)
+            )
 
 
 class UTALCLI(LightningCLI):
     command_args: Sequence[str] = ()  # the command line, for the resume hint after a signal
+
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         # the commands' own arguments (not passed to the Trainer's method)
         if subcommand == "fit":
-            parser.add_argument("--overwrite", action=ActionYesNo, default=False,
-                                help="start afresh in a run directory that holds another run's checkpoints (deletes them)")
+            parser.add_argument(
+                "--overwrite",
+                action=ActionYesNo,
+                default=False,
+                help="start afresh in a run directory that holds another run's checkpoints (deletes them)",
+            )
         if subcommand == "predict":
-            parser.add_argument("--output", type=str | None, default=None,
-                                help=f"detections JSON to write (default <default_root_dir>/{DETECTIONS_FILE})")
+            parser.add_argument(
+                "--output",
+                type=str | None,
+                default=None,
+                help=f"detections JSON to write (default <default_root_dir>/{DETECTIONS_FILE})",
+            )
         return parser
 
     def init_parser(self, **kwargs: Any) -> Any:
@@ -205,16 +220,22 @@ class UTALCLI(LightningCLI):
             if isinstance(callback, PreemptionCheckpoint) and callback.stopping:
                 status = callback.exit_status()
                 if self.trainer.is_global_zero:
-                    how = "requeued; the job resumes by itself" if status == 0 else f"resume with:\n  {resume_hint(self.command_args, callback.saved_path)}"
-                    print(f"stopped by {callback.received.name if callback.received else 'a signal'}: saved {callback.saved_path}; {how}",
-                          file=sys.stderr)
+                    how = (
+                        "requeued; the job resumes by itself"
+                        if status == 0
+                        else f"resume with:\n  {resume_hint(self.command_args, callback.saved_path)}"
+                    )
+                    received = callback.received.name if callback.received else "a signal"
+                    print(f"stopped by {received}: saved {callback.saved_path}; {how}", file=sys.stderr)
                 if status:
                     raise SystemExit(status)
 
     def _refuse_or_clear_earlier_run(self, overwrite: bool) -> None:
         """A fresh fit never mixes with an earlier run's checkpoints (Lightning would add last-v1.ckpt beside them)."""
         run_dir = Path(self.trainer.default_root_dir)
-        dirs = [cb.dirpath for cb in self.trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+        dirs = [
+            cb.dirpath for cb in self.trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath
+        ]
         found = existing_checkpoints(run_dir, dirs)
         if not found:
             return
@@ -239,7 +260,9 @@ class UTALCLI(LightningCLI):
         if trainer.default_root_dir is None:
             # runs/<dataset>/<method>, from the data root and the config (and the checkpoint folder inside it)
             trainer.default_root_dir = default_run_dir(
-                getattr(data, "root", None), [str(c) for c in (config.get("config") or [])], getattr(config.model, "class_path", None)
+                getattr(data, "root", None),
+                [str(c) for c in (config.get("config") or [])],
+                getattr(config.model, "class_path", None),
             )
             config.checkpoint.dirpath = checkpoint_dir(trainer.default_root_dir)
         if self.subcommand == "predict" or (self.subcommand == "fit" and config.loop.test_iterations == "none"):
@@ -263,13 +286,21 @@ class _DropAdvertisements(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.getMessage())
-        return not message.startswith(("\N{ELECTRIC LIGHT BULB} Tip:", "`weights_only` was not set", "`Trainer.fit` stopped: `max_epochs="))
+        return not message.startswith(
+            ("\N{ELECTRIC LIGHT BULB} Tip:", "`weights_only` was not set", "`Trainer.fit` stopped: `max_epochs=")
+        )
 
 
 def condense_parser_error(message: str) -> str:
     """jsonargparse's error message on one line, without the lines that restate the union of types
     (``Subtypes: [...]``, ``Expected a <class 'NoneType'>``, ``Given value ...``)."""
-    skip = ("Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>", "Does not validate against any of the Union subtypes")
+    skip = (
+        "Subtypes:",
+        "Errors:",
+        "Given value",
+        "- Expected a <class 'NoneType'>",
+        "Does not validate against any of the Union subtypes",
+    )
     kept = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith(skip)]
     return " ".join(kept)
 
@@ -286,7 +317,11 @@ def _user_error_in_chain(error: BaseException) -> DatasetError | None:
         if type(current) is ValueError and current.__traceback__ is not None:
             frames = traceback.extract_tb(current.__traceback__)
             last = frames[-1] if frames else None
-            if last is not None and last.name in ("__init__", "__post_init__") and f"{os.sep}utal_lightning{os.sep}" in last.filename:
+            if (
+                last is not None
+                and last.name in ("__init__", "__post_init__")
+                and f"{os.sep}utal_lightning{os.sep}" in last.filename
+            ):
                 return DatasetError(f"invalid config: {current}")
         current = current.__cause__ or current.__context__
     return None
@@ -311,7 +346,9 @@ def run(argv: Sequence[str] | None) -> None:
         args = with_saved_config(given)
         UTALCLI.command_args = given
         with early_signal_handlers("SIGUSR1"):  # until the training loop installs its own: a clean stop
-            _run_cli(None if argv is None and args == given else args)  # Lightning warns when given args and sys.argv both
+            _run_cli(
+                None if argv is None and args == given else args
+            )  # Lightning warns when given args and sys.argv both
     except Interrupted as e:
         where = "before the training loop started or after it ended: nothing was saved by it"
         print(f"error: stopped by {e.signum.name} {where} (rerun the command)", file=sys.stderr)
@@ -336,8 +373,13 @@ def _run_cli(argv: Sequence[str] | None) -> None:
         # max_epochs: the outer loop (loop.refresh) sets the epochs of each iteration at fit start;
         # -1 here only keeps Lightning from warning that it was not set.
         # use_distributed_sampler: the DataModule shards every loader itself (seeded by seed, iteration and epoch).
-        trainer_defaults={"reload_dataloaders_every_n_epochs": 1, "num_sanity_val_steps": 0, "max_epochs": -1,
-                          "default_root_dir": None, "use_distributed_sampler": False},
+        trainer_defaults={
+            "reload_dataloaders_every_n_epochs": 1,
+            "num_sanity_val_steps": 0,
+            "max_epochs": -1,
+            "default_root_dir": None,
+            "use_distributed_sampler": False,
+        },
         parser_kwargs={"prog": "utal"},
         args=None if argv is None else list(argv),
     )

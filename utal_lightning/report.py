@@ -23,9 +23,9 @@ from typing import Any
 import yaml
 
 from utal_lightning.errors import DatasetError
-from utal_lightning.loop.summary import RUN_CONFIG_FILE
-from utal_lightning.loop.summary import SUMMARY_FILE
+from utal_lightning.loop.summary import RUN_CONFIG_FILE, SUMMARY_FILE
 from utal_lightning.utils import atomic_write, atomic_write_text
+
 METRICS = {  # column -> how to read it from an iteration record of summary.json
     "nmi": lambda h: h.get("nmi"),
     "ari": lambda h: h.get("ari"),
@@ -33,8 +33,13 @@ METRICS = {  # column -> how to read it from an iteration record of summary.json
     "mAP@0.5": lambda h: (h.get("test") or {}).get("0.5"),
     "mAP_avg": lambda h: (h.get("test") or {}).get("average_mAP"),
 }
-SEED_KEYS = (("seed_everything",), ("data", "init_args", "seed"), ("trainer", "default_root_dir"),
-             ("trainer", "logger"), ("checkpoint", "dirpath"))
+SEED_KEYS = (
+    ("seed_everything",),
+    ("data", "init_args", "seed"),
+    ("trainer", "default_root_dir"),
+    ("trainer", "logger"),
+    ("checkpoint", "dirpath"),
+)
 _SEED_SUFFIX = re.compile(r"([_-]seed\d+|[_-]s\d+|_\d+)$")
 
 
@@ -126,7 +131,7 @@ def _shared_name(paths: Sequence[Path]) -> str:
     if len(stems) == 1:
         return stems.pop()
     common = []
-    for column in zip(*(p.parts for p in paths)):
+    for column in zip(*(p.parts for p in paths), strict=False):
         if len(set(column)) != 1:
             break
         common.append(column[0])
@@ -185,7 +190,7 @@ def plot(rows: Sequence[dict[str, Any]]):
     fig = Figure(figsize=(13, 4), dpi=100)
     axes = fig.subplots(1, 3)
     groups = list(dict.fromkeys(r["group"] for r in rows))
-    for metric, ax in zip(("nmi", "selected_fraction", "mAP@0.5"), axes):
+    for metric, ax in zip(("nmi", "selected_fraction", "mAP@0.5"), axes, strict=True):
         for group in groups:
             mine = [r for r in rows if r["group"] == group and r[f"{metric}_mean"] is not None]
             if not mine:
@@ -194,7 +199,13 @@ def plot(rows: Sequence[dict[str, Any]]):
             mean = [r[f"{metric}_mean"] for r in mine]
             std = [r[f"{metric}_std"] for r in mine]
             (line,) = ax.plot(x, mean, marker="o", label=group)
-            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color=line.get_color(), alpha=0.2)
+            ax.fill_between(
+                x,
+                [m - s for m, s in zip(mean, std, strict=True)],
+                [m + s for m, s in zip(mean, std, strict=True)],
+                color=line.get_color(),
+                alpha=0.2,
+            )
         ax.set_title({"nmi": "NMI", "selected_fraction": "|P| / N", "mAP@0.5": "test mAP@0.5"}[metric])
         ax.set_xlabel("outer iteration")
         ax.grid(alpha=0.3)

@@ -1,4 +1,6 @@
-"""Clustering metrics and cluster-to-class mappings (docs/method.md sec. 3.5, docs/method.md sec. 5 "Clustering metrics").
+"""Clustering metrics and cluster-to-class mappings.
+
+docs/method.md sec. 3.5 and sec. 5 "Clustering metrics".
 
 Everything here is evaluation: it reads ground truth and must never feed a training decision.
 """
@@ -67,7 +69,9 @@ def hungarian_accuracy(confusion: Tensor) -> float:
     return float(counts[rows, cols].sum() / total) if total else float("nan")
 
 
-def clustering_scores(clusters: Tensor | np.ndarray, classes: Tensor | np.ndarray, num_clusters: int | None = None) -> dict[str, float]:
+def clustering_scores(
+    clusters: Tensor | np.ndarray, classes: Tensor | np.ndarray, num_clusters: int | None = None
+) -> dict[str, float]:
     """NMI (arithmetic), ARI, purity and Hungarian accuracy of ``clusters`` against ``classes``.
 
     Videos whose class is -1 (no annotation) are left out. Returns NaNs when no video is left.

@@ -19,7 +19,6 @@ from utal_lightning.eval.io import ground_truth_table
 from utal_lightning.eval.nms import nms
 from utal_lightning.eval.proposals import detect_video, select_classes
 
-
 _PAIR_BUDGET = 1 << 21  # candidate (row, column) pairs scored at once in _nms_by_label
 
 
@@ -122,11 +121,11 @@ def detect_with_mapping(
     (K, C) holds cluster -> class weights (docs/method.md sec. 3.5: one-hot rows for Hungarian, 1.0 / 0.5 for
     majority-soft). Kept clusters (score >= ``class_threshold``, else the argmax; docs/method.md sec. 5) give
     proposals (:func:`~utal_lightning.eval.proposals.detect_video`): ``thresholds`` on the cluster's
-    normalized map, scored on its thresholded copy (or the map itself without ``thresholded_scoring``), and, when ``actionness`` (T,) is given with
-    non-empty ``actionness_thresholds``, runs of the normalized actionness scored on the cluster's
-    unthresholded map (CoLA's two sources). Each proposal is emitted once per class its cluster maps
-    to, with score x weight; then NMS per class (:func:`~utal_lightning.eval.nms.nms`'s result,
-    computed block-wise). Every kept class is kept (not only the first).
+    normalized map, scored on its thresholded copy (or the map itself without ``thresholded_scoring``),
+    and, when ``actionness`` (T,) is given with non-empty ``actionness_thresholds``, runs of the
+    normalized actionness scored on the cluster's unthresholded map (CoLA's two sources). Each
+    proposal is emitted once per class its cluster maps to, with score x weight; then NMS per class
+    (:func:`~utal_lightning.eval.nms.nms`'s result, computed block-wise). Every kept class is kept (not only the first).
     """
     keep = select_classes(video_scores, class_threshold)
     rows = detect_video(
@@ -162,6 +161,6 @@ def detection_map_on_videos(
     gt = ground_truth_table(annotations, video_ids)
     rows = [np.asarray(d, dtype=np.float64).reshape(-1, 4) for d in detections]
     flat = np.concatenate(rows) if rows else np.zeros((0, 4))
-    pred_videos = [vid for vid, r in zip(video_ids, rows) for _ in range(len(r))]
+    pred_videos = [vid for vid, r in zip(video_ids, rows, strict=True) for _ in range(len(r))]
     pred_labels = [classes[int(c)] for c in flat[:, 3]]
     return detection_map(gt.videos, gt.segments, gt.labels, pred_videos, flat[:, :2], pred_labels, flat[:, 2], tious)

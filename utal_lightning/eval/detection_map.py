@@ -3,8 +3,8 @@
 This reproduces ``compute_average_precision_detection`` and ``interpolated_prec_rec`` of the official
 ActivityNet evaluator (``Evaluation/eval_detection.py``) without pandas and without a Python loop per
 prediction. It agrees with the official code to floating-point rounding (about 1e-15) on any input
-without score ties or zero-length pairs (equal IoUs: see below). Where the official behaviour is undefined or surprising we pick a rule and keep
-it fixed:
+without score ties or zero-length pairs (equal IoUs: see below). Where the official behaviour is
+undefined or surprising we pick a rule and keep it fixed:
 
 * **Score ties** are broken by input order (stable sort by descending score). The official code uses
   ``score.argsort()[::-1]``, whose order among ties depends on the numpy build and the array size.
@@ -93,14 +93,14 @@ class DetectionMAP:
 
     def as_dict(self) -> dict:
         """``{"%g" % tiou: mAP, ..., "average_mAP": mean}`` with Python floats."""
-        out = {"%g" % t: float(m) for t, m in zip(self.tious, self.mAP)}
+        out = {f"{t:g}": float(m) for t, m in zip(self.tious, self.mAP, strict=True)}
         out["average_mAP"] = self.average_mAP
         return out
 
     def per_class(self) -> dict:
         """``{label: {"%g" % tiou: ap}}`` for a per-class table."""
-        keys = ["%g" % t for t in self.tious]
-        return {c: {k: float(a) for k, a in zip(keys, self.ap[:, i])} for i, c in enumerate(self.classes)}
+        keys = [f"{t:g}" for t in self.tious]
+        return {c: {k: float(a) for k, a in zip(keys, self.ap[:, i], strict=True)} for i, c in enumerate(self.classes)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,8 +319,10 @@ def detection_map(
         offsets = np.cumsum(size) - size
         gt_index = np.repeat(group_first[group] - offsets, size) + np.arange(size.sum())
         pair_iou = _iou(
-            np.repeat(p_start, size), np.repeat(p_end, size),
-            gt_seg[gt_order[gt_index], 0], gt_seg[gt_order[gt_index], 1],
+            np.repeat(p_start, size),
+            np.repeat(p_end, size),
+            gt_seg[gt_order[gt_index], 0],
+            gt_seg[gt_order[gt_index], 1],
         )
         live = np.maximum.reduceat(pair_iou, offsets) >= tious.min()
         in_group, group, p_start, p_end = in_group[live], group[live], p_start[live], p_end[live]

@@ -44,18 +44,22 @@ def _table(rows: list[tuple[str, float, float, str, float]]) -> SegmentTable:
     )
 
 
-def ground_truth_table(annotations: Mapping[str, VideoAnnotation], video_ids: Iterable[str] | None = None) -> SegmentTable:
+def ground_truth_table(
+    annotations: Mapping[str, VideoAnnotation], video_ids: Iterable[str] | None = None
+) -> SegmentTable:
     """Ground-truth segments of ``video_ids`` (default: all) in file order."""
     ids = annotations.keys() if video_ids is None else video_ids
     rows = [
         (vid, float(start), float(end), label, 1.0)
         for vid in ids
-        for (start, end), label in zip(annotations[vid].segments, annotations[vid].labels)
+        for (start, end), label in zip(annotations[vid].segments, annotations[vid].labels, strict=True)
     ]
     return _table(rows)
 
 
-def read_ground_truth(gt_path: str | Path, subset: SubsetNames = None, ignored_labels: Iterable[str] = ()) -> SegmentTable:
+def read_ground_truth(
+    gt_path: str | Path, subset: SubsetNames = None, ignored_labels: Iterable[str] = ()
+) -> SegmentTable:
     """Segments of the gt.json videos whose ``subset`` is one of ``subset`` (case-insensitive; all videos
     when None)."""
     annotations = read_annotations(gt_path, ignored_labels)
@@ -64,7 +68,7 @@ def read_ground_truth(gt_path: str | Path, subset: SubsetNames = None, ignored_l
     wanted = quoted(names or (), " or ")
     if not ids:
         subsets = sorted({str(a.subset) for a in annotations.values()})
-        raise DatasetError(f'{gt_path}: no video has subset {wanted} (subsets present: {", ".join(subsets)})')
+        raise DatasetError(f"{gt_path}: no video has subset {wanted} (subsets present: {', '.join(subsets)})")
     table = ground_truth_table(annotations, ids)
     if len(table) == 0:
         of = f" of subset {wanted}" if names else ""
@@ -78,7 +82,9 @@ def read_detections(pred_path: str | Path) -> SegmentTable:
     data = read_json(pred_path)
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, dict):
-        raise DatasetError(f'{pred_path}: expected an object with a "results" object mapping video ids to detection lists')
+        raise DatasetError(
+            f'{pred_path}: expected an object with a "results" object mapping video ids to detection lists'
+        )
     rows = []
     for vid, detections in results.items():
         if not isinstance(detections, list):
@@ -110,11 +116,13 @@ def detections_to_json(
             {"segment": [round(float(s), 4), round(float(e), 4)], "label": classes[int(c)], "score": float(score)}
             for s, e, score, c in np.asarray(rows, dtype=np.float64).reshape(-1, 4)
         ]
-        for vid, rows in zip(video_ids, detections)
+        for vid, rows in zip(video_ids, detections, strict=True)
     }
     return {"version": "utal-lightning", "results": results, "external_data": {}}
 
 
-def write_detections(path: str | Path, video_ids: Sequence[str], detections: Sequence[np.ndarray], classes: Sequence[str]) -> Path:
+def write_detections(
+    path: str | Path, video_ids: Sequence[str], detections: Sequence[np.ndarray], classes: Sequence[str]
+) -> Path:
     """Write ActivityNet-format detections atomically."""
     return atomic_write_json(path, detections_to_json(video_ids, detections, classes), indent=None)

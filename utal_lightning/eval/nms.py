@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["temporal_iou_matrix", "nms", "soft_nms"]
+__all__ = ["nms", "soft_nms", "temporal_iou_matrix"]
 
 
 def _check_segments(segments: Tensor, name: str = "segments") -> Tensor:
@@ -134,4 +134,3 @@ def soft_nms(
     if not keep:
         return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(0, dtype=current.dtype, device=device)
     return torch.stack(keep).to(torch.int64), torch.stack(new_scores)
-

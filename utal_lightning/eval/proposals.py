@@ -37,11 +37,11 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "upsample_linear",
+    "detect_video",
     "minmax_normalize",
     "proposals_from_scores",
-    "detect_video",
     "select_classes",
+    "upsample_linear",
 ]
 
 
@@ -131,7 +131,7 @@ def _runs(up: Tensor, thr: Tensor, min_length: int) -> tuple[Tensor, Tensor, Ten
 
 def _padded_cumsum(x: Tensor) -> Tensor:
     """Cumulative sum along the last dim with a leading 0: ``out[..., i] = sum(x[..., :i])``."""
-    zero = torch.zeros(x.shape[:-1] + (1,), dtype=x.dtype, device=x.device)
+    zero = torch.zeros((*x.shape[:-1], 1), dtype=x.dtype, device=x.device)
     return torch.cat([zero, torch.cumsum(x, dim=-1)], dim=-1)
 
 
@@ -313,7 +313,7 @@ def detect_video(
         with_actionness = a_start.numel() > 0
     class_scores = class_scores.detach().reshape(-1)
     parts = []
-    for up, c in zip(ups, classes):
+    for up, c in zip(ups, classes, strict=True):
         class_term = weight * float(class_scores[c])
         if loc_maps.shape[0] == 0 or thr.numel() == 0:
             props = torch.zeros((0, 3), dtype=torch.float64, device=device)

@@ -73,9 +73,11 @@ def selection_curve(history: Sequence[Mapping[str, Any]]) -> Figure:
     fraction = series("selected_fraction")
     if fraction is not None:
         ax_sel.plot(its, fraction, marker="o", color="tab:blue")
-        for x, y, h in zip(its, fraction, history):
+        for x, y, h in zip(its, fraction, history, strict=True):
             if "num_selected" in h and np.isfinite(y):
-                ax_sel.annotate(str(h["num_selected"]), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+                ax_sel.annotate(
+                    str(h["num_selected"]), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+                )
     ax_sel.set_title("selected set |P| / N")
     ax_sel.set_ylabel("|P| / N")
 
@@ -115,13 +117,24 @@ def progress_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
         "test mAP@0.5": [(h.get("test") or {}).get("0.5") for h in history],
         "test mAP avg": [(h.get("test") or {}).get("average_mAP") for h in history],
     }
-    styles = {"NMI": ("tab:blue", "o", "-"), "|P| / N": ("tab:gray", "s", ":"),
-              "test mAP@0.5": ("tab:green", "^", "-"), "test mAP avg": ("tab:olive", "v", "--")}
+    styles = {
+        "NMI": ("tab:blue", "o", "-"),
+        "|P| / N": ("tab:gray", "s", ":"),
+        "test mAP@0.5": ("tab:green", "^", "-"),
+        "test mAP avg": ("tab:olive", "v", "--"),
+    }
     for name, values in series.items():
         if all(v is None for v in values):
             continue
         color, marker, line = styles[name]
-        ax.plot(its, [np.nan if v is None else float(v) for v in values], marker=marker, linestyle=line, color=color, label=name)
+        ax.plot(
+            its,
+            [np.nan if v is None else float(v) for v in values],
+            marker=marker,
+            linestyle=line,
+            color=color,
+            label=name,
+        )
     if not history:
         ax.text(0.5, 0.5, "no iterations yet", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("outer iteration")
@@ -171,8 +184,15 @@ def confusion_matrix_figure(
         fontsize = 8 if max(num_clusters, num_classes) <= 20 else 6
         for r in range(num_clusters):
             for c in range(num_classes):
-                ax.text(c, r, str(counts[r, c]), ha="center", va="center", fontsize=fontsize,
-                        color="white" if counts[r, c] > threshold else "black")
+                ax.text(
+                    c,
+                    r,
+                    str(counts[r, c]),
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if counts[r, c] > threshold else "black",
+                )
     tick = max(1, num_classes // 40)
     ax.set_xticks(np.arange(0, num_classes, tick))
     ax.set_xticklabels([class_names[i] for i in range(0, num_classes, tick)], rotation=60, ha="right", fontsize=8)
@@ -240,7 +260,7 @@ def embedding_figure(
         raise ValueError("correct and selected must have one entry per video")
 
     ids = np.unique(clusters)
-    palette = dict(zip(ids.tolist(), _colors(len(ids))))
+    palette = dict(zip(ids.tolist(), _colors(len(ids)), strict=True))
     fig = _figure(7, 6)
     ax = fig.subplots()
     for cluster in ids.tolist():
@@ -249,12 +269,21 @@ def embedding_figure(
             for is_correct, marker in ((True, "o"), (False, "x")):
                 mask = in_cluster & (selected == is_selected) & (correct == is_correct)
                 if mask.any():
-                    ax.scatter(coords[mask, 0], coords[mask, 1], s=28, marker=marker, color=palette[cluster],
-                               alpha=alpha, linewidths=1.2 if marker == "x" else 0.0)
+                    ax.scatter(
+                        coords[mask, 0],
+                        coords[mask, 1],
+                        s=28,
+                        marker=marker,
+                        color=palette[cluster],
+                        alpha=alpha,
+                        linewidths=1.2 if marker == "x" else 0.0,
+                    )
     # legend: one entry per cluster (colour) and one per marker meaning
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], linestyle="", marker="o", color=palette[c], label=f"cluster {c}") for c in ids.tolist()[:20]]
+    handles = [
+        Line2D([], [], linestyle="", marker="o", color=palette[c], label=f"cluster {c}") for c in ids.tolist()[:20]
+    ]
     handles += [
         Line2D([], [], linestyle="", marker="o", color="gray", label="correct"),
         Line2D([], [], linestyle="", marker="x", color="gray", label="incorrect"),
@@ -289,31 +318,42 @@ def attention_figure(videos: Sequence[Mapping[str, Any]], max_detections: int = 
     if not videos:
         axes[0].text(0.5, 0.5, "no videos", ha="center", va="center", transform=axes[0].transAxes)
     gt_labels = sorted({str(lab) for v in videos for lab in (v.get("labels") or [])})
-    gt_color = dict(zip(gt_labels, _colors(len(gt_labels))))
-    for ax, video in zip(axes, videos):
+    gt_color = dict(zip(gt_labels, _colors(len(gt_labels)), strict=True))
+    for ax, video in zip(axes, videos, strict=True):
         seconds = np.asarray(video["seconds"], dtype=np.float64).reshape(-1)
         attention = np.asarray(video["attention"], dtype=np.float64).reshape(-1)
         if seconds.shape != attention.shape:
-            raise ValueError(f"video {video.get('video_id')}: seconds {seconds.shape} and attention {attention.shape} differ")
+            raise ValueError(
+                f"video {video.get('video_id')}: seconds {seconds.shape} and attention {attention.shape} differ"
+            )
         segments = np.asarray(video.get("segments", np.zeros((0, 2))), dtype=np.float64).reshape(-1, 2)
         labels = [str(lab) for lab in (video.get("labels") or [""] * len(segments))]
         shown: set[str] = set()
-        for (start, end), label in zip(segments, labels):
-            ax.axvspan(start, end, color=gt_color.get(label, "gray"), alpha=0.25, linewidth=0,
-                       label=None if label in shown else f"GT {label}")
+        for (start, end), label in zip(segments, labels, strict=True):
+            ax.axvspan(
+                start,
+                end,
+                color=gt_color.get(label, "gray"),
+                alpha=0.25,
+                linewidth=0,
+                label=None if label in shown else f"GT {label}",
+            )
             shown.add(label)
         ax.plot(seconds, attention, color="black", linewidth=1.3, label="attention")
         top = 1.05  # CAS may exceed 1 (CoLA's is non-negative, not bounded)
         cas = video.get("cas")
         if cas is not None:
             if isinstance(cas, Mapping):
-                names, curves = [str(k) for k in cas], [np.asarray(c, dtype=np.float64).reshape(-1) for c in cas.values()]
+                names, curves = (
+                    [str(k) for k in cas],
+                    [np.asarray(c, dtype=np.float64).reshape(-1) for c in cas.values()],
+                )
             else:
                 array = np.asarray(cas, dtype=np.float64)
                 array = array.reshape(len(seconds), -1)
                 names = [str(n) for n in video.get("cas_names", [f"class {i}" for i in range(array.shape[1])])]
                 curves = [array[:, i] for i in range(array.shape[1])]
-            for name, curve in zip(names, curves):
+            for name, curve in zip(names, curves, strict=True):
                 ax.plot(seconds, curve, linewidth=0.9, linestyle="--", color=gt_color.get(name), label=f"CAS {name}")
                 if curve.size and np.isfinite(curve).any():
                     top = max(top, float(np.nanmax(curve)) * 1.05)
@@ -322,9 +362,14 @@ def attention_figure(videos: Sequence[Mapping[str, Any]], max_detections: int = 
             best = max(float(d[2]) for d in detections) or 1.0
             for j, (start, end, score, name) in enumerate(detections):
                 y = top + 0.04 * j  # one lane per detection, above the curves
-                ax.plot([start, end], [y, y], color=gt_color.get(str(name), "tab:purple"),
-                        linewidth=1.0 + 3.0 * float(score) / best, solid_capstyle="butt",
-                        label=None if j else "detections (top by score)")
+                ax.plot(
+                    [start, end],
+                    [y, y],
+                    color=gt_color.get(str(name), "tab:purple"),
+                    linewidth=1.0 + 3.0 * float(score) / best,
+                    solid_capstyle="butt",
+                    label=None if j else "detections (top by score)",
+                )
             top += 0.04 * len(detections) + 0.02
         ax.set_xlim(float(seconds.min()) if seconds.size else 0.0, float(seconds.max()) if seconds.size else 1.0)
         ax.set_ylim(0.0, top)
@@ -362,8 +407,13 @@ def per_class_ap_rows(per_class: Mapping[str, Mapping[str, float]]) -> tuple[lis
         values = [aps.get(t) for t in ordered]
         finite = [float(v) for v in values if v is not None]
         average = float(np.mean(finite)) if finite else None
-        rows.append([str(label), *[None if v is None else round(float(v), 6) for v in values],
-                     None if average is None else round(average, 6)])
+        rows.append(
+            [
+                str(label),
+                *[None if v is None else round(float(v), 6) for v in values],
+                None if average is None else round(average, 6),
+            ]
+        )
     return columns, rows
 
 
@@ -395,7 +445,16 @@ def _wandb_loggers(trainer: Any) -> list[Any]:
 
 
 ITERATION_AXIS = "outer/iteration"
-ITERATION_METRICS = ("outer/*", "cluster/*", "select/*", "test/*", "test_student/*", "time/pseudolabel_s", "time/pool_s", "time/cluster_s")
+ITERATION_METRICS = (
+    "outer/*",
+    "cluster/*",
+    "select/*",
+    "test/*",
+    "test_student/*",
+    "time/pseudolabel_s",
+    "time/pool_s",
+    "time/cluster_s",
+)
 """W&B keys logged once per outer iteration: plotted against ``outer/iteration`` (scalars of every step,
 ``train/*``, stay on W&B's default axis, ``trainer/global_step``)."""
 
@@ -449,9 +508,11 @@ def log_table(
     step: int | None = None,
     folder: str = FIGURES_FOLDER,
 ) -> Path | None:
-    """Log a ``wandb.Table`` (with ``outer/iteration = step`` when given) to each W&B logger of ``trainer`` and always write
-    it as CSV, ``<default_root_dir>/<folder>/<key, / -> _>[_<step>].csv`` (atomically; None cells are
-    empty). Only global rank zero writes or logs; returns the CSV path (None on other ranks)."""
+    """Log a ``wandb.Table`` (with ``outer/iteration = step`` when given) to each W&B logger of ``trainer``.
+
+    It is always written as CSV too, ``<default_root_dir>/<folder>/<key, / -> _>[_<step>].csv``
+    (atomically; None cells are empty). Only global rank zero writes or logs; returns the CSV path
+    (None on other ranks)."""
     if not getattr(trainer, "is_global_zero", True):
         return None
     columns, rows = [str(c) for c in columns], [list(r) for r in rows]

@@ -77,7 +77,9 @@ log = logging.getLogger(__name__)
 
 HPC_PREFIX = "hpc_ckpt_"
 _HPC_NAME = re.compile(rf"^{HPC_PREFIX}(\d+)\.ckpt$")
-_LAST_NAME = re.compile(rf"^{ModelCheckpoint.CHECKPOINT_NAME_LAST}(-v?\d+)?{re.escape(ModelCheckpoint.FILE_EXTENSION)}$")
+_LAST_NAME = re.compile(
+    rf"^{ModelCheckpoint.CHECKPOINT_NAME_LAST}(-v?\d+)?{re.escape(ModelCheckpoint.FILE_EXTENSION)}$"
+)
 
 
 def parse_signal(value: str | int | signal_module.Signals) -> signal_module.Signals:
@@ -127,7 +129,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
-class early_signal_handlers:  # noqa: N801 - a context manager used like a function
+class early_signal_handlers:
     """Within the block, SIGTERM, SIGINT and ``signals`` raise :class:`Interrupted` (the CLI turns it into one
     line and exit status 128 + signal); on exit the earlier handlers come back. Outside the main thread: no-op.
     :class:`PreemptionCheckpoint` replaces these with its flag-setting handlers while the training loop runs."""
@@ -257,7 +259,9 @@ class PreemptionCheckpoint(L.Callback):
         # never chain a bound handler of another PreemptionCheckpoint (a second fit in the same process)
         owner = getattr(previous, "__self__", None)
         # nor the CLI's early handler (it would turn the flag into an immediate stop)
-        self._previous_handler = None if isinstance(owner, PreemptionCheckpoint) or previous is _raise_interrupted else previous
+        self._previous_handler = (
+            None if isinstance(owner, PreemptionCheckpoint) or previous is _raise_interrupted else previous
+        )
         signal_module.signal(self.signum, self._on_signal)
         self._installed = True
 
@@ -303,7 +307,9 @@ class PreemptionCheckpoint(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._poll(trainer, at_boundary=True)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.world_size > 1 and not self._pending and batch_idx % self.check_every_n_steps:
             return  # every rank skips the same batches: the collectives stay matched
         # inside a gradient-accumulation window the accumulated gradients are not in a checkpoint
@@ -339,9 +345,15 @@ class PreemptionCheckpoint(L.Callback):
             name = str(next_hpc_path(root)) if local else trainer._checkpoint_connector.hpc_save_path(root)
         path = trainer.strategy.broadcast(name, src=0)  # one name on every rank
         # the temporary name must not contain "hpc_ckpt_": Lightning numbers every file that does
-        target = str(Path(path).with_name(f".preemption-{_HPC_NAME.match(Path(path).name).group(1)}.partial")) if local else path
+        target = (
+            str(Path(path).with_name(f".preemption-{_HPC_NAME.match(Path(path).name).group(1)}.partial"))
+            if local
+            else path
+        )
         # every rank learns which signal stopped the run (one collective, only now): the same exit status everywhere
-        code = torch.tensor(float(int(self.received) if self.received is not None else 0), device=trainer.strategy.root_device)
+        code = torch.tensor(
+            float(int(self.received) if self.received is not None else 0), device=trainer.strategy.root_device
+        )
         code = int(trainer.strategy.reduce(code, reduce_op="max"))
         self.received = signal_module.Signals(code) if code else self.received
         received = self.received.name if self.received is not None else self.signum.name

@@ -16,16 +16,16 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from torch import Tensor
 from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
 
 from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
-from utal_lightning.loop.summary import write_summary
-from utal_lightning.models.modules import test_metrics
-from utal_lightning.pseudo.select import iteration_epochs
 from utal_lightning.loop import plots
 from utal_lightning.loop.distributed import gather_objects, gather_rows, shard
 from utal_lightning.loop.preemption import preemption_requested
+from utal_lightning.loop.summary import write_summary
+from utal_lightning.models.modules import test_metrics
+from utal_lightning.pseudo.select import iteration_epochs
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 
 
@@ -121,23 +121,34 @@ class PseudoLabelRefresh(L.Callback):
         self._progress_line(trainer, datamodule)
         if self.strategy.observes_epochs:
             started = time.perf_counter()
-            index, rows = self._pass(trainer, pl_module, lambda output, batch: self.strategy.epoch_observation(output, batch["lengths"]))
+            index, rows = self._pass(
+                trainer, pl_module, lambda output, batch: self.strategy.epoch_observation(output, batch["lengths"])
+            )
             self.strategy.observe(gather_rows(trainer, index, rows, len(datamodule.labels)))
             # HAS voting belongs to the pseudolabel stage's cost, paid every epoch.
-            pl_module.log("time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True)  # mean of the ranks
+            pl_module.log(
+                "time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True
+            )  # mean of the ranks
         if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
             return
         last = datamodule.iteration == self.max_iterations
         if self.test_iterations == "all" or (self.test_iterations == "last" and last):
             metrics = {"outer/iteration": float(datamodule.iteration)}
-            mine = datamodule.test_videos(shard(len(datamodule.index.test_ids), trainer.global_rank, trainer.world_size))
+            mine = datamodule.test_videos(
+                shard(len(datamodule.index.test_ids), trainer.global_rank, trainer.world_size)
+            )
             for name, model in pl_module.evaluation_models().items():
                 parts = gather_objects(trainer, pl_module.detect_videos(datamodule, mine, model=model))
                 result = pl_module.score_detections(datamodule, {i: rows for part in parts for i, rows in part.items()})
                 metrics.update(test_metrics(result, prefix=f"test{name}"))
                 datamodule.history[-1][f"test{name}"] = result.as_dict()
                 if name == "" and trainer.is_global_zero:
-                    plots.log_table(trainer, "test/per_class_AP", *plots.per_class_ap_rows(result.per_class()), step=datamodule.iteration)
+                    plots.log_table(
+                        trainer,
+                        "test/per_class_AP",
+                        *plots.per_class_ap_rows(result.per_class()),
+                        step=datamodule.iteration,
+                    )
             pl_module.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
             test = datamodule.history[-1]["test"]
             rank_zero_info(
@@ -145,9 +156,15 @@ class PseudoLabelRefresh(L.Callback):
                 f"average mAP {test['average_mAP']:.4f} ({len(datamodule.index.test_ids)} videos; logged, never used to decide)"
             )
             if trainer.is_global_zero:
-                plots.log_figures(trainer, {"outer/attention": self._attention_figure(datamodule, pl_module)}, step=datamodule.iteration)
+                plots.log_figures(
+                    trainer,
+                    {"outer/attention": self._attention_figure(datamodule, pl_module)},
+                    step=datamodule.iteration,
+                )
         if trainer.is_global_zero:
-            plots.log_figures(trainer, {"outer/progress": plots.progress_figure(datamodule.history)}, step=datamodule.iteration)
+            plots.log_figures(
+                trainer, {"outer/progress": plots.progress_figure(datamodule.history)}, step=datamodule.iteration
+            )
         if datamodule.iteration < self.max_iterations:
             self._relabel(trainer, pl_module, use_model=True)
             if self.restart_each_iteration:
@@ -177,7 +194,11 @@ class PseudoLabelRefresh(L.Callback):
 
     def _progress_line(self, trainer: L.Trainer, datamodule: Any) -> None:
         """One line every few epochs when no progress bar shows them: epoch of the iteration, loss, pace, time left."""
-        if trainer.progress_bar_callback is not None or self.progress_every_n_epochs == 0 or self._progress_mark is None:
+        if (
+            trainer.progress_bar_callback is not None
+            or self.progress_every_n_epochs == 0
+            or self._progress_mark is None
+        ):
             return
         done, epochs = self._iteration_epochs_done(trainer, datamodule, finished=True)
         every = self.progress_every_n_epochs or max(1, epochs // 10)
@@ -212,7 +233,9 @@ class PseudoLabelRefresh(L.Callback):
         self.strategy.load_state_dict(state.get("strategy", {}))
         states = state.get("rng")
         if states is None:  # a checkpoint of an earlier version: one CPU state
-            states = [{"torch": state["torch_rng"], "numpy": state["numpy_rng"], "python": state["python_rng"], "cuda": []}]
+            states = [
+                {"torch": state["torch_rng"], "numpy": state["numpy_rng"], "python": state["python_rng"], "cuda": []}
+            ]
         self._rng_to_restore = states
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -229,7 +252,9 @@ class PseudoLabelRefresh(L.Callback):
     # ------------------------------------------------------------------ stages
     @staticmethod
     @torch.no_grad()
-    def _pass(trainer: L.Trainer, pl_module: L.LightningModule, row_fn: Any, use_model: bool = True) -> tuple[Tensor, Tensor]:
+    def _pass(
+        trainer: L.Trainer, pl_module: L.LightningModule, row_fn: Any, use_model: bool = True
+    ) -> tuple[Tensor, Tensor]:
         """No-grad pass over this rank's shard of the training videos on their fixed grid:
         ``row_fn(output or None, batch)`` per batch (features on the module's device, video_index,
         lengths) -> (video indices, rows)."""
@@ -249,7 +274,9 @@ class PseudoLabelRefresh(L.Callback):
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
         index, rows = self._pass(
-            trainer, pl_module, lambda output, batch: self.strategy.video_features(
+            trainer,
+            pl_module,
+            lambda output, batch: self.strategy.video_features(
                 output, batch["features"], batch["video_index"], batch["lengths"]
             ).float(),
             use_model=use_model,
@@ -258,18 +285,35 @@ class PseudoLabelRefresh(L.Callback):
         pool_seconds = time.perf_counter() - started
         # Cluster, refine and select once (rank 0), then every rank takes the same result.
         decision = (
-            self._decide(trainer, datamodule, video_features, iteration, started, pool_seconds) if trainer.is_global_zero else None
+            self._decide(trainer, datamodule, video_features, iteration, started, pool_seconds)
+            if trainer.is_global_zero
+            else None
         )
         result, epochs, record = trainer.strategy.broadcast(decision, src=0)
         datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
         self.strategy.start_iteration()
         metrics = {
             f"cluster/{k}": float(record[k])
-            for k in ("nmi", "ari", "purity", "accuracy", "nmi_selected", "ari_selected", "purity_selected", "accuracy_selected")
+            for k in (
+                "nmi",
+                "ari",
+                "purity",
+                "accuracy",
+                "nmi_selected",
+                "ari_selected",
+                "purity_selected",
+                "accuracy_selected",
+            )
         }
-        metrics.update({"select/fraction": record["selected_fraction"], "outer/iteration": float(iteration),
-                        "time/pseudolabel_s": record["pseudolabel_seconds"], "time/pool_s": record["pool_seconds"],
-                        "time/cluster_s": record["cluster_seconds"]})
+        metrics.update(
+            {
+                "select/fraction": record["selected_fraction"],
+                "outer/iteration": float(iteration),
+                "time/pseudolabel_s": record["pseudolabel_seconds"],
+                "time/pool_s": record["pool_seconds"],
+                "time/cluster_s": record["cluster_seconds"],
+            }
+        )
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         rank_zero_info(
@@ -280,7 +324,13 @@ class PseudoLabelRefresh(L.Callback):
         )
 
     def _decide(
-        self, trainer: L.Trainer, datamodule: Any, video_features: Tensor, iteration: int, started: float, pool_seconds: float
+        self,
+        trainer: L.Trainer,
+        datamodule: Any,
+        video_features: Tensor,
+        iteration: int,
+        started: float,
+        pool_seconds: float,
     ) -> tuple:
         """Rank 0: cluster, refine, select; the epoch count and the iteration's record (with the
         seconds of the pooling pass, of clustering + refinement + selection, and of the whole stage)."""
@@ -293,21 +343,33 @@ class PseudoLabelRefresh(L.Callback):
             )
         assign_started = time.perf_counter()
         result = self.strategy.assign(
-            video_features, datamodule.num_clusters, iteration, self.max_iterations,
-            seed=datamodule.seed + iteration, ground_truth=ground_truth,
+            video_features,
+            datamodule.num_clusters,
+            iteration,
+            self.max_iterations,
+            seed=datamodule.seed + iteration,
+            ground_truth=ground_truth,
         )
         cluster_seconds = time.perf_counter() - assign_started
         n = len(result.labels)
         # An epoch covers P, or all N videos for models that also learn from U; under DDP a step
         # takes batch_size videos on each rank.
-        videos_per_epoch = n if getattr(trainer.lightning_module, "uses_unlabeled", False) else int(result.selected.sum())
+        videos_per_epoch = (
+            n if getattr(trainer.lightning_module, "uses_unlabeled", False) else int(result.selected.sum())
+        )
         epochs = iteration_epochs(
-            self.epochs_per_iteration, videos_per_epoch, n, datamodule.batch_size * trainer.world_size, self.adaptive_epochs
+            self.epochs_per_iteration,
+            videos_per_epoch,
+            n,
+            datamodule.batch_size * trainer.world_size,
+            self.adaptive_epochs,
         )
         record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
         record.update(pool_seconds=round(pool_seconds, 3), cluster_seconds=round(cluster_seconds, 3))
         self._pseudolabel_figures(trainer, datamodule, video_features, result, record, iteration)
-        cpu = PseudoLabels(*(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets)))
+        cpu = PseudoLabels(
+            *(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets))
+        )
         return cpu, epochs, record
 
     @staticmethod
@@ -343,7 +405,9 @@ class PseudoLabelRefresh(L.Callback):
         }
 
     @staticmethod
-    def _pseudolabel_figures(trainer, datamodule, video_features: Tensor, result: PseudoLabels, record: dict, iteration: int) -> None:
+    def _pseudolabel_figures(
+        trainer, datamodule, video_features: Tensor, result: PseudoLabels, record: dict, iteration: int
+    ) -> None:
         """Rank 0, each iteration: selection curve, cluster-vs-class confusion, 2-D embedding (PNG files; W&B images)."""
         targets = datamodule.index.class_targets(datamodule.index.train_ids)
         labels = result.labels.cpu().numpy()
@@ -351,12 +415,16 @@ class PseudoLabelRefresh(L.Callback):
         if (targets >= 0).any():
             k, c = datamodule.num_clusters, datamodule.index.num_classes
             known = targets >= 0
-            mapping = hungarian_mapping(contingency_matrix(torch.as_tensor(labels[known]), torch.as_tensor(targets[known]), k, c))
+            mapping = hungarian_mapping(
+                contingency_matrix(torch.as_tensor(labels[known]), torch.as_tensor(targets[known]), k, c)
+            )
             correct = mapping.argmax(1).numpy()[labels] == targets
         history = [*datamodule.history, record]
         figures = {
             "outer/selection_curve": plots.selection_curve(history),
-            "outer/confusion": plots.confusion_matrix_figure(labels, targets, datamodule.index.classes, datamodule.num_clusters),
+            "outer/confusion": plots.confusion_matrix_figure(
+                labels, targets, datamodule.index.classes, datamodule.num_clusters
+            ),
             "outer/embedding": plots.embedding_figure(
                 video_features.cpu().numpy(), labels, correct, result.selected.cpu().numpy()
             ),
@@ -379,15 +447,19 @@ class PseudoLabelRefresh(L.Callback):
             annotation = datamodule.index.annotations.get(vid)
             top = int(output.video_scores[0].argmax())
             cas = pl_module.localization_map(output)[0, :, top].float().cpu()
-            videos.append({
-                "video_id": vid,
-                "seconds": (batch["seconds_offset"] + torch.arange(output.attention.shape[1]) * batch["seconds_per_step"]).numpy(),
-                "attention": output.attention[0].float().cpu().numpy(),
-                "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
-                "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
-                "labels": list(annotation.labels) if annotation is not None else [],
-                "detections": [(float(a), float(b), float(score), classes[int(c)]) for a, b, score, c in rows],
-            })
+            videos.append(
+                {
+                    "video_id": vid,
+                    "seconds": (
+                        batch["seconds_offset"] + torch.arange(output.attention.shape[1]) * batch["seconds_per_step"]
+                    ).numpy(),
+                    "attention": output.attention[0].float().cpu().numpy(),
+                    "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
+                    "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
+                    "labels": list(annotation.labels) if annotation is not None else [],
+                    "detections": [(float(a), float(b), float(score), classes[int(c)]) for a, b, score, c in rows],
+                }
+            )
         return plots.attention_figure(videos)
 
     @staticmethod

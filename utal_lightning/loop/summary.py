@@ -8,7 +8,9 @@ from typing import Any
 from utal_lightning.utils import atomic_write_json
 
 SUMMARY_FILE = "summary.json"
-RUN_CONFIG_FILE = "config.yaml"  # the fit's resolved config in the run directory (utal test|predict --ckpt_path, utal report)
+RUN_CONFIG_FILE = (
+    "config.yaml"  # the fit's resolved config in the run directory (utal test|predict --ckpt_path, utal report)
+)
 
 
 def write_summary(root_dir: str | Path, history: list[dict[str, Any]], test: dict[str, Any] | None = None) -> Path:

@@ -64,7 +64,10 @@ class IOCNetOutput(LocalizationOutput):
 
 
 class IOCNet(nn.Module):
-    """IOCNet (docs/method.md sec. 4.2); defaults = COPL's THUMOS configuration (``h_beta=1/2, top_l_divisor=2`` for ANet)."""
+    """IOCNet (docs/method.md sec. 4.2).
+
+    The defaults are COPL's THUMOS configuration (``h_beta=1/2, top_l_divisor=2`` for ActivityNet).
+    """
 
     def __init__(
         self,

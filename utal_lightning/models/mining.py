@@ -120,9 +120,7 @@ def _topk_keep_first(scores: Tensor, keep: Tensor | None, k: int) -> Tensor:
     return scores.topk(k, dim=1).indices
 
 
-def hard_bands(
-    actionness: Tensor, m: int, M: int, threshold: float | None = None
-) -> tuple[Tensor, Tensor]:
+def hard_bands(actionness: Tensor, m: int, M: int, threshold: float | None = None) -> tuple[Tensor, Tensor]:
     """Inner and outer bands (B, T) bool of CoLA's hard mining (docs/method.md sec. 4.1).
 
     ``bin = actionness > t`` with ``t`` the lower median over time (or ``threshold`` when given);

@@ -29,7 +29,7 @@ COLA_ACTIONNESS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.9
 
 def test_metrics(result: DetectionMAP, prefix: str = "test") -> dict[str, float]:
     """Log keys ``test/mAP@0.5`` ... and ``test/mAP_avg``."""
-    metrics = {f"{prefix}/mAP@{t:g}": float(m) for t, m in zip(result.tious, result.mAP)}
+    metrics = {f"{prefix}/mAP@{t:g}": float(m) for t, m in zip(result.tious, result.mAP, strict=True)}
     metrics[f"{prefix}/mAP_avg"] = result.average_mAP
     return metrics
 
@@ -133,7 +133,9 @@ class LocalizationModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{k}": v for k, v in parts.items() if k != "total"}, batch_size=batch_size)
         if self.trainer.datamodule is not None:
-            self.log("outer", float(self.trainer.datamodule.iteration), prog_bar=True, logger=False, batch_size=batch_size)
+            self.log(
+                "outer", float(self.trainer.datamodule.iteration), prog_bar=True, logger=False, batch_size=batch_size
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -158,7 +160,9 @@ class LocalizationModule(L.LightningModule):
         targets = torch.as_tensor(datamodule.index.class_targets(datamodule.index.train_ids))
         labels = datamodule.labels
         known = (targets >= 0) & (labels >= 0)
-        confusion = contingency_matrix(labels[known], targets[known], datamodule.num_clusters, datamodule.index.num_classes)
+        confusion = contingency_matrix(
+            labels[known], targets[known], datamodule.num_clusters, datamodule.index.num_classes
+        )
         return hungarian_mapping(confusion) if self.class_mapping == "hungarian" else majority_mapping(confusion)
 
     def localization_map(self, output: LocalizationOutput) -> Tensor:
@@ -185,7 +189,9 @@ class LocalizationModule(L.LightningModule):
         )
         return rows.numpy()
 
-    def detect_videos(self, datamodule: Any, videos: Iterable[dict[str, Any]], model: nn.Module | None = None) -> dict[int, np.ndarray]:
+    def detect_videos(
+        self, datamodule: Any, videos: Iterable[dict[str, Any]], model: nn.Module | None = None
+    ) -> dict[int, np.ndarray]:
         """Detections of these test videos by video index (a manual pass, usable inside ``fit``)."""
         mapping = self.cluster_to_class(datamodule)
         return {int(b["video_index"][0]): self.detect(b, mapping, model) for b in videos}
@@ -212,7 +218,11 @@ class LocalizationModule(L.LightningModule):
         metrics = test_metrics(result)
         self.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
         if self.trainer.is_global_zero:
-            write_summary(self.trainer.default_root_dir, datamodule.history, test={**result.as_dict(), "per_class": result.per_class()})
+            write_summary(
+                self.trainer.default_root_dir,
+                datamodule.history,
+                test={**result.as_dict(), "per_class": result.per_class()},
+            )
             columns, rows = per_class_ap_rows(result.per_class())
             log_table(self.trainer, "test/per_class_AP", columns, rows)
 
@@ -295,7 +305,9 @@ class CoLAModule(LocalizationModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         output = self.training_model(batch["features"])
-        loss, parts = self.model.loss(output, batch["targets"], lambda_ctr=self.lambda_ctr, temperature=self.temperature)
+        loss, parts = self.model.loss(
+            output, batch["targets"], lambda_ctr=self.lambda_ctr, temperature=self.temperature
+        )
         self.log_progress(loss, parts, len(batch["targets"]))
         return loss
 
@@ -332,7 +344,13 @@ class EMATeacher(AveragedModel):
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
-        pairs = list(zip([*self.module.parameters(), *self.module.buffers()], [*model.parameters(), *model.buffers()]))
+        pairs = list(
+            zip(
+                [*self.module.parameters(), *self.module.buffers()],
+                [*model.parameters(), *model.buffers()],
+                strict=True,
+            )
+        )
         floating = [(t, s) for t, s in pairs if t.is_floating_point()]
         for t, s in pairs:
             if not t.is_floating_point():
@@ -392,14 +410,28 @@ class IOCNetModule(LocalizationModule):
         super().__init__(**inference)
         self.save_hyperparameters()
         self.model_args = dict(
-            num_classes=num_classes, feature_dim=feature_dim, rgb_dim=self.rgb_dim, hidden_dim=hidden_dim,
-            h_beta=h_beta, top_l_divisor=top_l_divisor, dropout=dropout,
+            num_classes=num_classes,
+            feature_dim=feature_dim,
+            rgb_dim=self.rgb_dim,
+            hidden_dim=hidden_dim,
+            h_beta=h_beta,
+            top_l_divisor=top_l_divisor,
+            dropout=dropout,
         )
         self.model = self._build_model()
         self.teacher = EMATeacher(self.model, ema_decay) if use_co else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
-        self.loss_weights = dict(q=asl_q, mu1=ci_mu1, mu2=ci_mu2, lambda1=lambda_c, lambda2=lambda_co, use_ci=use_ci, use_c=use_c, use_co=use_co)
+        self.loss_weights = dict(
+            q=asl_q,
+            mu1=ci_mu1,
+            mu2=ci_mu2,
+            lambda1=lambda_c,
+            lambda2=lambda_co,
+            use_ci=use_ci,
+            use_c=use_c,
+            use_co=use_co,
+        )
         self.shift_channels = min(shift_channels, feature_dim)
 
     @property

@@ -94,6 +94,16 @@ def rank_within_clusters(distance: Tensor, labels: Tensor) -> Tensor:
     return rank
 
 
+def _list_slot(keys: Tensor, key_slot: Tensor, n: int, owner: Tensor, member: Tensor) -> Tensor:
+    """member's slot in owner's list (broadcast), _BIG where it is not there.
+
+    ``keys`` are the sorted ``owner * n + member`` of all list entries, ``key_slot`` their slots.
+    """
+    key = owner * n + member
+    at = torch.searchsorted(keys, key).clamp_(max=keys.numel() - 1)
+    return torch.where(keys[at] == key, key_slot[at], _BIG)
+
+
 def _nearest(values: Tensor, m: int, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per row of ``values`` (R, C), k < m <= C (or k <= m = C): m smallest entries (any of those tied
     at the m-th value) as (columns ascending, their values), and the k smallest in (value, column)
@@ -204,12 +214,6 @@ class _Graph:
         keys, order = (torch.arange(n, device=dev)[:, None] * n + lists).view(-1).sort()
         key_slot = order % lv
 
-        def slot(owner: Tensor, member: Tensor) -> Tensor:
-            """member's slot in owner's list (broadcast), _BIG where it is not there."""
-            key = owner * n + member
-            at = torch.searchsorted(keys, key).clamp_(max=keys.numel() - 1)
-            return torch.where(keys[at] == key, key_slot[at], _BIG)
-
         self.rev = torch.empty((n, lv), dtype=torch.long, device=dev)  # p's slot in L[L[p, j]]
         self.hop_u = lists[lists[:, :wk], :wh]
         self.hop_code = torch.empty(self.hop_u.shape, dtype=torch.uint8, device=dev)
@@ -221,9 +225,9 @@ class _Graph:
             e = min(n, s + step)
             me = torch.arange(s, e, device=dev)
             hop_u = self.hop_u[s:e]
-            self.rev[s:e] = slot(lists[s:e], me[:, None])
-            hop_rank = slot(me[:, None, None], hop_u)  # u's slot in L[p]
-            hop_rev = slot(hop_u, me[:, None, None])  # p's slot in L[u]
+            self.rev[s:e] = _list_slot(keys, key_slot, n, lists[s:e], me[:, None])
+            hop_rank = _list_slot(keys, key_slot, n, me[:, None, None], hop_u)  # u's slot in L[p]
+            hop_rev = _list_slot(keys, key_slot, n, hop_u, me[:, None, None])  # p's slot in L[u]
             self.hop_code[s:e] = (
                 (hop_rank < n1 - 1).to(torch.uint8) | ((hop_rank == n1 - 1).to(torch.uint8) << 1)
                 | ((hop_rev < n1 - 1).to(torch.uint8) << 2) | ((hop_rev == n1 - 1).to(torch.uint8) << 3)

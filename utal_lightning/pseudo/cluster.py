@@ -12,7 +12,9 @@ from torch import Tensor
 
 
 def kmeans(features: Tensor, num_clusters: int, seed: int, n_init: int = 10) -> tuple[Tensor, Tensor]:
-    """docs/method.md sec. 3.2 k-means (FEEL): Euclidean, ``n_init`` restarts, seeded. Returns (labels (N,), centres (K', D)).
+    """docs/method.md sec. 3.2 k-means (FEEL): Euclidean, ``n_init`` restarts, seeded.
+
+    Returns (labels (N,), centres (K', D)).
 
     ``K' = min(K, N)``: with more clusters than videos every video is its own cluster and the
     remaining cluster ids stay empty. Duplicate points are fine (scikit-learn may warn; silenced).

@@ -137,7 +137,9 @@ def has_pool(features: Tensor, weights: Tensor, lengths: Tensor | None = None) -
     A zero pooled vector stays zero (``normalize``'s epsilon), never NaN.
     """
     if features.dim() != 3 or weights.shape != features.shape[:2]:
-        raise ValueError(f"expected features (B, T, D) and weights (B, T), got {tuple(features.shape)}, {tuple(weights.shape)}")
+        raise ValueError(
+            f"expected features (B, T, D) and weights (B, T), got {tuple(features.shape)}, {tuple(weights.shape)}"
+        )
     valid = valid_mask(weights.shape, lengths, features.device)
     zero = torch.zeros((), dtype=features.dtype, device=features.device)
     w = torch.where(valid, weights.to(features.dtype), zero)

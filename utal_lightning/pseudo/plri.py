@@ -57,7 +57,11 @@ def plri_confidence(
         dense_free = W.tocsr().astype(np.float64)
         dense_free.setdiag(0)  # "other" members only
         return _confidence_from_sums(
-            lambda onehot: torch.from_numpy(dense_free @ onehot.numpy()), labels.cpu().long(), torch.float32, form, cohesion
+            lambda onehot: torch.from_numpy(dense_free @ onehot.numpy()),
+            labels.cpu().long(),
+            torch.float32,
+            form,
+            cohesion,
         )
     if W.dim() != 2 or W.shape[0] != W.shape[1] or labels.shape != (W.shape[0],):
         raise ValueError(f"expected W (N, N) and labels (N,), got {tuple(W.shape)}, {tuple(labels.shape)}")
@@ -86,7 +90,10 @@ def plri_confidence(
 def _confidence_from_sums(
     cluster_sums, labels: Tensor, out_dtype: torch.dtype, form: str, cohesion: str = "others"
 ) -> Tensor:
-    """Eq. 6-8 from ``cluster_sums(onehot (N, C)) -> (N, C)``: per video, the sum of m_ij over each cluster's members."""
+    """Eq. 6-8 from ``cluster_sums(onehot (N, C)) -> (N, C)``.
+
+    Per video, the sum of m_ij over each cluster's members.
+    """
     num = int(labels.max()) + 1
     onehot = torch.nn.functional.one_hot(labels, num).to(torch.float64)  # (N, C)
     sums = cluster_sums(onehot).to(torch.float64)  # (N, C): sum over cluster c's members (self contributes 0)
@@ -117,7 +124,9 @@ def plri_split(confidence: Tensor, labels: Tensor, delta: float = 0.0) -> Tensor
     member (highest s; ties -> lowest index). NaN confidences count as -inf.
     """
     if confidence.shape != labels.shape or confidence.dim() != 1:
-        raise ValueError(f"expected confidence (N,) and labels (N,), got {tuple(confidence.shape)}, {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected confidence (N,) and labels (N,), got {tuple(confidence.shape)}, {tuple(labels.shape)}"
+        )
     n = confidence.numel()
     if n == 0:
         return torch.zeros(0, dtype=torch.bool, device=confidence.device)

@@ -9,7 +9,9 @@ import torch
 from torch import Tensor
 
 
-def iis_beta(iteration: int, max_iterations: int, schedule: str = "variable", mu: float | str | Fraction = 1.05) -> Fraction:
+def iis_beta(
+    iteration: int, max_iterations: int, schedule: str = "variable", mu: float | str | Fraction = 1.05
+) -> Fraction:
     """FEEL Eq. 11-12: the fraction of each cluster selected at ``iteration`` (1-based), as an exact rational.
 
     ``constant``: ``i / I_max`` (Eq. 11); ``variable``: ``(mu^i - 1) / (mu^I_max - 1)`` (Eq. 12) with

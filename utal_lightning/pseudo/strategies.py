@@ -208,7 +208,12 @@ class COPLStrategy(PseudoLabelStrategy):
     def _has(self, output: LocalizationOutput, lengths: Tensor | None) -> Tensor:
         agnostic = output.agnostic_attention if output.agnostic_attention is not None else output.attention
         return has_attention(
-            output.attention, agnostic, self.has_gamma, lengths=lengths, branch=self.has_branch, use_filter=self.has_filter
+            output.attention,
+            agnostic,
+            self.has_gamma,
+            lengths=lengths,
+            branch=self.has_branch,
+            use_filter=self.has_filter,
         )
 
     def epoch_observation(self, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
@@ -224,13 +229,19 @@ class COPLStrategy(PseudoLabelStrategy):
     def video_features(self, output, features, video_index, lengths=None) -> Tensor:
         if output is None:
             return attention_pool(features, lengths=lengths)
-        weights = self.votes[video_index.cpu()].to(features.device) if self.votes is not None else self._has(output, lengths)
+        weights = (
+            self.votes[video_index.cpu()].to(features.device) if self.votes is not None else self._has(output, lengths)
+        )
         return has_pool(features, weights, lengths)
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, affinity = spectral_clustering(
-            video_features, num_clusters, seed=seed, n_init=self.spectral_n_init,
-            affinity=self.spectral_affinity, n_neighbors=self.spectral_neighbors,
+            video_features,
+            num_clusters,
+            seed=seed,
+            n_init=self.spectral_n_init,
+            affinity=self.spectral_affinity,
+            n_neighbors=self.spectral_neighbors,
             eigen_solver=self.spectral_eigen_solver,
         )
         distances = pairwise_distances(video_features) if self.plri_form == "distance" else None
@@ -263,7 +274,9 @@ class GroundTruthLabels(PseudoLabelStrategy):
             raise ValueError("GroundTruthLabels needs the training videos' ground truth")
         main_class, multi_hot = ground_truth
         if multi_hot.shape[1] != num_clusters:
-            raise ValueError(f"weak supervision needs num_clusters == number of classes ({multi_hot.shape[1]}), got {num_clusters}")
+            raise ValueError(
+                f"weak supervision needs num_clusters == number of classes ({multi_hot.shape[1]}), got {num_clusters}"
+            )
         annotated = main_class >= 0
         return PseudoLabels(
             labels=main_class.clamp(min=0), selected=annotated, rank=torch.zeros_like(main_class), targets=multi_hot
