@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from utal_lightning.loop import plots
+from utal_lightning.reporting import plots
 
 HISTORY = [
     {
@@ -178,11 +178,12 @@ def test_plots_module_has_no_lightning_import_at_module_level():
     import subprocess
 
     code = (
-        "import sys, utal_lightning.loop.plots; print('lightning' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+        "import sys, utal_lightning.reporting.plots; "
+        "print('lightning' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
-    importlib.import_module("utal_lightning.loop.plots")
+    importlib.import_module("utal_lightning.reporting.plots")
 
 
 def test_log_figures_to_an_offline_wandb_run(tmp_path, monkeypatch):

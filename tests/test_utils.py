@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from utal_lightning.eval.io import write_detections
-from utal_lightning.loop.summary import write_summary
+from utal_lightning.reporting.summary import write_summary
 from utal_lightning.utils import atomic_write_json, atomic_write_text
 
 

@@ -19,9 +19,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from utal_lightning.data.datamodule import UTALDataModule
+from utal_lightning.distributed import gather_objects
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
-from utal_lightning.loop.distributed import gather_objects
 from utal_lightning.loop.preemption import (
     Interrupted,
     PreemptionCheckpoint,
@@ -32,8 +32,8 @@ from utal_lightning.loop.preemption import (
     slurm_plugins,
 )
 from utal_lightning.loop.refresh import PseudoLabelRefresh
-from utal_lightning.loop.summary import RUN_CONFIG_FILE, SUMMARY_FILE
 from utal_lightning.models.modules import LocalizationModule
+from utal_lightning.reporting.summary import RUN_CONFIG_FILE, SUMMARY_FILE
 from utal_lightning.utils import atomic_write_text
 
 DETECTIONS_FILE = "detections.json"

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from utal_lightning.errors import DatasetError
-from utal_lightning.loop.summary import RUN_CONFIG_FILE, SUMMARY_FILE
+from utal_lightning.reporting.summary import RUN_CONFIG_FILE, SUMMARY_FILE
 from utal_lightning.utils import atomic_write, atomic_write_text
 
 METRICS = {  # column -> how to read it from an iteration record of summary.json

@@ -1,4 +1,6 @@
-"""The outer loop (docs/method.md sec. 2) as a Callback: it decides *when* to relabel; the strategy decides *how*.
+"""The outer loop (docs/method.md sec. 2) as a Callback: it decides *when* to relabel.
+
+The strategy decides *how*; ``reporting/`` records and draws what happened.
 
 One ``fit`` runs every iteration: the Callback labels the videos at the start of a fresh run and
 again when an iteration's epochs are done, hands labels and P to the DataModule (which rebuilds the
@@ -19,14 +21,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
-from utal_lightning.loop import plots
-from utal_lightning.loop.distributed import gather_objects, gather_rows, shard
+from utal_lightning.distributed import gather_objects, gather_rows, shard
 from utal_lightning.loop.preemption import preemption_requested
-from utal_lightning.loop.summary import write_summary
-from utal_lightning.models.modules import test_metrics
 from utal_lightning.pseudo.select import iteration_epochs
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
+from utal_lightning.reporting import iteration as report
+from utal_lightning.reporting import plots
+from utal_lightning.reporting.summary import write_summary
+from utal_lightning.reporting.test_results import log_per_class_table, test_metrics
 
 
 def rng_states() -> dict[str, Any]:
@@ -51,10 +53,6 @@ def set_rng_states(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"  # "-": not tested (loop.test_iterations)
 
 
 class PseudoLabelRefresh(L.Callback):
@@ -143,22 +141,20 @@ class PseudoLabelRefresh(L.Callback):
                 metrics.update(test_metrics(result, prefix=f"test{name}"))
                 datamodule.history[-1][f"test{name}"] = result.as_dict()
                 if name == "" and trainer.is_global_zero:
-                    plots.log_table(
-                        trainer,
-                        "test/per_class_AP",
-                        *plots.per_class_ap_rows(result.per_class()),
-                        step=datamodule.iteration,
-                    )
+                    log_per_class_table(trainer, result, step=datamodule.iteration)
             pl_module.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
-            test = datamodule.history[-1]["test"]
             rank_zero_info(
-                f"outer iteration {datamodule.iteration}/{self.max_iterations} test: mAP@0.5 {test['0.5']:.4f}, "
-                f"average mAP {test['average_mAP']:.4f} ({len(datamodule.index.test_ids)} videos; logged, never used to decide)"
+                report.test_line(
+                    datamodule.history[-1]["test"],
+                    datamodule.iteration,
+                    self.max_iterations,
+                    len(datamodule.index.test_ids),
+                )
             )
             if trainer.is_global_zero:
                 plots.log_figures(
                     trainer,
-                    {"outer/attention": self._attention_figure(datamodule, pl_module)},
+                    {"outer/attention": report.attention_figure(datamodule, pl_module)},
                     step=datamodule.iteration,
                 )
         if trainer.is_global_zero:
@@ -179,7 +175,7 @@ class PseudoLabelRefresh(L.Callback):
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, trainer.datamodule.history)
             if not preemption_requested(trainer):  # a stopped run prints how to resume instead (utal fit)
-                self._print_table(trainer.datamodule.history)
+                rank_zero_info(report.iteration_table(trainer.datamodule.history))
 
     def _iteration_epochs_done(self, trainer: L.Trainer, datamodule: Any, finished: bool) -> tuple[int, int]:
         """(epochs of the current iteration done, epochs it has)."""
@@ -292,36 +288,9 @@ class PseudoLabelRefresh(L.Callback):
         result, epochs, record = trainer.strategy.broadcast(decision, src=0)
         datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
         self.strategy.start_iteration()
-        metrics = {
-            f"cluster/{k}": float(record[k])
-            for k in (
-                "nmi",
-                "ari",
-                "purity",
-                "accuracy",
-                "nmi_selected",
-                "ari_selected",
-                "purity_selected",
-                "accuracy_selected",
-            )
-        }
-        metrics.update(
-            {
-                "select/fraction": record["selected_fraction"],
-                "outer/iteration": float(iteration),
-                "time/pseudolabel_s": record["pseudolabel_seconds"],
-                "time/pool_s": record["pool_seconds"],
-                "time/cluster_s": record["cluster_seconds"],
-            }
-        )
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-        rank_zero_info(
-            f"outer iteration {iteration}/{self.max_iterations}: NMI {record['nmi']:.3f}, |P|/N {record['selected_fraction']:.2f}, "
-            f"accuracy of P {record['accuracy_selected']:.3f}, {epochs} epochs; pseudolabel stage "
-            f"{record['pseudolabel_seconds']:.1f} s (pooling {record['pool_seconds']:.1f} s, clustering + selection "
-            f"{record['cluster_seconds']:.1f} s)"
-        )
+            logger.log_metrics(report.pseudolabel_metrics(record, iteration), step=trainer.global_step)
+        rank_zero_info(report.pseudolabel_line(record, iteration, self.max_iterations))
 
     def _decide(
         self,
@@ -364,103 +333,13 @@ class PseudoLabelRefresh(L.Callback):
             datamodule.batch_size * trainer.world_size,
             self.adaptive_epochs,
         )
-        record = self._record(datamodule, result, iteration, epochs, time.perf_counter() - started)
+        record = report.iteration_record(datamodule, result, iteration, epochs, time.perf_counter() - started)
         record.update(pool_seconds=round(pool_seconds, 3), cluster_seconds=round(cluster_seconds, 3))
-        self._pseudolabel_figures(trainer, datamodule, video_features, result, record, iteration)
+        report.pseudolabel_figures(trainer, datamodule, video_features, result, record, iteration)
         cpu = PseudoLabels(
             *(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets))
         )
         return cpu, epochs, record
-
-    @staticmethod
-    def _record(datamodule: Any, result: Any, iteration: int, epochs: int, seconds: float) -> dict[str, Any]:
-        """Pseudolabel quality against the training ground truth (metrics only)."""
-        targets = datamodule.index.class_targets(datamodule.index.train_ids)
-        k = datamodule.num_clusters
-        everyone = clustering_scores(result.labels, targets, num_clusters=k)
-        selected = result.selected.cpu().numpy()
-        labels = result.labels.cpu()
-        chosen = clustering_scores(labels[selected], targets[selected], num_clusters=k)
-        # accuracy of P and U under the *whole set's* cluster-to-class assignment (comparable numbers)
-        known = targets >= 0
-        correct, in_p = np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
-        if known.any():
-            confusion = contingency_matrix(labels[known], torch.as_tensor(targets[known]), k, int(targets.max()) + 1)
-            mapped = hungarian_mapping(confusion).argmax(1)[labels].numpy()
-            correct, in_p = (mapped == targets)[known], selected[known]
-        return {
-            "iteration": iteration,
-            **{k_: round(v, 6) for k_, v in everyone.items()},
-            "nmi_selected": round(chosen["nmi"], 6),
-            "ari_selected": round(chosen["ari"], 6),
-            "purity_selected": round(chosen["purity"], 6),
-            "accuracy_selected": round(chosen["accuracy"], 6),
-            "accuracy_P": round(float(correct[in_p].mean()), 6) if in_p.any() else None,
-            "accuracy_U": round(float(correct[~in_p].mean()), 6) if (~in_p).any() else None,
-            "selected_fraction": round(float(selected.mean()), 6),
-            "num_selected": int(selected.sum()),
-            "num_unselected": int((~selected).sum()),
-            "epochs": epochs,
-            "pseudolabel_seconds": round(seconds, 3),
-        }
-
-    @staticmethod
-    def _pseudolabel_figures(
-        trainer, datamodule, video_features: Tensor, result: PseudoLabels, record: dict, iteration: int
-    ) -> None:
-        """Rank 0, each iteration: selection curve, cluster-vs-class confusion, 2-D embedding (PNG files; W&B images)."""
-        targets = datamodule.index.class_targets(datamodule.index.train_ids)
-        labels = result.labels.cpu().numpy()
-        correct = None
-        if (targets >= 0).any():
-            k, c = datamodule.num_clusters, datamodule.index.num_classes
-            known = targets >= 0
-            mapping = hungarian_mapping(
-                contingency_matrix(torch.as_tensor(labels[known]), torch.as_tensor(targets[known]), k, c)
-            )
-            correct = mapping.argmax(1).numpy()[labels] == targets
-        history = [*datamodule.history, record]
-        figures = {
-            "outer/selection_curve": plots.selection_curve(history),
-            "outer/confusion": plots.confusion_matrix_figure(
-                labels, targets, datamodule.index.classes, datamodule.num_clusters
-            ),
-            "outer/embedding": plots.embedding_figure(
-                video_features.cpu().numpy(), labels, correct, result.selected.cpu().numpy()
-            ),
-        }
-        plots.log_figures(trainer, figures, step=iteration)
-
-    @staticmethod
-    def _attention_figure(datamodule, pl_module, num_videos: int = 3):
-        """Attention (and the top class's CAS) over time against the ground truth and the detections, for a few
-        test videos."""
-        videos = []
-        dataset = datamodule.test_videos()
-        mapping = pl_module.cluster_to_class(datamodule)
-        classes = datamodule.index.classes
-        for i in range(min(num_videos, len(dataset))):
-            batch = dataset[i]
-            rows = pl_module.detect(batch, mapping)
-            output = pl_module.localize(batch["features"])
-            vid = datamodule.index.test_ids[i]
-            annotation = datamodule.index.annotations.get(vid)
-            top = int(output.video_scores[0].argmax())
-            cas = pl_module.localization_map(output)[0, :, top].float().cpu()
-            videos.append(
-                {
-                    "video_id": vid,
-                    "seconds": (
-                        batch["seconds_offset"] + torch.arange(output.attention.shape[1]) * batch["seconds_per_step"]
-                    ).numpy(),
-                    "attention": output.attention[0].float().cpu().numpy(),
-                    "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
-                    "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
-                    "labels": list(annotation.labels) if annotation is not None else [],
-                    "detections": [(float(a), float(b), float(score), classes[int(c)]) for a, b, score, c in rows],
-                }
-            )
-        return plots.attention_figure(videos)
 
     @staticmethod
     def _check_consistency(datamodule: Any, epoch: int) -> None:
@@ -473,15 +352,3 @@ class PseudoLabelRefresh(L.Callback):
                 f"checkpoint state disagrees: it was taken at epoch {epoch}, but its pseudolabels are those of outer "
                 f"iteration {datamodule.iteration} (epochs {start}-{end - 1}); refusing to train on stale pseudolabels"
             )
-
-    @staticmethod
-    def _print_table(history: list[dict[str, Any]]) -> None:
-        header = f"{'iter':>4} {'NMI':>6} {'ARI':>6} {'acc':>6} {'acc(P)':>6} {'|P|/N':>6} {'epochs':>6} {'mAP@0.5':>8} {'mAP avg':>8}"
-        lines = [header]
-        for h in history:
-            test = h.get("test", {})
-            lines.append(
-                f"{h['iteration']:>4} {h['nmi']:>6.3f} {h['ari']:>6.3f} {h['accuracy']:>6.3f} {h['accuracy_selected']:>6.3f} "
-                f"{h['selected_fraction']:>6.2f} {h['epochs']:>6} {_score(test.get('0.5')):>8} {_score(test.get('average_mAP')):>8}"
-            )
-        rank_zero_info("\n".join(lines))

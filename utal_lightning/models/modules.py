@@ -11,27 +11,19 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from utal_lightning.distributed import gather_objects
 from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
 from utal_lightning.eval.detect import detect_with_mapping, detection_map_on_videos
 from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
-from utal_lightning.loop.distributed import gather_objects
-from utal_lightning.loop.plots import log_table, per_class_ap_rows
-from utal_lightning.loop.summary import write_summary
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.cola import CoLA
 from utal_lightning.models.copl_losses import iocnet_loss
 from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.outputs import LocalizationOutput
+from utal_lightning.reporting.test_results import report_final_test, test_metrics
 
 COLA_THUMOS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 0.25, 0.025), 3))
 COLA_ACTIONNESS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.925, 0.025), 3))  # 33 values
-
-
-def test_metrics(result: DetectionMAP, prefix: str = "test") -> dict[str, float]:
-    """Log keys ``test/mAP@0.5`` ... and ``test/mAP_avg``."""
-    metrics = {f"{prefix}/mAP@{t:g}": float(m) for t, m in zip(result.tious, result.mAP, strict=True)}
-    metrics[f"{prefix}/mAP_avg"] = result.average_mAP
-    return metrics
 
 
 class LocalizationModule(L.LightningModule):
@@ -50,7 +42,8 @@ class LocalizationModule(L.LightningModule):
             scored on the unthresholded localization map of every kept class.
         nms_iou: per-class NMS IoU (0.6 CoLA's code, 0.7 FEEL's text).
         upsample_scale: linear upsampling factor before thresholding.
-        class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority" (FEEL/TCAM protocol).
+        class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority"
+            (FEEL/TCAM protocol).
         tious: tIoU thresholds of the test mAP (THUMOS 0.1:0.1:0.7, ActivityNet 0.5:0.05:0.95).
         lr, weight_decay: Adam.
         rgb_dim: width of the RGB channels at the front of the input (linked from the data); used by
@@ -156,7 +149,10 @@ class LocalizationModule(L.LightningModule):
 
     # ------------------------------------------------------------------ inference
     def cluster_to_class(self, datamodule: Any) -> Tensor:
-        """(K, C) evaluation map from the training pseudolabels and the *training* ground truth (docs/method.md sec. 3.5)."""
+        """(K, C) evaluation map from the training pseudolabels and the *training* ground truth.
+
+        docs/method.md sec. 3.5.
+        """
         targets = torch.as_tensor(datamodule.index.class_targets(datamodule.index.train_ids))
         labels = datamodule.labels
         known = (targets >= 0) & (labels >= 0)
@@ -215,16 +211,9 @@ class LocalizationModule(L.LightningModule):
         # Under DDP every rank saw a shard (padded by the sampler): merge by video index, once each.
         merged = {i: rows for part in gather_objects(self.trainer, self._test_detections) for i, rows in part.items()}
         result = self.score_detections(datamodule, merged)
-        metrics = test_metrics(result)
-        self.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
+        self.log_dict(test_metrics(result), sync_dist=True)  # the same on every rank (gathered detections)
         if self.trainer.is_global_zero:
-            write_summary(
-                self.trainer.default_root_dir,
-                datamodule.history,
-                test={**result.as_dict(), "per_class": result.per_class()},
-            )
-            columns, rows = per_class_ap_rows(result.per_class())
-            log_table(self.trainer, "test/per_class_AP", columns, rows)
+            report_final_test(self.trainer, datamodule.history, result)
 
     def on_predict_epoch_start(self) -> None:
         self._mapping = self.cluster_to_class(self.trainer.datamodule)
@@ -365,7 +354,7 @@ class EMATeacher(AveragedModel):
 
 
 class IOCNetModule(LocalizationModule):
-    """IOCNet (docs/method.md sec. 4.2) as a student with an EMA teacher, trained on P (``L_sup``) and on P and U (``L_un``).
+    """IOCNet (docs/method.md sec. 4.2): a student with an EMA teacher, trained on P (``L_sup``) and P + U (``L_un``).
 
     The student sees temporally shifted features, the teacher the originals; the teacher
     (``torch.optim.swa_utils.AveragedModel``, no gradients, updated after every optimizer step, saved
@@ -445,7 +434,10 @@ class IOCNetModule(LocalizationModule):
         return self.model(features)
 
     def localization_map(self, output: LocalizationOutput) -> Tensor:
-        """COPL localizes with the action selection function h_cs (docs/method.md sec. 5); class scores still come from the CAS."""
+        """COPL localizes with the action selection function h_cs (docs/method.md sec. 5).
+
+        Class scores still come from the CAS.
+        """
         return output.h_cs
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -1,0 +1,176 @@
+"""Per outer iteration: the pseudolabel record, its logged metrics and lines, figures, the final table.
+
+The record measures pseudolabels against the *training* ground truth (metrics only: the loop never
+reads them to decide anything); the attention figure draws a few test videos for the logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
+from utal_lightning.reporting import plots
+
+_CLUSTER_KEYS = (
+    "nmi",
+    "ari",
+    "purity",
+    "accuracy",
+    "nmi_selected",
+    "ari_selected",
+    "purity_selected",
+    "accuracy_selected",
+)
+
+
+def _hungarian_correct(labels: Tensor, targets: np.ndarray, num_clusters: int, num_classes: int) -> np.ndarray:
+    """Per video with a known class (``targets >= 0``): whether its cluster maps to it (Hungarian map)."""
+    known = targets >= 0
+    confusion = contingency_matrix(labels[known], torch.as_tensor(targets[known]), num_clusters, num_classes)
+    return (hungarian_mapping(confusion).argmax(1)[labels].numpy() == targets)[known]
+
+
+def iteration_record(datamodule: Any, result: Any, iteration: int, epochs: int, seconds: float) -> dict[str, Any]:
+    """The iteration's record in ``summary.json``: pseudolabel quality against the training ground truth
+    (whole set and P), accuracy of P and U under the whole set's cluster-to-class map, sizes, epochs."""
+    targets = datamodule.index.class_targets(datamodule.index.train_ids)
+    k = datamodule.num_clusters
+    everyone = clustering_scores(result.labels, targets, num_clusters=k)
+    selected = result.selected.cpu().numpy()
+    labels = result.labels.cpu()
+    chosen = clustering_scores(labels[selected], targets[selected], num_clusters=k)
+    correct, in_p = np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
+    known = targets >= 0
+    if known.any():  # one map for P and U: comparable numbers
+        correct, in_p = _hungarian_correct(labels, targets, k, int(targets.max()) + 1), selected[known]
+    return {
+        "iteration": iteration,
+        **{key: round(value, 6) for key, value in everyone.items()},
+        "nmi_selected": round(chosen["nmi"], 6),
+        "ari_selected": round(chosen["ari"], 6),
+        "purity_selected": round(chosen["purity"], 6),
+        "accuracy_selected": round(chosen["accuracy"], 6),
+        "accuracy_P": round(float(correct[in_p].mean()), 6) if in_p.any() else None,
+        "accuracy_U": round(float(correct[~in_p].mean()), 6) if (~in_p).any() else None,
+        "selected_fraction": round(float(selected.mean()), 6),
+        "num_selected": int(selected.sum()),
+        "num_unselected": int((~selected).sum()),
+        "epochs": epochs,
+        "pseudolabel_seconds": round(seconds, 3),
+    }
+
+
+def pseudolabel_metrics(record: dict[str, Any], iteration: int) -> dict[str, float]:
+    """The logged keys of a pseudolabel stage: ``cluster/*``, ``select/fraction``, ``time/*``."""
+    metrics = {f"cluster/{key}": float(record[key]) for key in _CLUSTER_KEYS}
+    metrics.update(
+        {
+            "select/fraction": record["selected_fraction"],
+            "outer/iteration": float(iteration),
+            "time/pseudolabel_s": record["pseudolabel_seconds"],
+            "time/pool_s": record["pool_seconds"],
+            "time/cluster_s": record["cluster_seconds"],
+        }
+    )
+    return metrics
+
+
+def pseudolabel_line(record: dict[str, Any], iteration: int, max_iterations: int) -> str:
+    """One log line per pseudolabel stage."""
+    return (
+        f"outer iteration {iteration}/{max_iterations}: NMI {record['nmi']:.3f}, "
+        f"|P|/N {record['selected_fraction']:.2f}, accuracy of P {record['accuracy_selected']:.3f}, "
+        f"{record['epochs']} epochs; pseudolabel stage {record['pseudolabel_seconds']:.1f} s "
+        f"(pooling {record['pool_seconds']:.1f} s, clustering + selection {record['cluster_seconds']:.1f} s)"
+    )
+
+
+def test_line(test: dict[str, Any], iteration: int, max_iterations: int, num_videos: int) -> str:
+    """One log line per in-loop test pass."""
+    return (
+        f"outer iteration {iteration}/{max_iterations} test: mAP@0.5 {test['0.5']:.4f}, "
+        f"average mAP {test['average_mAP']:.4f} ({num_videos} videos; logged, never used to decide)"
+    )
+
+
+test_line.__test__ = False  # a helper named test_*: not a pytest test
+
+
+def pseudolabel_figures(
+    trainer: Any, datamodule: Any, video_features: Tensor, result: Any, record: dict, iteration: int
+) -> None:
+    """Rank 0, each iteration: selection curve, cluster-vs-class confusion, 2-D embedding (PNG; W&B images)."""
+    targets = datamodule.index.class_targets(datamodule.index.train_ids)
+    labels = result.labels.cpu()
+    correct = None
+    if (targets >= 0).any():
+        correct = np.zeros(len(targets), dtype=bool)
+        correct[targets >= 0] = _hungarian_correct(
+            labels, targets, datamodule.num_clusters, datamodule.index.num_classes
+        )
+    labels = labels.numpy()
+    figures = {
+        "outer/selection_curve": plots.selection_curve([*datamodule.history, record]),
+        "outer/confusion": plots.confusion_matrix_figure(
+            labels, targets, datamodule.index.classes, datamodule.num_clusters
+        ),
+        "outer/embedding": plots.embedding_figure(
+            video_features.cpu().numpy(), labels, correct, result.selected.cpu().numpy()
+        ),
+    }
+    plots.log_figures(trainer, figures, step=iteration)
+
+
+def attention_figure(datamodule: Any, pl_module: Any, num_videos: int = 3) -> Figure:
+    """Attention (and the top class's CAS) over time against the ground truth and the detections, for a few
+    test videos."""
+    videos = []
+    dataset = datamodule.test_videos()
+    mapping = pl_module.cluster_to_class(datamodule)
+    classes = datamodule.index.classes
+    for i in range(min(num_videos, len(dataset))):
+        batch = dataset[i]
+        rows = pl_module.detect(batch, mapping)
+        output = pl_module.localize(batch["features"])
+        vid = datamodule.index.test_ids[i]
+        annotation = datamodule.index.annotations.get(vid)
+        top = int(output.video_scores[0].argmax())
+        cas = pl_module.localization_map(output)[0, :, top].float().cpu()
+        steps = torch.arange(output.attention.shape[1])
+        videos.append(
+            {
+                "video_id": vid,
+                "seconds": (batch["seconds_offset"] + steps * batch["seconds_per_step"]).numpy(),
+                "attention": output.attention[0].float().cpu().numpy(),
+                "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
+                "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
+                "labels": list(annotation.labels) if annotation is not None else [],
+                "detections": [(float(a), float(b), float(score), classes[int(c)]) for a, b, score, c in rows],
+            }
+        )
+    return plots.attention_figure(videos)
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"  # "-": not tested (loop.test_iterations)
+
+
+def iteration_table(history: list[dict[str, Any]]) -> str:
+    """The table printed at the end of a fit: one row per outer iteration."""
+    lines = [
+        f"{'iter':>4} {'NMI':>6} {'ARI':>6} {'acc':>6} {'acc(P)':>6} {'|P|/N':>6} {'epochs':>6} "
+        f"{'mAP@0.5':>8} {'mAP avg':>8}"
+    ]
+    for h in history:
+        test = h.get("test", {})
+        lines.append(
+            f"{h['iteration']:>4} {h['nmi']:>6.3f} {h['ari']:>6.3f} {h['accuracy']:>6.3f} "
+            f"{h['accuracy_selected']:>6.3f} {h['selected_fraction']:>6.2f} {h['epochs']:>6} "
+            f"{_score(test.get('0.5')):>8} {_score(test.get('average_mAP')):>8}"
+        )
+    return "\n".join(lines)
