@@ -1,0 +1,79 @@
+"""The layers of the package: the maths never imports Lightning or the loop; nothing below the loop imports it.
+
+Read from the source (every ``import`` statement, at any depth), so an import hidden inside a
+function counts too.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "utal_lightning"
+GLUE = {"data/datamodule.py", "models/modules.py"}  # the LightningDataModule and the LightningModules
+MATHS = sorted(
+    str(p.relative_to(PACKAGE))
+    for folder in ("data", "eval", "pseudo", "models")
+    for p in (PACKAGE / folder).rglob("*.py")
+    if str(p.relative_to(PACKAGE)) not in GLUE
+)
+BELOW_THE_LOOP = sorted(
+    [*MATHS, *GLUE, *(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "reporting").rglob("*.py")), "distributed.py"]
+)
+
+
+def imported_modules(path: Path, package: str | None = None) -> set[str]:
+    """Every module an ``import`` / ``from ... import`` in ``path`` names (relative imports resolved
+    against ``package``, by default the one ``path`` is in)."""
+    names = set()
+    if package is None:
+        package = ".".join(("utal_lightning", *path.relative_to(PACKAGE).parent.parts))
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _offending(names: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(n == f or n.startswith(f + ".") for f in forbidden))
+
+
+def test_the_layer_lists_are_not_empty():
+    assert len(MATHS) >= 20 and "pseudo/cci.py" in MATHS and "eval/detection_map.py" in MATHS
+    assert "models/cola.py" in MATHS and "models/modules.py" not in MATHS
+
+
+@pytest.mark.parametrize("module", MATHS)
+def test_the_maths_imports_neither_lightning_nor_the_loop(module):
+    forbidden = (
+        "lightning",
+        "pytorch_lightning",
+        "utal_lightning.loop",
+        "utal_lightning.lightning_cli",
+        "utal_lightning.models.modules",
+        "utal_lightning.data.datamodule",
+        "utal_lightning.reporting",
+    )
+    assert _offending(imported_modules(PACKAGE / module), forbidden) == []
+
+
+@pytest.mark.parametrize("module", BELOW_THE_LOOP)
+def test_nothing_below_the_loop_imports_it(module):
+    forbidden = ("utal_lightning.loop", "utal_lightning.lightning_cli", "utal_lightning.cli")
+    assert _offending(imported_modules(PACKAGE / module), forbidden) == []
+
+
+def test_the_check_sees_nested_and_relative_imports(tmp_path):
+    # The guard itself must be able to fail: imports inside functions and relative ones are found.
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from lightning.pytorch import Trainer\n\n\nfrom ..loop import refresh\n")
+    names = imported_modules(probe, package="utal_lightning.pseudo")
+    assert _offending(names, ("lightning",)) == ["lightning.pytorch", "lightning.pytorch.Trainer"]
+    assert _offending(names, ("utal_lightning.loop",)) == ["utal_lightning.loop", "utal_lightning.loop.refresh"]
