@@ -172,8 +172,8 @@ class UTALDataModule(L.LightningDataModule):
         pool_batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
-        store_dtype: str = "float32",
-        store_device: str = "auto",
+        store_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        store_device: Literal["auto", "device", "host"] = "auto",
         store_memory_fraction: float = 0.5,
     ) -> None:
         super().__init__()

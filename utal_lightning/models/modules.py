@@ -64,7 +64,7 @@ class LocalizationModule(L.LightningModule):
         actionness_thresholds: Sequence[float] = (),
         nms_iou: float = 0.6,
         upsample_scale: int = 24,
-        class_mapping: str = "hungarian",
+        class_mapping: Literal["hungarian", "majority"] = "hungarian",
         tious: Sequence[float] = tuple(THUMOS_TIOUS.tolist()),
         lr: float = 1e-4,
         weight_decay: float = 5e-4,

@@ -107,7 +107,7 @@ class FEELStrategy(PseudoLabelStrategy):
         cci_k1: int = 20,
         cci_k2: int = 6,
         cci_gamma: float = 0.7,
-        iis_schedule: str = "variable",
+        iis_schedule: Literal["variable", "constant", "none"] = "variable",
         iis_mu: float = 1.05,
         kmeans_n_init: int = 10,
     ) -> None:
@@ -177,16 +177,16 @@ class COPLStrategy(PseudoLabelStrategy):
         self,
         has_gamma: float = 20.0,
         has_alpha: float = 0.9,
-        has_branch: str = "both",
+        has_branch: Literal["both", "cs", "ca"] = "both",
         has_filter: bool = True,
         has_voting: bool = True,
         plri_delta: float = 0.0,
-        plri_form: str = "affinity",
+        plri_form: Literal["affinity", "distance"] = "affinity",
         plri_cohesion: Literal["others", "size"] = "others",
         spectral_n_init: int = 10,
-        spectral_affinity: str = "dense",
+        spectral_affinity: Literal["dense", "knn"] = "dense",
         spectral_neighbors: int = 10,
-        spectral_eigen_solver: str = "auto",
+        spectral_eigen_solver: Literal["auto", "eigh", "arpack"] = "auto",
     ) -> None:
         if spectral_affinity == "knn" and plri_form != "affinity":
             raise ValueError("the sparse knn affinity supports plri_form='affinity' only")
