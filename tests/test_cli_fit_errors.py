@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,19 @@ def test_fit_reports_bad_input_in_one_line(tmp_path, case):
     for fragment in fragments:
         assert fragment in errors[0], (fragment, errors[0])
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained, nothing saved
+
+
+def test_wandb_config_without_wandb_says_which_extra(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    hide_wandb = "import sys; sys.modules['wandb'] = None; from utal_lightning.cli import main; sys.exit(main())"
+    done = subprocess.run(
+        [sys.executable, "-c", hide_wandb, *_fit(root, tmp_path / "run", "--config", str(CONFIGS / "wandb.yaml"))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+    )
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error: ")]
+    assert done.returncode == 2 and len(errors) == 1, done.stdout + done.stderr
+    assert "pip install 'utal-lightning[wandb]'" in errors[0] and "WandbLogger" in errors[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()

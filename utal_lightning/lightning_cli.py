@@ -270,6 +270,7 @@ class UTALCLI(LightningCLI):
         # A logger whose save_dir is null logs into the run directory (configs/wandb.yaml relies on it).
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         for logger in loggers:
+            require_logger_extra(getattr(logger, "class_path", None))
             init_args = getattr(logger, "init_args", None)
             if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
                 init_args.save_dir = trainer.default_root_dir or "."
@@ -327,6 +328,18 @@ def _user_error_in_chain(error: BaseException) -> DatasetError | None:
     return None
 
 
+def require_logger_extra(class_path: str | None) -> None:
+    """A W&B logger needs the ``wandb`` extra: say so in one line before anything is built."""
+    if not class_path or not class_path.endswith("WandbLogger"):
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise DatasetError(
+            f"trainer.logger: {class_path} (configs/wandb.yaml) needs wandb: pip install 'utal-lightning[wandb]'"
+        ) from None
+
+
 def run(argv: Sequence[str] | None) -> None:
     """Run LightningCLI on ``argv`` (None: ``sys.argv``). A config mistake or bad data found while
     the parser builds the classes raises one :class:`DatasetError` (the caller prints one line)."""
@@ -354,6 +367,8 @@ def run(argv: Sequence[str] | None) -> None:
         print(f"error: stopped by {e.signum.name} {where} (rerun the command)", file=sys.stderr)
         raise SystemExit(128 + int(e.signum)) from None
     except ArgumentError as e:
+        if "WandbLogger" in str(e):  # without wandb the parser cannot take the logger's arguments
+            require_logger_extra("lightning.pytorch.loggers.WandbLogger")
         raise DatasetError(condense_parser_error(str(e))) from None
     except Exception as e:
         user_error = _user_error_in_chain(e)
