@@ -97,6 +97,35 @@ def warn_if_oversubscribed(trainer: L.Trainer) -> None:
         )
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_config(name: str) -> Path | None:
+    """The config installed with the package under ``name`` (``thumos_copl``, ``lite/thumos_copl``, with or
+    without ``.yaml``), or None."""
+    relative = Path(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if relative.is_absolute() or ".." in relative.parts:
+        return None
+    path = SHIPPED_CONFIGS / relative
+    return path if path.is_file() else None
+
+
+def with_shipped_configs(argv: list[str]) -> list[str]:
+    """``--config NAME`` for a file that does not exist here but ships with the package -> its path.
+    An existing path always wins, so ``--config configs/thumos_copl.yaml`` works as before."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ("--config", "-c") and i + 1 < len(out):
+            value, prefix, at = out[i + 1], "", i + 1
+        elif arg.startswith("--config="):
+            value, prefix, at = arg.split("=", 1)[1], "--config=", i
+        else:
+            continue
+        if not Path(value).exists() and (shipped := shipped_config(value)) is not None:
+            out[at] = prefix + str(shipped)
+    return out
+
+
 def with_saved_config(argv: list[str]) -> list[str]:
     """``utal test|predict|validate --ckpt_path X`` without ``--config``: the run's saved config first, so data and
     model settings come from the run that wrote X (later flags still override it)."""
@@ -356,7 +385,7 @@ def run(argv: Sequence[str] | None) -> None:
             noisy.addFilter(_DropAdvertisements())
     try:
         given = list(sys.argv[1:] if argv is None else argv)
-        args = with_saved_config(given)
+        args = with_saved_config(with_shipped_configs(given))
         UTALCLI.command_args = given
         with early_signal_handlers("SIGUSR1"):  # until the training loop installs its own: a clean stop
             _run_cli(
