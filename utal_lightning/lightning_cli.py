@@ -110,17 +110,24 @@ def shipped_config(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def option_values(argv: Sequence[str], names: Sequence[str]) -> list[tuple[int, str, str]]:
+    """``(position, prefix, value)`` of each ``NAME VALUE`` or ``NAME=VALUE`` in ``argv`` for NAME in
+    ``names``, in order: ``argv[position] == prefix + value``."""
+    found = []
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                found.append((i + 1, "", argv[i + 1]))
+            elif arg.startswith(name + "="):
+                found.append((i, name + "=", arg[len(name) + 1 :]))
+    return found
+
+
 def with_shipped_configs(argv: list[str]) -> list[str]:
     """``--config NAME`` for a file that does not exist here but ships with the package -> its path.
     An existing path always wins, so ``--config configs/thumos_copl.yaml`` works as before."""
     out = list(argv)
-    for i, arg in enumerate(out):
-        if arg in ("--config", "-c") and i + 1 < len(out):
-            value, prefix, at = out[i + 1], "", i + 1
-        elif arg.startswith("--config="):
-            value, prefix, at = arg.split("=", 1)[1], "--config=", i
-        else:
-            continue
+    for at, prefix, value in option_values(out, ("--config", "-c")):
         if not Path(value).exists() and (shipped := shipped_config(value)) is not None:
             out[at] = prefix + str(shipped)
     return out
@@ -134,8 +141,7 @@ def with_saved_config(argv: list[str]) -> list[str]:
     rest = argv[1:]
     if any(a in ("--config", "-c") or a.startswith("--config=") for a in rest):
         return argv
-    ckpt = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--ckpt_path"), None)
-    ckpt = ckpt or next((a.split("=", 1)[1] for a in rest if a.startswith("--ckpt_path=")), None)
+    ckpt = next((value for _, _, value in option_values(rest, ("--ckpt_path",))), None)
     if ckpt is None:
         return argv
     if not Path(ckpt).is_file():
