@@ -8,7 +8,7 @@ Run from the repository root:  .venv/bin/python benchmarks/bench_cci.py [--n 481
 Data: N L2-normalised random clustered features (K Gaussian means, fixed seed), centres = the means
 of the generating groups (what k-means finds on such data). Times the batched implementation on all
 K centres (float32, the pipeline's dtype, best of ``--repeat``; and float64 once), times the plain per-centre reference
-(``tests/reference_cci.py``, numpy float64) on the first ``--ref-centres`` centres and extrapolates
+(``tests/reference/cci.py``, numpy float64) on the first ``--ref-centres`` centres and extrapolates
 to K (its one-off video-video distance matrix is timed apart and counted once). On those centres it
 compares the reference's distance columns with the batched ones: the largest |difference|, whether
 each centre's re-ranked list (videos sorted by d, ties by index) is identical, and whether the
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from process_memory import current_rss_mib, peak_rss_mib, reset_peak_rss  # noqa: E402
 
-from tests.reference_cci import _sq_distances, reference_cci_centre  # noqa: E402
+from tests.reference.cci import _sq_distances, reference_cci_centre  # noqa: E402
 from utal_lightning.pseudo.cci import cci_refine  # noqa: E402
 
 TOLERANCE = 1e-9

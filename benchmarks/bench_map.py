@@ -17,7 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reference_map import reference_detection_map  # noqa: E402
+from tests.reference.detection_map import reference_detection_map  # noqa: E402
 from utal_lightning.eval.detection_map import ANET_TIOUS, detection_map  # noqa: E402
 
 TOLERANCE = 1e-9

@@ -11,7 +11,7 @@ short runs of an untrained model) turned into a softmax CAS; the actionness is a
 
 Prints the fast times (best of ``--repeats``) of ``detect_video`` (proposals), of the block-wise NMS
 and of ``nms`` on the same rows, and of ``detect_with_mapping`` (everything); the reference time
-(``tests.reference_proposals.reference_detect_video`` + the mapping + ``nms``, one run); their ratio
+(``tests.reference.proposals.reference_detect_video`` + the mapping + ``nms``, one run); their ratio
 and the largest |difference| of the detections; exits 1 if that exceeds 1e-9 or the shapes differ.
 """
 
@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reference_proposals import reference_detect_video  # noqa: E402
+from tests.reference.proposals import reference_detect_video  # noqa: E402
 from utal_lightning.eval.detect import _nms_by_label, detect_with_mapping  # noqa: E402
 from utal_lightning.eval.nms import nms  # noqa: E402
 from utal_lightning.eval.proposals import detect_video, select_classes  # noqa: E402

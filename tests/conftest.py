@@ -16,6 +16,14 @@ def small(tmp_path_factory):
     return write_synthetic_dataset("small", tmp_path_factory.mktemp("data") / "small", seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The `tiny` synthetic preset (seed 0): for runs that only need the loop to go round."""
+    from utal_lightning.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset("tiny", tmp_path_factory.mktemp("data") / "tiny", seed=0)
+
+
 @pytest.fixture()
 def one_thread():
     """For tests of tiny tensors: intra-op threads only add contention on a shared, loaded CPU."""

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.reference_map import reference_detection_map
+from tests.reference.detection_map import reference_detection_map
 from utal_lightning.cli import main
 
 

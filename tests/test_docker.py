@@ -4,16 +4,16 @@ import fnmatch
 import json
 import re
 import shlex
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO
+
 LIGHTNING_COMMANDS = {"fit", "validate", "test", "predict"}
 TOOL_COMMANDS = {"synth", "check", "evaluate", "baseline"}
 
 
 def _instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
-    text = (ROOT / "Dockerfile").read_text()
+    text = (REPO / "Dockerfile").read_text()
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n", " ", "\n".join(lines))
     out = []
@@ -25,7 +25,7 @@ def _instructions() -> list[tuple[str, str]]:
 
 
 def _ignore_patterns() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    lines = (REPO / ".dockerignore").read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -47,7 +47,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def _readme_docker_commands() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     section = text.split("### Docker", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
     commands = []
@@ -68,7 +68,7 @@ def test_dockerfile_installs_the_package_and_runs_utal():
     # exec-form ENTRYPOINT: the container *is* the utal command
     entrypoint = json.loads(next(arg for k, arg in instructions if k == "ENTRYPOINT"))
     assert entrypoint == ["utal"]
-    pyproject = (ROOT / "pyproject.toml").read_text()
+    pyproject = (REPO / "pyproject.toml").read_text()
     assert re.search(r'^\[project\.scripts\]\s*\nutal = "utal_lightning\.cli:main"', pyproject, flags=re.M)
     copies = [arg.split() for k, arg in instructions if k == "COPY"]
     copied = {src for args in copies for src in args[:-1]}
@@ -98,7 +98,7 @@ def test_dockerignore_excludes_local_state_but_not_what_the_image_copies():
     ):
         assert _ignored(path, patterns), path
     copied = ["pyproject.toml", "README.md", "configs/thumos_copl.yaml", "configs/ablations/weak.yaml"]
-    copied += [p.relative_to(ROOT).as_posix() for p in (ROOT / "utal_lightning").rglob("*.py")]
+    copied += [p.relative_to(REPO).as_posix() for p in (REPO / "utal_lightning").rglob("*.py")]
     assert "utal_lightning/data/datamodule.py" in copied
     for path in copied:
         assert not _ignored(path, patterns), path
@@ -111,7 +111,7 @@ def test_readme_docker_commands_match_the_dockerfile():
     assert builds and run_commands
     assert builds[0] == ["docker", "build", "-t", "utal-lightning", "."]
     tag = builds[0][3]
-    assert (ROOT / "Dockerfile").is_file()  # `.` is the repository root
+    assert (REPO / "Dockerfile").is_file()  # `.` is the repository root
     workdir = [arg for k, arg in _instructions() if k == "WORKDIR"][-1]
     for command in run_commands:
         args = command[2:]
@@ -134,4 +134,4 @@ def test_readme_docker_commands_match_the_dockerfile():
         assert utal_args[0] in LIGHTNING_COMMANDS | TOOL_COMMANDS
         configs = [utal_args[j + 1] for j, a in enumerate(utal_args) if a == "--config"]
         for config in configs:  # relative to WORKDIR, where configs/ is copied
-            assert not config.startswith("/") and (ROOT / config).is_file(), config
+            assert not config.startswith("/") and (REPO / config).is_file(), config

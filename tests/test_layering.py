@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "utal_lightning"
+from tests.helpers.paths import REPO
+
+PACKAGE = REPO / "utal_lightning"
 GLUE = {"data/datamodule.py", "models/modules.py"}  # the LightningDataModule and the LightningModules
 MATHS = sorted(
     str(p.relative_to(PACKAGE))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = [ROOT / "slurm" / "single_node.sbatch", ROOT / "slurm" / "multi_node.sbatch"]
+from tests.helpers.paths import REPO
+
+SCRIPTS = [REPO / "slurm" / "single_node.sbatch", REPO / "slurm" / "multi_node.sbatch"]
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")
 
@@ -74,7 +75,7 @@ def _submit(script, tmp_path, **env):
     stub.chmod(0o755)
     repo = tmp_path / "repo"
     (repo / "configs").mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "configs" / "wandb.yaml", repo / "configs" / "wandb.yaml")
+    shutil.copy(REPO / "configs" / "wandb.yaml", repo / "configs" / "wandb.yaml")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "WANDB_"))}
     base.update(
         PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(repo), VENV=str(tmp_path / "no-venv")

@@ -1,0 +1,165 @@
+"""Reproducible on many ranks (issue 12, items 1-4): the DataModule's own seeded sharding, a training loader
+that resumes mid-epoch with the same samples, RNG states per rank, EMA per optimizer step, and a
+preemption check that is not a collective on every step."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.helpers.datasets import write_dataset
+from tests.helpers.fit import run_utal, short_copl_args, signal_at_step
+from utal_lightning.data.datamodule import UTALDataModule
+from utal_lightning.loop.preemption import PreemptionCheckpoint
+
+T = 6
+
+
+def _trainer(rank: int, world_size: int, epoch: int = 0, completed: int = 0) -> SimpleNamespace:
+    progress = SimpleNamespace(current=SimpleNamespace(completed=completed))
+    return SimpleNamespace(
+        global_rank=rank,
+        world_size=world_size,
+        current_epoch=epoch,
+        lightning_module=SimpleNamespace(uses_unlabeled=True),
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
+    )
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    videos = {f"video_validation_{i}": ("train", 5 + i, None) for i in range(11)}
+    videos["video_test_1"] = ("test", 12, [{"segment": [1.0, 5.0], "label": "Walk"}])
+    return write_dataset(tmp_path / "data", videos=videos)
+
+
+def _datamodule(root: Path, seed: int = 3) -> UTALDataModule:
+    dm = UTALDataModule(root, num_segments=T, batch_size=2, seed=seed)
+    dm.setup("fit")
+    n = len(dm.index.train_ids)
+    dm.set_pseudolabels(torch.arange(n) % 3, torch.ones(n, dtype=torch.bool), epochs=1, record={})
+    return dm
+
+
+def _epoch(dm: UTALDataModule, trainer: SimpleNamespace) -> list[dict]:
+    dm.trainer = trainer
+    return list(dm.train_dataloader())
+
+
+def test_ranks_take_disjoint_shards_of_one_seeded_order_with_their_own_samples(dataset):
+    dm = _datamodule(dataset)
+    single = [b["video_index"] for b in _epoch(dm, _trainer(0, 1))]
+    order = torch.cat(single)
+    shards = [_epoch(dm, _trainer(r, 2)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1])  # every rank the same number of batches (DDP needs it)
+    videos = [torch.cat([b["video_index"] for b in shard]) for shard in shards]
+    # 11 videos on 2 ranks: the one order, strided, padded by its first video (as DistributedSampler)
+    padded = torch.cat([order, order[:1]])
+    assert torch.equal(videos[0], padded[0::2]) and torch.equal(videos[1], padded[1::2])
+    # each rank draws its own temporal samples; rank 0's are the single process's
+    assert torch.equal(shards[0][0]["uniform"], _epoch(dm, _trainer(0, 1))[0]["uniform"])
+    assert not torch.equal(shards[0][0]["uniform"], shards[1][0]["uniform"])
+    # the same again for the same (seed, iteration, epoch); another epoch or data seed: another order
+    assert torch.equal(torch.cat([b["video_index"] for b in _epoch(dm, _trainer(1, 2))]), videos[1])
+    assert not torch.equal(torch.cat([b["video_index"] for b in _epoch(dm, _trainer(0, 1, epoch=1))]), order)
+    other = _datamodule(dataset, seed=4)
+    assert not torch.equal(torch.cat([b["video_index"] for b in _epoch(other, _trainer(0, 1))]), order)
+
+
+def test_a_resumed_epoch_goes_on_at_the_batch_it_stopped_at(dataset):
+    dm = _datamodule(dataset)
+    full = _epoch(dm, _trainer(0, 1))
+    # a checkpoint taken after 2 trained batches (the fit loop's count, not the iterator's)
+    dm.trainer = _trainer(0, 1, completed=2)
+    state = dm.train_dataloader().state_dict()
+    assert state["consumed"] == 2
+    resumed = dm.train_dataloader()
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(rest) == len(full) - 2
+    for a, b in zip(rest, full[2:], strict=True):
+        assert torch.equal(a["video_index"], b["video_index"]) and torch.equal(a["uniform"], b["uniform"])
+    assert len(list(resumed)) == len(full)  # the next pass is a whole epoch again
+    # a state of another epoch does not skip anything
+    other = dm.train_dataloader()
+    other.load_state_dict({**state, "key": [1, 7, 1]})
+    assert len(list(other)) == len(full)
+
+
+def test_the_preemption_flag_is_a_collective_every_n_steps_only_under_ddp():
+    calls = []
+
+    def trainer(world_size):
+        strategy = SimpleNamespace(reduce_boolean_decision=lambda flag, all: calls.append(flag) or flag)
+        return SimpleNamespace(world_size=world_size, strategy=strategy, accumulate_grad_batches=1)
+
+    callback = PreemptionCheckpoint(check_every_n_steps=4)
+    callback.on_train_epoch_start(trainer(2), None)
+    for batch_idx in range(10):
+        callback.on_train_batch_start(trainer(2), None, None, batch_idx)
+    assert len(calls) == 1 + 3  # epoch start, batches 0, 4, 8
+    calls.clear()
+    for batch_idx in range(10):
+        callback.on_train_batch_start(trainer(1), None, None, batch_idx)
+    assert len(calls) == 10  # one process: no collective, every batch
+    with pytest.raises(ValueError, match="check_every_n_steps"):
+        PreemptionCheckpoint(check_every_n_steps=0)
+
+
+def _strip(summary: dict) -> list[dict]:
+    return [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in summary["iterations"]]
+
+
+@pytest.mark.slow
+def test_a_mid_epoch_stop_and_resume_equals_the_uninterruptedrun_utal(tiny, tmp_path):
+    """SIGUSR1 in the middle of an epoch (tiny: 2 batches per epoch; signalled after step 5, i.e. inside
+    epoch 2), then `utal fit --ckpt_path hpc_ckpt_1.ckpt`: the same summary and the same weights, exactly."""
+    full = run_utal(short_copl_args(tiny, tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-3000:]
+    stopped = run_utal(short_copl_args(tiny, tmp_path / "stopped", signal_at_step(signal.SIGUSR1)))
+    assert stopped.returncode == 138, stopped.stderr[-3000:]
+    hpc = torch.load(tmp_path / "stopped" / "hpc_ckpt_1.ckpt", weights_only=True)
+    assert hpc["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == 1  # mid-epoch
+    resumed = run_utal(
+        short_copl_args(tiny, tmp_path / "stopped", "--ckpt_path", str(tmp_path / "stopped" / "hpc_ckpt_1.ckpt"))
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("full", "stopped")]
+    assert _strip(summaries[0]) == _strip(summaries[1])
+    weights = [
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True) for run in ("full", "stopped")
+    ]
+    assert weights[0]["global_step"] == weights[1]["global_step"]
+    for name, tensor in weights[0]["state_dict"].items():
+        assert torch.equal(tensor, weights[1]["state_dict"][name]), name
+
+
+@pytest.mark.slow
+def test_the_ema_teacher_follows_optimizer_steps(tiny, tmp_path):
+    done = run_utal(short_copl_args(tiny, tmp_path / "run", "--trainer.accumulate_grad_batches=2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    # 2 batches per epoch, accumulated: one optimizer step per epoch, one teacher update per step
+    assert last["global_step"] == 2 * 4
+    assert int(last["state_dict"]["teacher.n_averaged"]) == last["global_step"]
+
+
+def test_more_cpu_processes_than_cores_is_a_warning(monkeypatch):
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    from utal_lightning import lightning_cli
+
+    monkeypatch.setattr(lightning_cli, "usable_cores", lambda: 2)
+    with pytest.warns(UserWarning, match="3 training processes on 2 CPU cores"):
+        lightning_cli.warn_if_oversubscribed(SimpleNamespace(accelerator=CPUAccelerator(), num_devices=3))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lightning_cli.warn_if_oversubscribed(SimpleNamespace(accelerator=CPUAccelerator(), num_devices=2))

@@ -1,0 +1,79 @@
+"""Run `utal fit` from a test: in this process (returning summary.json) or as a subprocess of this
+interpreter (returning the finished process), on a shipped config and a synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.paths import CONFIGS, REPO
+from utal_lightning.cli import main
+
+SIGNAL_STEP = 5  # where `signal_at_step` signals (tiny: 24 videos, batches of 16 -> 2 batches per epoch)
+
+
+def fit(config: str, data: Path, root: Path, *extra: str) -> dict:
+    """`utal fit --config configs/<config>` on ``data`` into ``root``, in this process; its summary.json."""
+    main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / config),
+            "--data.init_args.root",
+            str(data),
+            "--trainer.default_root_dir",
+            str(root),
+            "--trainer.enable_progress_bar=false",
+            *extra,
+        ]
+    )
+    return json.loads((root / "summary.json").read_text())
+
+
+def short_copl_args(data: Path, run: Path, *extra: str) -> list[str]:
+    """The arguments of a short COPL fit (2 iterations x 4 epochs, no test evaluation)."""
+    return [
+        "fit",
+        "--config",
+        str(CONFIGS / "synthetic_copl.yaml"),
+        "--data.init_args.root",
+        str(data),
+        "--trainer.default_root_dir",
+        str(run),
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=4",
+        "--loop.test_iterations=none",
+        "--trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def environment_outside_slurm() -> dict[str, str]:
+    """This process's environment without SLURM_* (Lightning would take the job for a SLURM one), with the
+    repository on PYTHONPATH so the test Callbacks resolve by class path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+def run_utal(args: list[str], prelude: str = "", timeout: float = 600) -> subprocess.CompletedProcess:
+    """`utal <args>` as a subprocess of this interpreter, after the Python code ``prelude`` (a patch, say)."""
+    code = f"import sys\n{prelude}\nfrom utal_lightning.cli import main\nsys.exit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=environment_outside_slurm(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def signal_at_step(signum: int, step: int = SIGNAL_STEP) -> str:
+    """The argument that adds a Callback sending this process ``signum`` after training step ``step``."""
+    return "--trainer.callbacks+=" + json.dumps(
+        {"class_path": "tests.helpers.callbacks.SignalAtStep", "init_args": {"step": step, "signum": signum}}
+    )

@@ -1,0 +1,1 @@
+"""Tests of utal_lightning.loop: the refresh Callback and preemption."""

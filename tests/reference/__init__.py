@@ -1,0 +1,1 @@
+"""Slow, obvious reference implementations the package's maths is compared against."""

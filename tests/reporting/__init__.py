@@ -1,0 +1,1 @@
+"""Tests of utal_lightning.reporting: summary.json, tables and figures."""
