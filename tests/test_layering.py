@@ -79,3 +79,26 @@ def test_the_check_sees_nested_and_relative_imports(tmp_path):
     names = imported_modules(probe, package="utal_lightning.pseudo")
     assert _offending(names, ("lightning",)) == ["lightning.pytorch", "lightning.pytorch.Trainer"]
     assert _offending(names, ("utal_lightning.loop",)) == ["utal_lightning.loop", "utal_lightning.loop.refresh"]
+
+
+TESTS = REPO / "tests"
+SHARED = ("helpers", "reference")  # what test modules may import of tests/
+
+
+def _imports_of_other_tests(path: Path) -> list[str]:
+    return sorted(
+        n for n in imported_modules(path, package="tests") if n.startswith("tests.") and n.split(".")[1] not in SHARED
+    )
+
+
+@pytest.mark.parametrize("module", sorted(str(p.relative_to(TESTS)) for p in TESTS.rglob("*.py")))
+def test_tests_share_helpers_not_each_other(module):
+    """Test modules import what they share from tests.helpers or tests.reference, never from another test
+    module (moving or deleting one test file must not break another)."""
+    assert _imports_of_other_tests(TESTS / module) == []
+
+
+def test_the_tests_check_can_fail(tmp_path):
+    probe = tmp_path / "test_probe.py"
+    probe.write_text("from tests.helpers.fit import fit\nfrom tests.e2e.test_feel_loop import feel_run\n")
+    assert _imports_of_other_tests(probe) == ["tests.e2e.test_feel_loop", "tests.e2e.test_feel_loop.feel_run"]

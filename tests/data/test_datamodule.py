@@ -1,0 +1,202 @@
+"""UTALDataModule on its own (no Trainer): the pseudolabel state, its checkpointed form, and the loaders it
+builds from it (what an epoch trains on, which features a batch carries, the pooling grid, the test videos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers.datasets import CLASSES, features, write_dataset
+from utal_lightning.data.datamodule import UTALDataModule
+from utal_lightning.errors import DatasetError
+
+T = 6
+LENGTHS = [3, 5, 6, 8, 9, 12, 14, 20]  # shorter than, equal to and longer than T
+VIDEOS = {f"video_validation_{i}": ("train", length, None) for i, length in enumerate(LENGTHS)}
+VIDEOS["video_test_1"] = ("test", 4, [{"segment": [0.0, 1.28], "label": "Walk"}])
+VIDEOS["video_test_2"] = ("test", 11, [{"segment": [1.0, 5.0], "label": "Swim"}])
+
+
+@pytest.fixture()
+def root(tmp_path) -> Path:
+    return write_dataset(tmp_path / "data", videos=VIDEOS)
+
+
+def _datamodule(root: Path, **kwargs) -> UTALDataModule:
+    dm = UTALDataModule(root, num_segments=T, batch_size=3, **kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def _video_features(vid: str) -> np.ndarray:
+    """(L, D) rows the store must serve for ``vid``: rgb then flow channels."""
+    split, length, _ = VIDEOS[vid]
+    return np.concatenate([features(vid, length, 4, "rgb"), features(vid, length, 3, "flow")], axis=1)
+
+
+def _label(dm: UTALDataModule, selected: list[int], epochs: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(dm.index.train_ids)
+    labels = torch.arange(n) % dm.num_clusters
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[selected] = True
+    dm.set_pseudolabels(labels, mask, epochs=epochs, record={"iteration": dm.iteration + 1})
+    return labels, mask
+
+
+def _trainer(epoch: int = 0, uses_unlabeled: bool = False) -> SimpleNamespace:
+    """What the DataModule reads of a Trainer on one CPU process."""
+    return SimpleNamespace(
+        global_rank=0,
+        world_size=1,
+        current_epoch=epoch,
+        lightning_module=SimpleNamespace(uses_unlabeled=uses_unlabeled),
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=SimpleNamespace(completed=0)))),
+    )
+
+
+def _epoch(dm: UTALDataModule, **trainer) -> list[dict]:
+    dm.trainer = _trainer(**trainer)
+    return [dm.on_after_batch_transfer(batch, 0) for batch in dm.train_dataloader()]
+
+
+def test_reads_the_dataset_at_construction(root):
+    dm = UTALDataModule(root, num_segments=T)
+    assert dm.index.train_ids == [f"video_validation_{i}" for i in range(len(LENGTHS))]
+    assert dm.index.test_ids == ["video_test_1", "video_test_2"]
+    assert (dm.feature_dim, dm.rgb_dim) == (7, 4)
+    assert dm.num_clusters == len(CLASSES)  # K defaults to the class list
+    assert UTALDataModule(root, num_clusters=5).num_clusters == 5
+    assert dm.iteration == 0 and dm.epoch_plan == [] and (dm.labels == -1).all() and not dm.selected.any()
+
+
+def test_bad_arguments_and_a_missing_root_are_clear_errors(root, tmp_path):
+    with pytest.raises(ValueError, match="store_memory_fraction"):
+        UTALDataModule(root, store_memory_fraction=0.0)
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DatasetError, match=f"{missing}: dataset root not found.*utal synth"):
+        UTALDataModule(missing)
+
+
+def test_no_training_loader_before_the_first_pseudolabels(root):
+    dm = _datamodule(root)
+    dm.trainer = _trainer()
+    with pytest.raises(RuntimeError, match="no pseudolabels yet"):
+        dm.train_dataloader()
+
+
+def test_each_set_pseudolabels_starts_an_iteration(root):
+    dm = _datamodule(root)
+    _label(dm, [0, 1], epochs=3)
+    _label(dm, [0, 1, 2, 3], epochs=5)
+    assert dm.iteration == 2 and dm.epoch_plan == [3, 5] and dm.iteration_end_epoch == 8
+    assert [h["iteration"] for h in dm.history] == [1, 2]
+    assert dm.selected_indices.tolist() == [0, 1, 2, 3]
+
+
+def test_the_state_round_trips_and_refuses_other_videos(root, tmp_path):
+    dm = _datamodule(root)
+    labels, mask = _label(dm, [1, 4, 6], epochs=4)
+    state = dm.state_dict()
+    labels += 1  # the state is a copy, not a view of the live tensors
+    restored = _datamodule(root)
+    restored.load_state_dict(state)
+    assert torch.equal(restored.labels, torch.arange(len(LENGTHS)) % 3)
+    assert torch.equal(restored.selected, mask)
+    assert (restored.iteration, restored.epoch_plan, restored.history) == (1, [4], [{"iteration": 1}])
+
+    other = dict(VIDEOS)
+    other["video_validation_99"] = ("train", 7, None)
+    elsewhere = _datamodule(write_dataset(tmp_path / "other", videos=other))
+    with pytest.raises(DatasetError, match="training videos differ"):
+        elsewhere.load_state_dict(state)
+
+
+def test_an_epoch_covers_the_selected_set_once_with_one_hot_targets(root):
+    dm = _datamodule(root)
+    labels, _ = _label(dm, [0, 2, 3, 5, 7])
+    batches = _epoch(dm)
+    seen = torch.cat([b["video_index"] for b in batches])
+    assert sorted(seen.tolist()) == [0, 2, 3, 5, 7]
+    assert [len(b["video_index"]) for b in batches] == [3, 2]
+    for b in batches:
+        assert torch.equal(b["targets"], torch.nn.functional.one_hot(labels[b["video_index"]], 3).float())
+        assert b["supervised"].all()
+
+
+def test_models_that_learn_from_u_get_every_video_with_the_p_mask(root):
+    dm = _datamodule(root)
+    _, mask = _label(dm, [1, 6])
+    batches = _epoch(dm, uses_unlabeled=True)
+    seen = torch.cat([b["video_index"] for b in batches])
+    assert sorted(seen.tolist()) == list(range(len(LENGTHS)))
+    for b in batches:
+        assert torch.equal(b["supervised"], mask[b["video_index"]])
+
+
+def test_multi_hot_targets_replace_one_hot_labels(root):
+    dm = _datamodule(root)
+    n = len(LENGTHS)
+    targets = torch.zeros(n, 3)
+    targets[:, 0] = 1.0
+    targets[::2, 2] = 1.0
+    dm.set_pseudolabels(torch.zeros(n, dtype=torch.int64), torch.ones(n, dtype=torch.bool), 1, {}, targets=targets)
+    for b in _epoch(dm):
+        assert torch.equal(b["targets"], targets[b["video_index"]])
+
+
+def test_batches_carry_each_videos_own_snippets_in_temporal_order(root):
+    dm = _datamodule(root)
+    _label(dm, list(range(len(LENGTHS))))
+    for b in _epoch(dm):
+        assert b["features"].shape == (len(b["video_index"]), T, 7)
+        for i, rows in zip(b["video_index"].tolist(), b["features"], strict=True):
+            own = torch.from_numpy(_video_features(dm.index.train_ids[i]))
+            # every sampled row is one of the video's snippets, and positions never go backwards
+            matches = (rows[:, None, :] == own[None, :, :]).all(-1)
+            assert matches.any(1).all(), dm.index.train_ids[i]
+            positions = matches.float().argmax(1)
+            assert (positions[1:] >= positions[:-1]).all()
+
+
+def test_the_order_is_seeded_by_seed_iteration_and_epoch(root):
+    def order(seed: int, epoch: int) -> list[int]:
+        dm = _datamodule(root, seed=seed)
+        _label(dm, list(range(len(LENGTHS))))
+        return torch.cat([b["video_index"] for b in _epoch(dm, epoch=epoch)]).tolist()
+
+    assert order(0, 0) == order(0, 0)
+    orders = {tuple(order(seed, epoch)) for seed in (0, 1) for epoch in (0, 1, 2)}
+    assert len(orders) > 1  # 8! orders: seeds and epochs that all shuffle alike would be a bug
+
+
+def test_pooling_uses_the_fixed_grid_and_zero_pads_short_videos(root):
+    dm = _datamodule(root, pool_batch_size=3)
+    batches = list(dm.pooling_batches())
+    assert [len(b["video_index"]) for b in batches] == [3, 3, 2]
+    for b in batches:
+        for i, length, rows in zip(b["video_index"].tolist(), b["lengths"].tolist(), b["features"], strict=True):
+            own = torch.from_numpy(_video_features(dm.index.train_ids[i]))
+            L = len(own)
+            assert length == min(L, T)
+            # L > T: positions floor(j L / T); else the video's own snippets, then zeros
+            expected = own[[j * L // T for j in range(T)]] if L > T else torch.cat([own, torch.zeros(T - L, 7)])
+            assert torch.equal(rows, expected), dm.index.train_ids[i]
+    shard = list(dm.pooling_batches(torch.tensor([6, 2])))
+    assert shard[0]["video_index"].tolist() == [6, 2]
+
+
+def test_test_videos_one_at_a_time_on_the_test_grid(root):
+    dm = _datamodule(root)
+    videos = list(dm.test_dataloader())
+    assert [int(v["video_index"][0]) for v in videos] == [0, 1]
+    short, long = videos
+    assert torch.equal(short["features"][0], torch.from_numpy(_video_features("video_test_1")))  # L <= T: all of it
+    assert short["features"].shape == (1, 4, 7) and long["features"].shape == (1, T, 7)
+    # 0.64 s per snippet (the CoLA layout): a grid step spans L / T snippets of a long video
+    assert short["seconds_per_step"] == pytest.approx(0.64)
+    assert long["seconds_per_step"] == pytest.approx(0.64 * 11 / T)
