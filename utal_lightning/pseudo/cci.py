@@ -34,7 +34,7 @@ while step 1 runs, plus O(N k1) per centre of a batch):
    support of the centre's query-expanded row: V is gathered on those columns, query-expanded for
    every video, and ``sum_j max = S_c + S_v - sum_j min`` (S = row sums).
 
-Conventions (shared with the reference ``tests/reference_cci.py``): neighbour lists are ordered by
+Conventions (shared with the reference ``tests/reference/cci.py``): neighbour lists are ordered by
 the raw squared distance (the order of the row-normalised d_E row), ties by point index with the
 centre first; ``round(k1/2)`` is Python's ``round`` (half to even, as ``np.around`` in the re-ranking
 code the paper cites; 10 for k1 = 20); the lists top-(k1+1), top-(round(k1/2)+1) and top-k2 are
