@@ -166,13 +166,10 @@ def test_clusters_map_to_classes_by_training_ground_truth():
         assert matrix.shape == (3, 3)
         assert matrix.argmax(1).tolist() == [1, 2, 0], mapping
     # two clusters of one class: the Hungarian map stays one-to-one, the majority map does not
-    crowded = ([0, 0, 1, 1, 2], [1, 1, 1, 1, 0])
-    assert sorted(_cola(class_mapping="hungarian").cluster_to_class(_datamodule(*crowded)).argmax(1).tolist()) == [
-        0,
-        1,
-        2,
-    ]
-    assert _cola(class_mapping="majority").cluster_to_class(_datamodule(*crowded)).argmax(1).tolist()[:2] == [1, 1]
+    crowded = _datamodule([0, 0, 1, 1, 2], [1, 1, 1, 1, 0])
+    one_to_one = _cola(class_mapping="hungarian").cluster_to_class(crowded).argmax(1).tolist()
+    assert sorted(one_to_one) == [0, 1, 2]
+    assert _cola(class_mapping="majority").cluster_to_class(crowded).argmax(1).tolist()[:2] == [1, 1]
 
 
 def test_choices_are_checked_at_construction():
