@@ -117,7 +117,7 @@ def _strip(summary: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_mid_epoch_stop_and_resume_equals_the_uninterruptedrun_utal(tiny, tmp_path):
+def test_a_mid_epoch_stop_and_resume_equals_the_uninterrupted_run(tiny, tmp_path):
     """SIGUSR1 in the middle of an epoch (tiny: 2 batches per epoch; signalled after step 5, i.e. inside
     epoch 2), then `utal fit --ckpt_path hpc_ckpt_1.ckpt`: the same summary and the same weights, exactly."""
     full = run_utal(short_copl_args(tiny, tmp_path / "full"))
