@@ -20,8 +20,8 @@ from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnv
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.helpers.callbacks import SignalAt
+from tests.helpers.fit import fit as fit_config
 from tests.helpers.paths import CONFIGS
-from utal_lightning.cli import main
 from utal_lightning.data.synthetic import write_synthetic_dataset
 from utal_lightning.loop.preemption import (
     PreemptionCheckpoint,
@@ -50,21 +50,8 @@ SIGNAL_STEP = 12  # signalled at the end of epoch 1's 4th batch (inside iteratio
 
 
 def fit(data: Path, root: Path, *extra: str) -> dict:
-    main(
-        [
-            "fit",
-            "--config",
-            str(CONFIGS / "synthetic_copl.yaml"),
-            "--data.init_args.root",
-            str(data),
-            "--trainer.default_root_dir",
-            str(root),
-            "--trainer.enable_progress_bar=false",
-            *SHORT,
-            *extra,
-        ]
-    )
-    return json.loads((root / "summary.json").read_text())
+    """A short COPL fit in this process; its summary.json."""
+    return fit_config("synthetic_copl.yaml", data, root, *SHORT, *extra)
 
 
 def strip(record: dict) -> dict:
