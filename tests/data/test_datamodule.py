@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.trainer import trainer_stub
 from tests.helpers.datasets import CLASSES, features, write_dataset
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.errors import DatasetError
@@ -47,20 +48,8 @@ def _label(dm: UTALDataModule, selected: list[int], epochs: int = 2) -> tuple[to
     return labels, mask
 
 
-def _trainer(epoch: int = 0, uses_unlabeled: bool = False) -> SimpleNamespace:
-    """What the DataModule reads of a Trainer on one CPU process."""
-    return SimpleNamespace(
-        global_rank=0,
-        world_size=1,
-        current_epoch=epoch,
-        lightning_module=SimpleNamespace(uses_unlabeled=uses_unlabeled),
-        strategy=SimpleNamespace(root_device=torch.device("cpu")),
-        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=SimpleNamespace(completed=0)))),
-    )
-
-
 def _epoch(dm: UTALDataModule, **trainer) -> list[dict]:
-    dm.trainer = _trainer(**trainer)
+    dm.trainer = trainer_stub(**{"uses_unlabeled": False, **trainer})
     return [dm.on_after_batch_transfer(batch, 0) for batch in dm.train_dataloader()]
 
 
@@ -84,7 +73,7 @@ def test_bad_arguments_and_a_missing_root_are_clear_errors(root, tmp_path):
 
 def test_no_training_loader_before_the_first_pseudolabels(root):
     dm = _datamodule(root)
-    dm.trainer = _trainer()
+    dm.trainer = trainer_stub()
     with pytest.raises(RuntimeError, match="no pseudolabels yet"):
         dm.train_dataloader()
 

@@ -14,22 +14,11 @@ import torch
 
 from tests.helpers.datasets import write_dataset
 from tests.helpers.fit import run_utal, short_copl_args, signal_at_step
+from tests.helpers.trainer import trainer_stub
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.loop.preemption import PreemptionCheckpoint
 
 T = 6
-
-
-def _trainer(rank: int, world_size: int, epoch: int = 0, completed: int = 0) -> SimpleNamespace:
-    progress = SimpleNamespace(current=SimpleNamespace(completed=completed))
-    return SimpleNamespace(
-        global_rank=rank,
-        world_size=world_size,
-        current_epoch=epoch,
-        lightning_module=SimpleNamespace(uses_unlabeled=True),
-        strategy=SimpleNamespace(root_device=torch.device("cpu")),
-        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
-    )
 
 
 @pytest.fixture()
@@ -54,29 +43,29 @@ def _epoch(dm: UTALDataModule, trainer: SimpleNamespace) -> list[dict]:
 
 def test_ranks_take_disjoint_shards_of_one_seeded_order_with_their_own_samples(dataset):
     dm = _datamodule(dataset)
-    single = [b["video_index"] for b in _epoch(dm, _trainer(0, 1))]
+    single = [b["video_index"] for b in _epoch(dm, trainer_stub(0, 1))]
     order = torch.cat(single)
-    shards = [_epoch(dm, _trainer(r, 2)) for r in (0, 1)]
+    shards = [_epoch(dm, trainer_stub(r, 2)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1])  # every rank the same number of batches (DDP needs it)
     videos = [torch.cat([b["video_index"] for b in shard]) for shard in shards]
     # 11 videos on 2 ranks: the one order, strided, padded by its first video (as DistributedSampler)
     padded = torch.cat([order, order[:1]])
     assert torch.equal(videos[0], padded[0::2]) and torch.equal(videos[1], padded[1::2])
     # each rank draws its own temporal samples; rank 0's are the single process's
-    assert torch.equal(shards[0][0]["uniform"], _epoch(dm, _trainer(0, 1))[0]["uniform"])
+    assert torch.equal(shards[0][0]["uniform"], _epoch(dm, trainer_stub(0, 1))[0]["uniform"])
     assert not torch.equal(shards[0][0]["uniform"], shards[1][0]["uniform"])
     # the same again for the same (seed, iteration, epoch); another epoch or data seed: another order
-    assert torch.equal(torch.cat([b["video_index"] for b in _epoch(dm, _trainer(1, 2))]), videos[1])
-    assert not torch.equal(torch.cat([b["video_index"] for b in _epoch(dm, _trainer(0, 1, epoch=1))]), order)
+    assert torch.equal(torch.cat([b["video_index"] for b in _epoch(dm, trainer_stub(1, 2))]), videos[1])
+    assert not torch.equal(torch.cat([b["video_index"] for b in _epoch(dm, trainer_stub(0, 1, epoch=1))]), order)
     other = _datamodule(dataset, seed=4)
-    assert not torch.equal(torch.cat([b["video_index"] for b in _epoch(other, _trainer(0, 1))]), order)
+    assert not torch.equal(torch.cat([b["video_index"] for b in _epoch(other, trainer_stub(0, 1))]), order)
 
 
 def test_a_resumed_epoch_goes_on_at_the_batch_it_stopped_at(dataset):
     dm = _datamodule(dataset)
-    full = _epoch(dm, _trainer(0, 1))
+    full = _epoch(dm, trainer_stub(0, 1))
     # a checkpoint taken after 2 trained batches (the fit loop's count, not the iterator's)
-    dm.trainer = _trainer(0, 1, completed=2)
+    dm.trainer = trainer_stub(0, 1, completed=2)
     state = dm.train_dataloader().state_dict()
     assert state["consumed"] == 2
     resumed = dm.train_dataloader()

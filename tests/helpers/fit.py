@@ -12,43 +12,34 @@ from pathlib import Path
 from tests.helpers.paths import CONFIGS, REPO
 from utal_lightning.cli import main
 
+SHORT = ("--loop.max_iterations=2", "--loop.epochs_per_iteration=4", "--loop.test_iterations=none")
 SIGNAL_STEP = 5  # where `signal_at_step` signals (tiny: 24 videos, batches of 16 -> 2 batches per epoch)
 
 
+def fit_args(config: str, data: Path, root: Path, *extra: str) -> list[str]:
+    """The arguments of `utal fit --config configs/<config>` on ``data`` into ``root``, without a progress bar."""
+    return [
+        "fit",
+        "--config",
+        str(CONFIGS / config),
+        "--data.init_args.root",
+        str(data),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
 def fit(config: str, data: Path, root: Path, *extra: str) -> dict:
-    """`utal fit --config configs/<config>` on ``data`` into ``root``, in this process; its summary.json."""
-    main(
-        [
-            "fit",
-            "--config",
-            str(CONFIGS / config),
-            "--data.init_args.root",
-            str(data),
-            "--trainer.default_root_dir",
-            str(root),
-            "--trainer.enable_progress_bar=false",
-            *extra,
-        ]
-    )
+    """:func:`fit_args` run in this process; its summary.json."""
+    main(fit_args(config, data, root, *extra))
     return json.loads((root / "summary.json").read_text())
 
 
 def short_copl_args(data: Path, run: Path, *extra: str) -> list[str]:
-    """The arguments of a short COPL fit (2 iterations x 4 epochs, no test evaluation)."""
-    return [
-        "fit",
-        "--config",
-        str(CONFIGS / "synthetic_copl.yaml"),
-        "--data.init_args.root",
-        str(data),
-        "--trainer.default_root_dir",
-        str(run),
-        "--loop.max_iterations=2",
-        "--loop.epochs_per_iteration=4",
-        "--loop.test_iterations=none",
-        "--trainer.enable_progress_bar=false",
-        *extra,
-    ]
+    """The arguments of a short COPL fit (:data:`SHORT`)."""
+    return fit_args("synthetic_copl.yaml", data, run, *SHORT, *extra)
 
 
 def environment_outside_slurm() -> dict[str, str]:
