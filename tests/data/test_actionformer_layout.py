@@ -14,14 +14,13 @@ import pytest
 import torch
 import yaml
 
+from tests.helpers.paths import CONFIGS
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.data.layout import DatasetLayout, read_dataset, resolve_layout
 from utal_lightning.data.summary import check_dataset
 from utal_lightning.data.synthetic import write_actionformer_copy, write_synthetic_dataset
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.detect import detect_with_mapping
-from tests.helpers.paths import CONFIGS
-
 
 
 @pytest.fixture(scope="module")

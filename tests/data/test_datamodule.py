@@ -4,14 +4,13 @@ builds from it (what an epoch trains on, which features a batch carries, the poo
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers.trainer import trainer_stub
 from tests.helpers.datasets import CLASSES, features, write_dataset
+from tests.helpers.trainer import trainer_stub
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.errors import DatasetError
 
@@ -35,7 +34,7 @@ def _datamodule(root: Path, **kwargs) -> UTALDataModule:
 
 def _video_features(vid: str) -> np.ndarray:
     """(L, D) rows the store must serve for ``vid``: rgb then flow channels."""
-    split, length, _ = VIDEOS[vid]
+    _, length, _ = VIDEOS[vid]
     return np.concatenate([features(vid, length, 4, "rgb"), features(vid, length, 3, "flow")], axis=1)
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from tests.helpers.datasets import CLASSES, VIDEOS, features, write_dataset
+from tests.helpers.paths import CONFIGS
 from utal_lightning.cli import main
 from utal_lightning.data.layout import DatasetLayout, read_dataset
 from utal_lightning.data.sampling import train_positions
 from utal_lightning.data.store import FeatureStore
 from utal_lightning.errors import DatasetError
-from tests.helpers.paths import CONFIGS
 
 
 @pytest.fixture

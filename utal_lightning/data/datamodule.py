@@ -21,10 +21,9 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
-
-from lightning.pytorch.utilities import rank_zero_info
 
 from utal_lightning.data.layout import DatasetLayout, read_dataset
 from utal_lightning.data.sampling import shard, train_positions_from_uniform
@@ -419,7 +418,11 @@ class UTALDataModule(L.LightningDataModule):
             positions = torch.where(long, spread, torch.minimum(grid[None, :], lengths[:, None] - 1))
             valid = grid[None, :] < lengths[:, None]
             features = store.gather(video_index, positions) * valid[..., None].to(torch.float32)
-            yield {"video_index": video_index, "features": features, "lengths": torch.minimum(lengths, grid.new_tensor(self.num_segments))}
+            yield {
+                "video_index": video_index,
+                "features": features,
+                "lengths": torch.minimum(lengths, grid.new_tensor(self.num_segments)),
+            }
 
     def test_videos(self, videos: Tensor | None = None) -> Dataset:
         """Test videos one at a time (default all; a rank's shard under DDP)."""

@@ -2,7 +2,8 @@
 
 CoLA / FEEL style (``layout: cola``)::
 
-    <root>/gt.json                     {"database": {vid: {"subset", "duration"?, "annotations": [{"segment", "label"}]}}}
+    <root>/gt.json                     {"database": {vid: {"subset", "duration"?,
+                                                         "annotations": [{"segment", "label"}]}}}
     <root>/split_<split>.txt           optional: one video id per line (else the gt.json subsets)
     <root>/features/<split>/{rgb,flow}/<vid>.npy   (L, D_rgb) and (L, D_flow); "v_<vid>.npy" is found for <vid>
     <root>/classes.txt                 optional: class names, one a line
@@ -87,7 +88,7 @@ class VideoAnnotation:
         if not self.labels:
             return None
         totals: dict[str, float] = {}
-        for label, (start, end) in zip(self.labels, self.segments):
+        for label, (start, end) in zip(self.labels, self.segments, strict=True):
             totals[label] = totals.get(label, 0.0) + float(end - start)
         return max(totals, key=lambda label: totals[label])  # max keeps the first of equal keys
 
@@ -124,12 +125,16 @@ class DatasetLayout:
     root: Path
     train_split: str = "train"  # names split_<name>.txt and features/<name>/
     test_split: str = "test"
-    train_subset: SubsetNames = None  # gt.json subsets of training videos; ids come from them if the split file is absent
+    train_subset: SubsetNames = (
+        None  # gt.json subsets of training videos; ids come from them if the split file is absent
+    )
     test_subset: SubsetNames = None  # gt.json subsets of test videos; also the subsets evaluated by mAP
     ignored_labels: tuple[str, ...] = ()  # annotation labels dropped on read (e.g. THUMOS "Ambiguous")
     missing_features: str = "error"  # a video without its feature files: "error", or "skip" (dropped, listed)
     kind: str = "auto"  # "cola", "actionformer", or "auto": whichever the root holds (see resolve_layout)
-    annotation_file: str | None = None  # relative to root; default gt.json (cola), the one annotations/*.json (actionformer)
+    annotation_file: str | None = (
+        None  # relative to root; default gt.json (cola), the one annotations/*.json (actionformer)
+    )
     feature_folder: str | None = None  # actionformer: folder of <prefix><vid>.npy; default the one folder of .npy files
     feature_prefix: str = ""  # actionformer: file name prefix of every feature file (e.g. "v_")
     feature_stride: int = 4  # actionformer: frames between consecutive features
@@ -142,7 +147,9 @@ class DatasetLayout:
         if self.kind not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.kind!r}")
         if self.feature_stride <= 0 or self.feature_window <= 0:
-            raise ValueError(f"feature_stride and feature_window must be positive, got {self.feature_stride}, {self.feature_window}")
+            raise ValueError(
+                f"feature_stride and feature_window must be positive, got {self.feature_stride}, {self.feature_window}"
+            )
         if not (math.isfinite(self.default_fps) and self.default_fps > 0):
             raise ValueError(f"default_fps must be a positive number, got {self.default_fps}")
         object.__setattr__(self, "root", Path(self.root))
@@ -386,7 +393,10 @@ def read_annotations(gt_path: str | Path, ignored_labels: Iterable[str] = ()) ->
         )
     if clipped:
         shown = "; ".join(clipped[:5]) + ("; ..." if len(clipped) > 5 else "")
-        log.warning(f"{gt_path}: {len(clipped)} segments reach outside [0, duration] and were clipped to the video (dropped if wholly outside): {shown}")
+        log.warning(
+            f"{gt_path}: {len(clipped)} segments reach outside [0, duration] and were clipped to the video "
+            f"(dropped if wholly outside): {shown}"
+        )
     return annotations
 
 
@@ -420,7 +430,7 @@ def read_classes(layout: DatasetLayout, annotations: dict[str, VideoAnnotation])
     if labelled and all(a.label_ids is not None for a in labelled):
         ids: dict[str, tuple[int, str]] = {}  # label -> (label_id, first video)
         for a in labelled:
-            for label, label_id in zip(a.labels, a.label_ids):
+            for label, label_id in zip(a.labels, a.label_ids, strict=True):
                 known, first = ids.setdefault(label, (label_id, a.video_id))
                 if known != label_id:
                     raise DatasetError(
@@ -474,7 +484,9 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
     """
     layout = resolve_layout(layout)
     if not layout.gt_path.is_file():
-        raise DatasetError(f"{layout.gt_path}: annotation file not found ({layout.kind} layout, docs/method.md sec. 1.1)")
+        raise DatasetError(
+            f"{layout.gt_path}: annotation file not found ({layout.kind} layout, docs/method.md sec. 1.1)"
+        )
     annotations = read_annotations(layout.gt_path, layout.ignored_labels)
     classes = read_classes(layout, annotations)
     known = set(classes)
@@ -490,7 +502,10 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
                     raise DatasetError(f"{folder}: no video of the {split} split has its feature files")
                 skipped[split], splits[split] = missing, kept
                 shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
-                log.warning(f"missing_features: skip: {len(missing)} {split} videos have no feature files and are left out: {shown}")
+                log.warning(
+                    f"missing_features: skip: {len(missing)} {split} videos have no feature files and are left out: "
+                    f"{shown}"
+                )
 
     overlap = set(splits[layout.train_split]) & set(splits[layout.test_split])
     if overlap:
@@ -510,6 +525,7 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
             if unknown:
                 source = layout.classes_path if layout.classes_path.is_file() else layout.gt_path
                 raise DatasetError(
-                    f'{layout.gt_path}: video "{vid}" has label "{unknown[0]}", which is not in the class list ({source})'
+                    f'{layout.gt_path}: video "{vid}" has label "{unknown[0]}", '
+                    f"which is not in the class list ({source})"
                 )
     return DatasetIndex(layout=layout, classes=classes, splits=splits, annotations=annotations, skipped=skipped)

@@ -46,7 +46,9 @@ def test_positions(length: int, num_segments: int, device: torch.device | str | 
     """docs/method.md sec. 1.2, test: ``floor(i*L/T)`` for i < T when L > T; all L snippets when L <= T."""
     if length <= num_segments:
         return torch.arange(length, device=device, dtype=torch.int64)
-    return torch.div(torch.arange(num_segments, device=device, dtype=torch.int64) * length, num_segments, rounding_mode="floor")
+    return torch.div(
+        torch.arange(num_segments, device=device, dtype=torch.int64) * length, num_segments, rounding_mode="floor"
+    )
 
 
 def position_to_seconds(

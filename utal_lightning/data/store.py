@@ -65,10 +65,12 @@ def scan_split(layout: DatasetLayout, split: str, video_ids: Sequence[str]) -> S
     for vid in video_ids:
         files = layout.feature_files(split, vid)
         shapes = [_read_header(path, vid) for path in files]
-        for part, path, shape in zip(parts, files, shapes):
+        for part, path, shape in zip(parts, files, shapes, strict=True):
             width, first = dims.setdefault(part, (shape[1], vid))
             if shape[1] != width:
-                raise DatasetError(f'{path}: video "{vid}" has {part} width {shape[1]}, but video "{first}" has {width}')
+                raise DatasetError(
+                    f'{path}: video "{vid}" has {part} width {shape[1]}, but video "{first}" has {width}'
+                )
         if len(files) == 2 and shapes[0][0] != shapes[1][0]:
             raise DatasetError(
                 f'video "{vid}": rgb has {shapes[0][0]} snippets but flow has {shapes[1][0]} ({files[0]}, {files[1]})'
@@ -82,12 +84,18 @@ def scan_split(layout: DatasetLayout, split: str, video_ids: Sequence[str]) -> S
     if layout.single_file:
         width = dims["features"][0]
         if width % 2:
-            raise DatasetError(f'{paths[0][0]}: width {width} is odd; expected RGB and flow concatenated (e.g. 1024 + 1024)')
+            raise DatasetError(
+                f"{paths[0][0]}: width {width} is odd; expected RGB and flow concatenated (e.g. 1024 + 1024)"
+            )
         rgb_dim = flow_dim = width // 2
     else:
         rgb_dim, flow_dim = dims["rgb"][0], dims["flow"][0]
     return SplitScan(
-        video_ids=list(video_ids), paths=paths, lengths=np.asarray(lengths, dtype=np.int64), rgb_dim=rgb_dim, flow_dim=flow_dim
+        video_ids=list(video_ids),
+        paths=paths,
+        lengths=np.asarray(lengths, dtype=np.int64),
+        rgb_dim=rgb_dim,
+        flow_dim=flow_dim,
     )
 
 
@@ -104,7 +112,7 @@ def check_same_widths(train: SplitScan, test: SplitScan) -> None:
 
 def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, features)`` per video: (L, D_rgb + D_flow) float32, RGB first, all finite."""
-    for i, (vid, files) in enumerate(zip(scan.video_ids, scan.paths)):
+    for i, (vid, files) in enumerate(zip(scan.video_ids, scan.paths, strict=True)):
         parts = []
         for path in files:
             array = np.load(path, allow_pickle=False)
@@ -113,7 +121,9 @@ def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
                 bad = np.argwhere(~np.isfinite(as_float32))[0]
                 value = array[bad[0], bad[1]]
                 if not np.isfinite(value):
-                    raise DatasetError(f'{path}: video "{vid}" has NaN/Inf features (first at snippet {bad[0]}, channel {bad[1]})')
+                    raise DatasetError(
+                        f'{path}: video "{vid}" has NaN/Inf features (first at snippet {bad[0]}, channel {bad[1]})'
+                    )
                 raise DatasetError(
                     f'{path}: video "{vid}" has values beyond float32\'s range (first at snippet {bad[0]}, '
                     f"channel {bad[1]}: {value:g}); features are used as float32"
@@ -188,7 +198,9 @@ class FeatureStore:
         return self.features.device
 
     def to(self, device: torch.device | str) -> FeatureStore:
-        return FeatureStore(self.video_ids, self.features.to(device), self.lengths.to(device), self.rgb_dim, self.clocks)
+        return FeatureStore(
+            self.video_ids, self.features.to(device), self.lengths.to(device), self.rgb_dim, self.clocks
+        )
 
     def pin_memory(self) -> FeatureStore:
         """The same store in page-locked host memory (asynchronous host-to-device copies)."""

@@ -28,7 +28,9 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
     """
     index = read_dataset(layout, require_test_annotations=require_test_annotations)
     layout = index.layout  # resolved: the layout found under the root
-    clock_of = {vid: clock for ids in index.splits.values() for vid, clock in zip(ids, index.feature_clocks(ids))}
+    clock_of = {
+        vid: clock for ids in index.splits.values() for vid, clock in zip(ids, index.feature_clocks(ids), strict=True)
+    }
     summary: dict[str, object] = {
         "root": str(layout.root),
         "layout": layout.kind,
@@ -80,16 +82,21 @@ def format_summary(summary: dict[str, object]) -> str:
             f"features rgb {s['feature_dim']['rgb']} + flow {s['feature_dim']['flow']}",
             f"  features per video: min {length['min']:g}, median {length['median']:g}, "
             f"mean {length['mean']:g}, max {length['max']:g}; seconds per feature: "
-            + ("{min:.4g}".format(**s["seconds_per_feature"]) if s["seconds_per_feature"]["min"] == s["seconds_per_feature"]["max"]
-               else "{min:.4g}-{max:.4g}".format(**s["seconds_per_feature"])),
+            + (
+                "{min:.4g}".format(**s["seconds_per_feature"])
+                if s["seconds_per_feature"]["min"] == s["seconds_per_feature"]["max"]
+                else "{min:.4g}-{max:.4g}".format(**s["seconds_per_feature"])
+            ),
             f"  segments: {s['segments']} (per annotated video: mean {segs['mean']:g}, max {segs['max']:g}); "
             f"multi-label videos: {s['multi_label_videos']}",
         ]
         if s["clipped_segments"]:
             lines.append(f"  segments clipped to [0, duration]: {s['clipped_segments']}")
         if s["skipped_videos"]:
-            lines.append(f"  skipped (no feature files): {len(s['skipped_videos'])} ({', '.join(s['skipped_videos'][:5])}"
-                         f"{', ...' if len(s['skipped_videos']) > 5 else ''})")
+            lines.append(
+                f"  skipped (no feature files): {len(s['skipped_videos'])} ({', '.join(s['skipped_videos'][:5])}"
+                f"{', ...' if len(s['skipped_videos']) > 5 else ''})"
+            )
         empty = [c for c, n in s["videos_per_class"].items() if n == 0]
         if s["annotated_videos"] and empty:
             lines.append(f"  classes with no video: {', '.join(empty)}")

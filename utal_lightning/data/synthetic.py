@@ -49,11 +49,11 @@ from utal_lightning.data.layout import SNIPPET_SECONDS
 from utal_lightning.errors import DatasetError
 
 __all__ = [
-    "SyntheticConfig",
     "PRESETS",
+    "SyntheticConfig",
     "get_config",
-    "write_synthetic_dataset",
     "override_config",
+    "write_synthetic_dataset",
 ]
 
 
@@ -447,7 +447,6 @@ def _video_id(cfg: SyntheticConfig, split: str, index: int, rng: np.random.Gener
     return vid, f"v_{vid}"
 
 
-
 def _segment_count(cfg: SyntheticConfig, rng: np.random.Generator, length: int) -> int:
     """Annotated segments of a video of ``length`` snippets (``segment_count_law``), within bounds."""
     lo, hi = cfg.segments_per_video
@@ -462,7 +461,7 @@ def _segment_count(cfg: SyntheticConfig, rng: np.random.Generator, length: int) 
 def _fit_budget(cfg: SyntheticConfig, lengths: np.ndarray, length: int) -> int:
     """How many segments (a prefix, annotated ones first) fit the action budget; shrinks the first if alone."""
     n = len(lengths)
-    budget = max(1, int(math.floor(cfg.max_action_fraction * length)))
+    budget = max(1, math.floor(cfg.max_action_fraction * length))
     used = np.cumsum(lengths) + cfg.min_gap * np.arange(n)
     keep = max(1, int(np.sum(used <= budget)))
     lengths[0] = min(lengths[0], budget)
@@ -546,9 +545,7 @@ def _plan_segments_uniform(
     return lengths, seg_cls, is_action, labels
 
 
-def _make_video(
-    cfg: SyntheticConfig, world: _World, seed: int, split: str, index: int, primary: int
-) -> _Video:
+def _make_video(cfg: SyntheticConfig, world: _World, seed: int, split: str, index: int, primary: int) -> _Video:
     tag = _TAG_TRAIN_VIDEO if split == "train" else _TAG_TEST_VIDEO
     rng = _rng(seed, tag, index)
     vid, stem = _video_id(cfg, split, index, rng)
@@ -583,7 +580,7 @@ def _make_video(
 
     # Snippet -> segment index (-1 = background).
     seg_of = np.full(length, -1, dtype=np.int64)
-    for s, (a, b) in enumerate(zip(starts, ends)):
+    for s, (a, b) in enumerate(zip(starts, ends, strict=True)):
         seg_of[a:b] = s
     t = np.arange(length)
 
@@ -620,11 +617,7 @@ def _make_video(
         proto = world.prototypes[m][np.where(is_action, seg_cls, 0)]
         if n_dis:
             proto[~is_action] = world.distractors[m][seg_cls[~is_action]]
-        seg_vec = (
-            cfg.prototype_separation * proto
-            + instance[m]
-            + cfg.actionness_strength * world.actionness[m]
-        )
+        seg_vec = cfg.prototype_separation * proto + instance[m] + cfg.actionness_strength * world.actionness[m]
         x[on] += world.action_amp[m] * seg_vec.astype(f32)[seg_on]
         np.maximum(x, 0, out=x)
         feats.append(x)
@@ -708,9 +701,7 @@ def _write_all(cfg: SyntheticConfig, root: Path, seed: int) -> None:
             database[v.vid] = {
                 "subset": subset,
                 "duration": _seconds(v.length),
-                "annotations": [
-                    {"segment": [_seconds(a), _seconds(b)], "label": names[c]} for a, b, c in v.segments
-                ],
+                "annotations": [{"segment": [_seconds(a), _seconds(b)], "label": names[c]} for a, b, c in v.segments],
             }
             ids.append(v.vid)
         (root / f"split_{split}.txt").write_text("".join(f"{vid}\n" for vid in ids))
@@ -768,11 +759,13 @@ def write_actionformer_copy(
                     continue
                 database[vid] = {
                     "subset": (annotation.subset or split).capitalize(),
-                    "duration": annotation.duration if annotation.duration is not None else round(rgb.shape[0] * SNIPPET_SECONDS, 2),
+                    "duration": annotation.duration
+                    if annotation.duration is not None
+                    else round(rgb.shape[0] * SNIPPET_SECONDS, 2),
                     "fps": fps,
                     "annotations": [
                         {"segment": [float(a), float(b)], "label": label, "label_id": class_id[label]}
-                        for (a, b), label in zip(annotation.segments, annotation.labels)
+                        for (a, b), label in zip(annotation.segments, annotation.labels, strict=True)
                     ],
                 }
         (tmp / "annotations" / f"{name}.json").write_text(json.dumps({"database": database}, indent=1) + "\n")
