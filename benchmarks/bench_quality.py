@@ -1,37 +1,48 @@
 """Benchmark: localization and clustering quality on THUMOS- and ActivityNet-shaped synthetic data.
 
 Run from the repository root:
-    .venv/bin/python benchmarks/bench_quality.py [--presets thumos-lite anet-lite] [--seeds 0 1 2]
-        [--methods baseline cola-weak iocnet-weak feel copl] [--data-dir data/bench] [--runs-dir runs/bench]
-        [--out runs/bench/quality.json] [--keep] [--dry-run]
+    .venv/bin/python benchmarks/bench_quality.py [--presets thumos-lite anet-lite thumos-lite-hard] [--seeds 0 1 2]
+        [--methods baseline baseline-mean oracle cola-weak iocnet-weak feel copl] [--data-dir data/bench]
+        [--runs-dir runs/bench] [--out runs/bench/quality.json] [--keep [--keep-other-commits]] [--dry-run]
 
 Per preset and seed: ``utal synth --preset P --seed S`` (written once into --data-dir/P-sS and reused),
-then every method on it, each as its own ``utal fit`` process with the shipped config of the dataset
-plus the CPU-sized fragment of configs/lite/ (widths and epoch budget; for anet-lite also the learning
-rate, scaled to the widths) and the seed:
+then every method on it, each as its own process, with the shipped config of the dataset plus the
+CPU-sized fragment of configs/lite/ (widths and epoch budget; for anet-lite also the learning rate,
+scaled to the widths) and the seed:
 
-  baseline     ``utal baseline`` (mean-pooling k-means + feature-deviation actionness, no training)
-  cola-weak    CoLA trained on the ground-truth video labels   <ds>_feel.yaml + ablations/weak.yaml
-  iocnet-weak  IOCNet trained on the ground-truth video labels <ds>_copl.yaml + ablations/weak.yaml
-  feel         FEEL, unsupervised                              <ds>_feel.yaml
-  copl         COPL, unsupervised                              <ds>_copl.yaml
+  baseline       the strong label-free baseline: ``utal baseline`` (k-means on videos pooled over their
+                 snippets farthest from the mean training snippet, that distance as actionness, nothing
+                 trained), with the inference of <ds>_copl.yaml (the better of the two configs' inference for
+                 it on the development seed 100) and its deviation_fraction
+  baseline-mean  the same with mean pooling (the papers' iteration 1)
+  oracle         the same with each video pooled over its ground-truth action snippets: what perfect
+                 attention would give k-means (a bound that reads labels, not a method)
+  cola-weak      CoLA trained on the ground-truth video labels   <ds>_feel.yaml + ablations/weak.yaml
+  iocnet-weak    IOCNet trained on the ground-truth video labels <ds>_copl.yaml + ablations/weak.yaml
+  feel           FEEL, unsupervised                              <ds>_feel.yaml
+  copl           COPL, unsupervised                              <ds>_copl.yaml
 
-It prints mean +- std over the seeds of the pseudolabel NMI (first and last iteration), the test
-mAP@0.5 and the average mAP of the last iteration, and checks the targets:
+It prints mean +- std (ddof = 1) over the seeds of the pseudolabel NMI (first and last iteration), the test
+mAP@0.5 and the average mAP of the last iteration, the unsupervised / weakly supervised mAP@0.5 ratio, and
+checks the targets (means over the seeds; a method a check needs that is missing from the run fails it):
 
-  every learned method beats the baseline on mAP@0.5 and on average mAP (means over seeds);
-  each weakly supervised model beats its unsupervised use (cola-weak > feel, iocnet-weak > copl);
-  FEEL's and COPL's last-iteration NMI beats their first by >= 0.05.
+  FEEL and COPL beat the strong baseline on mAP@0.5 and on average mAP;
+  each reaches at least 0.75 of its weakly supervised model's mAP@0.5 (feel / cola-weak, copl / iocnet-weak);
+  their last-iteration NMI beats their first by >= 0.05 and beats the strong baseline's NMI;
+  both weakly supervised models beat the strong baseline on mAP@0.5 and on average mAP.
 
-Every number comes from this run, except with --keep, which reuses the rows an earlier run left in --out
-(same preset, seed and method: to continue an interrupted run or add seeds); per-seed numbers go to
---out (JSON), written after each method. Test labels are used only to score, never by a method.
-About half an hour per seed for thumos-lite and over an hour for anet-lite on 2 CPU cores.
+Every row records the commit (``-dirty`` with uncommitted changes) and a hash of the configs and arguments
+that produced it. Every number comes from this run, except with --keep, which reuses the rows an earlier run
+left in --out (same preset, seed and method) if they come from this commit; rows of another commit are refused
+unless --keep-other-commits, and are then marked with their commit in the table. Per-seed numbers go to --out
+(JSON), written after each method. Test labels are used only to score (and by the oracle row), never by a
+method. Defaults were chosen on seed 100 (the development seed); the reported seeds are 0, 1, 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -49,22 +60,30 @@ UTAL = [sys.executable, "-m", "utal_lightning.cli"]
 
 @dataclass(frozen=True)
 class Dataset:
-    """How a preset is run: its shipped configs, test grid and evaluation thresholds."""
+    """How a preset is run: its shipped configs and evaluation thresholds."""
 
     name: str  # configs/<name>_{feel,copl}.yaml and configs/lite/<name>_*.yaml
-    num_segments: int  # T of its configs (the baseline's test grid)
     tiou_preset: str  # utal evaluate --preset
 
 
-DATASETS = {"thumos-lite": Dataset("thumos", 750, "thumos"), "anet-lite": Dataset("anet", 50, "anet")}
-METHODS = ("baseline", "cola-weak", "iocnet-weak", "feel", "copl")
+DATASETS = {
+    "thumos-lite": Dataset("thumos", "thumos"),
+    "anet-lite": Dataset("anet", "anet"),
+    "thumos-lite-hard": Dataset("thumos", "thumos"),
+}
+BASELINES = {"baseline": "deviation", "baseline-mean": "mean", "oracle": "oracle"}
+BASELINE_CONFIG = "copl"  # whose inference the baselines run (chosen on the development seed, see the docstring)
 FIT_CONFIGS = {
     "cola-weak": ("feel", True),
     "iocnet-weak": ("copl", True),
     "feel": ("feel", False),
     "copl": ("copl", False),
 }
-UNSUPERVISED_OF = {"cola-weak": "feel", "iocnet-weak": "copl"}
+METHODS = (*BASELINES, *FIT_CONFIGS)
+WEAK_OF = {"feel": "cola-weak", "copl": "iocnet-weak"}
+RATIO_TARGET = 0.75
+NMI_GAIN_TARGET = 0.05
+KEYS = ("nmi_first", "nmi_last", "map_50", "map_avg")
 
 
 def run(command: list[str], log: Path, dry_run: bool) -> None:
@@ -79,6 +98,25 @@ def run(command: list[str], log: Path, dry_run: bool) -> None:
         raise SystemExit(f"error: {' '.join(command[:4])}... exited {done.returncode}; see {log}")
 
 
+def current_commit() -> str:
+    """HEAD's hash, with ``-dirty`` when tracked files differ from it (the numbers are then not HEAD's)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def config_hash(configs: list[str], arguments: list[str]) -> str:
+    """What produced a row: the bytes of its config files and its other arguments (paths of data and run folders
+    left out), hashed."""
+    digest = hashlib.sha256()
+    for config in configs:
+        digest.update(config.encode() + b"\0" + (ROOT / config).read_bytes() + b"\0")
+    digest.update("\0".join(arguments).encode())
+    return digest.hexdigest()[:12]
+
+
 def dataset_dir(args: argparse.Namespace, preset: str, seed: int) -> Path:
     data = args.data_dir / f"{preset}-s{seed}"
     if not (data / "gt.json").is_file():  # utal synth renames a complete folder into place
@@ -90,52 +128,30 @@ def dataset_dir(args: argparse.Namespace, preset: str, seed: int) -> Path:
     return data
 
 
-def run_baseline(args, preset: str, seed: int, data: Path, run_dir: Path) -> dict:
+def run_baseline(args, preset: str, seed: int, data: Path, method: str, run_dir: Path) -> dict:
     spec = DATASETS[preset]
     detections, report = run_dir / "detections.json", run_dir / "map.json"
     log = run_dir / "baseline.log"
-    run(
-        [
-            *UTAL,
-            "baseline",
-            "--root",
-            str(data),
-            "--out",
-            str(detections),
-            "--seed",
-            str(seed),
-            "--num-segments",
-            str(spec.num_segments),
-        ],
-        log,
-        args.dry_run,
-    )
+    config = f"configs/{spec.name}_{BASELINE_CONFIG}.yaml"
+    options = ["--pooling", BASELINES[method], "--seed", str(seed)]
+    run([*UTAL, "baseline", "--root", str(data), "--out", str(detections), "--config", config, *options], log, args.dry_run)
     if args.dry_run:
         return {}
     clustering = json.loads(log.read_text()[log.read_text().index("{") :])
     test_id = (data / "split_test.txt").read_text().split()[0]
     test_subset = json.loads((data / "gt.json").read_text())["database"][test_id]["subset"]
-    run(
-        [
-            *UTAL,
-            "evaluate",
-            "--gt",
-            str(data / "gt.json"),
-            "--pred",
-            str(detections),
-            "--subset",
-            test_subset,
-            "--preset",
-            spec.tiou_preset,
-            "--out",
-            str(report),
-        ],
-        run_dir / "evaluate.log",
-        args.dry_run,
-    )
+    evaluate = [*UTAL, "evaluate", "--gt", str(data / "gt.json"), "--pred", str(detections), "--subset", test_subset]
+    run([*evaluate, "--preset", spec.tiou_preset, "--out", str(report)], run_dir / "evaluate.log", args.dry_run)
     scores = json.loads(report.read_text())
     nmi = clustering["train_cluster/nmi"]  # one clustering: first = last
-    return {"nmi_first": nmi, "nmi_last": nmi, "map_50": scores["0.5"], "map_avg": scores["average_mAP"]}
+    return {
+        "nmi_first": nmi,
+        "nmi_last": nmi,
+        "map_50": scores["0.5"],
+        "map_avg": scores["average_mAP"],
+        "label_free_auc": clustering["train_label_free_auc"],
+        "config_hash": config_hash([config], options),
+    }
 
 
 def run_fit(args, preset: str, seed: int, data: Path, method: str, run_dir: Path) -> dict:
@@ -146,19 +162,16 @@ def run_fit(args, preset: str, seed: int, data: Path, method: str, run_dir: Path
         configs.append("configs/ablations/weak.yaml")
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh run, never a resume of an older one
+    options = ["--data.init_args.seed", str(seed), "--seed_everything", str(seed), "--preemption.auto_resume=false"]
     command = [
         *UTAL,
         "fit",
         *[x for c in configs for x in ("--config", c)],
         "--data.init_args.root",
         str(data),
-        "--data.init_args.seed",
-        str(seed),
-        "--seed_everything",
-        str(seed),
         "--trainer.default_root_dir",
         str(run_dir),
-        "--preemption.auto_resume=false",
+        *options,
     ]
     run(command, args.runs_dir / "logs" / f"{preset}-s{seed}-{method}.log", args.dry_run)
     if args.dry_run:
@@ -174,59 +187,108 @@ def run_fit(args, preset: str, seed: int, data: Path, method: str, run_dir: Path
         "map_50": last["test"]["0.5"],
         "map_avg": last["test"]["average_mAP"],
         "iterations": len(history),
+        "diagnostics": [
+            {k: h.get(k) for k in ("nmi", "pooled_nmi", "attention_auc", "label_free_auc", "accuracy_P", "accuracy_U")}
+            for h in history
+        ],
+        "config_hash": config_hash(configs, options),
     }
 
 
-def summarize(values: list[float | None]) -> tuple[float, float] | None:
+def summarize(values: list[float | None]) -> tuple[float, float | None] | None:
+    """(mean, sample std with ddof = 1, None for one value) of the values present, or None."""
     kept = [v for v in values if v is not None]
-    return (float(np.mean(kept)), float(np.std(kept))) if kept else None
+    if not kept:
+        return None
+    return float(np.mean(kept)), (float(np.std(kept, ddof=1)) if len(kept) > 1 else None)
 
 
-def fmt(stat: tuple[float, float] | None) -> str:
-    return "-" if stat is None else f"{stat[0]:.3f} +- {stat[1]:.3f}"
+def fmt(stat: tuple[float, float | None] | None) -> str:
+    if stat is None:
+        return "-"
+    return f"{stat[0]:.3f}" if stat[1] is None else f"{stat[0]:.3f} +- {stat[1]:.3f}"
 
 
-def report(results: dict, presets: list[str], methods: list[str]) -> tuple[str, list[str]]:
+def report(results: dict, presets: list[str], methods: list[str], commit: str) -> tuple[str, list[str]]:
     """The Markdown table and the target checks (FAIL lines first in the list)."""
     lines = [
-        "| preset | method | NMI first | NMI last | mAP@0.5 | avg mAP | seeds |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| preset | method | NMI first | NMI last | mAP@0.5 | avg mAP | unsup. / weak mAP@0.5 | seeds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     checks: list[str] = []
     for preset in presets:
-        stats = {}
+        stats, seeds = {}, {}
         for method in methods:
-            per_seed = list(results.get(preset, {}).get(method, {}).values())
-            if not per_seed:
+            rows = results.get(preset, {}).get(method, {})
+            if not rows:
                 continue
-            stats[method] = {
-                k: summarize([r[k] for r in per_seed]) for k in ("nmi_first", "nmi_last", "map_50", "map_avg")
-            }
+            stats[method] = {k: summarize([r[k] for r in rows.values()]) for k in KEYS}
+            other = sorted({r["commit"] for r in rows.values() if r.get("commit") != commit})
+            seeds[method] = ",".join(sorted(rows, key=int)) + (f" (kept from {', '.join(other)})" if other else "")
+        for method in methods:
+            if method not in stats:
+                continue
             s = stats[method]
+            weak = stats.get(WEAK_OF.get(method, ""), {}).get("map_50")
+            ratio = f"{s['map_50'][0] / weak[0]:.2f}" if weak and s["map_50"] and weak[0] > 0 else "-"
             lines.append(
                 f"| {preset} | {method} | {fmt(s['nmi_first'])} | {fmt(s['nmi_last'])} | {fmt(s['map_50'])} | "
-                f"{fmt(s['map_avg'])} | {len(per_seed)} |"
+                f"{fmt(s['map_avg'])} | {ratio} | {seeds[method]} |"
             )
 
         def check(ok: bool, text: str, preset: str = preset) -> None:
             checks.append(f"{'PASS' if ok else 'FAIL'} {preset}: {text}")
 
-        base = stats.get("baseline")
-        for method, s in stats.items():
-            if method == "baseline" or base is None:
-                continue
+        def mean(method: str, key: str) -> float | None:
+            stat = stats.get(method, {}).get(key)
+            return None if stat is None else stat[0]
+
+        def need(*names: str) -> str | None:
+            missing = [n for n in names if n not in stats]
+            return f"missing from this run: {', '.join(missing)}" if missing else None
+
+        for method in ("feel", "copl", "cola-weak", "iocnet-weak"):
             for key, name in (("map_50", "mAP@0.5"), ("map_avg", "avg mAP")):
-                check(s[key][0] > base[key][0], f"{method} {name} {s[key][0]:.3f} > baseline {base[key][0]:.3f}")
-        for weak, unsupervised in UNSUPERVISED_OF.items():
-            if weak in stats and unsupervised in stats:
-                for key, name in (("map_50", "mAP@0.5"), ("map_avg", "avg mAP")):
-                    w, u = stats[weak][key][0], stats[unsupervised][key][0]
-                    check(w > u, f"{weak} {name} {w:.3f} > {unsupervised} {u:.3f}")
-        for method in ("feel", "copl"):
-            if method in stats:
-                first, last = stats[method]["nmi_first"][0], stats[method]["nmi_last"][0]
-                check(last >= first + 0.05, f"{method} NMI last {last:.3f} >= first {first:.3f} + 0.05")
+                if (why := need(method, "baseline")) is not None:
+                    check(False, f"{method} {name} > baseline ({why})")
+                    continue
+                m, b = mean(method, key), mean("baseline", key)
+                check(m > b, f"{method} {name} {m:.3f} > baseline {b:.3f}")
+        for method, weak in WEAK_OF.items():
+            if (why := need(method, weak)) is not None:
+                check(False, f"{method} / {weak} mAP@0.5 >= {RATIO_TARGET} ({why})")
+            else:
+                m, w = mean(method, "map_50"), mean(weak, "map_50")
+                check(m >= RATIO_TARGET * w, f"{method} / {weak} mAP@0.5 {m:.3f} / {w:.3f} = {m / w:.2f} >= 0.75")
+            if (why := need(method, "baseline")) is not None:
+                check(False, f"{method} NMI ({why})")
+                continue
+            first, last, base = mean(method, "nmi_first"), mean(method, "nmi_last"), mean("baseline", "nmi_last")
+            check(last >= first + NMI_GAIN_TARGET, f"{method} NMI last {last:.3f} >= first {first:.3f} + 0.05")
+            check(last > base, f"{method} NMI last {last:.3f} > baseline {base:.3f}")
     return "\n".join(lines), sorted(checks, key=lambda c: not c.startswith("FAIL"))
+
+
+def load_kept(out: Path, commit: str, other_commits: bool) -> dict:
+    """--keep: the rows of an earlier run; rows of another commit only with --keep-other-commits."""
+    if not out.is_file():
+        return {}
+    results = json.loads(out.read_text())
+    foreign = sorted(
+        {
+            f"{preset}/{method}/s{seed}@{row.get('commit', 'unknown')}"
+            for preset, methods in results.items()
+            for method, rows in methods.items()
+            for seed, row in rows.items()
+            if row.get("commit") != commit
+        }
+    )
+    if foreign and not other_commits:
+        raise SystemExit(
+            f"error: {out}: {len(foreign)} rows come from another commit than {commit} (e.g. {foreign[0]}); "
+            "run them again, or reuse them marked with --keep-other-commits"
+        )
+    return results
 
 
 def main() -> int:
@@ -242,12 +304,16 @@ def main() -> int:
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="reuse the rows already in --out (same preset, seed, method) instead of running them again",
+        help="reuse the rows already in --out (same preset, seed, method) of this commit instead of running them",
+    )
+    parser.add_argument(
+        "--keep-other-commits", action="store_true", help="with --keep: reuse rows of other commits too (marked)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args()
     out = args.out or args.runs_dir / "quality.json"
-    results: dict = json.loads(out.read_text()) if args.keep and out.is_file() else {}
+    commit = current_commit()
+    results: dict = load_kept(out, commit, args.keep_other_commits) if args.keep else {}
     started = time.perf_counter()
     for preset in args.presets:
         for seed in args.seeds:
@@ -260,13 +326,13 @@ def main() -> int:
                 print(f"{preset} seed {seed}: {method}", flush=True)
                 run_dir = args.runs_dir / preset / f"s{seed}" / method
                 t0 = time.perf_counter()
-                if method == "baseline":
-                    row = run_baseline(args, preset, seed, data, run_dir)
+                if method in BASELINES:
+                    row = run_baseline(args, preset, seed, data, method, run_dir)
                 else:
                     row = run_fit(args, preset, seed, data, method, run_dir)
                 if args.dry_run:
                     continue
-                row["seconds"] = round(time.perf_counter() - t0, 1)
+                row.update(seconds=round(time.perf_counter() - t0, 1), commit=commit)
                 results.setdefault(preset, {}).setdefault(method, {})[str(seed)] = row
                 print(f"  {json.dumps(row)}", flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -275,10 +341,10 @@ def main() -> int:
                 os.replace(tmp, out)
     if args.dry_run:
         return 0
-    table, checks = report(results, args.presets, args.methods)
+    table, checks = report(results, args.presets, args.methods, commit)
     print(
-        f"\nQuality on synthetic THUMOS/ActivityNet-shaped data (mean +- std over seeds {args.seeds}; "
-        f"this run {time.perf_counter() - started:.0f} s)\n\n{table}\n"
+        f"\nQuality on synthetic THUMOS/ActivityNet-shaped data (mean +- std, ddof 1, over seeds {args.seeds}; "
+        f"commit {commit}; this run {time.perf_counter() - started:.0f} s)\n\n{table}\n"
     )
     print("\n".join(checks))
     return 1 if any(c.startswith("FAIL") for c in checks) else 0

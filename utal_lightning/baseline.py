@@ -1,91 +1,167 @@
-"""A label-free floor for mAP: mean-pooling k-means clusters and a feature-deviation actionness.
+"""The label-free baseline: what the learned methods must beat, with nothing trained (docs/method.md sec. 5.1).
 
-No training. It runs the evaluation path end to end (store -> clusters -> class mapping -> proposals
--> NMS -> ActivityNet JSON -> mAP) and gives the number the learned methods must beat:
-- cluster the L2-normalized mean-pooled training videos with seeded k-means (docs/method.md sec. 3.2, iteration 1);
-- map clusters to classes with the Hungarian protocol on the *training* ground truth (docs/method.md sec. 3.5);
-- actionness of a test snippet = its distance from the mean training snippet (background dominates
-  untrimmed videos, so far-from-average snippets are more often actions);
-- class scores = softmax over negative distances to the cluster centres, mapped to classes.
+It runs the evaluation path end to end (store -> clusters -> class mapping -> proposals -> NMS ->
+ActivityNet JSON) with the inference of a dataset's model config:
+
+- actionness of a snippet = its distance from the mean training snippet (background fills most of an
+  untrimmed video, so far-from-average snippets are more often actions: :func:`deviation_actionness`);
+- each video is pooled (on the same grid the methods pool on) by ``pooling``:
+  "deviation" (default) over its top ``fraction`` snippets by that actionness, "mean" over all of them
+  (the papers' iteration 1), or "oracle" over its ground-truth action snippets, train and test
+  (an upper bound of pooling, what perfect attention would give: it reads labels, so it is a
+  reference row, never a method);
+- the pooled training videos are clustered with the project's seeded k-means (docs/method.md sec. 3.2) and
+  mapped to classes with the Hungarian protocol on the *training* ground truth (sec. 3.5);
+- a test video's class scores = softmax over negative squared distances of its pooled feature to the
+  cluster centres; its localization map = the actionness, the same for every class; proposals, NMS
+  and class threshold as ``detection`` says (:class:`~utal_lightning.eval.detect.DetectionSettings`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from torch import Tensor
 
-from utal_lightning.data.layout import DatasetLayout, read_dataset
+from utal_lightning.data.layout import DatasetIndex, DatasetLayout, read_dataset
 from utal_lightning.data.store import FeatureStore
+from utal_lightning.eval.actionness import mean_auc, snippet_auc
 from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
+from utal_lightning.eval.detect import DetectionSettings, detect_with_mapping
 from utal_lightning.eval.io import write_detections
-from utal_lightning.eval.nms import nms
-from utal_lightning.eval.proposals import detect_video, select_classes
+from utal_lightning.pseudo.cluster import kmeans
+from utal_lightning.pseudo.has import has_pool
+from utal_lightning.pseudo.pooling import (
+    background_subtracted_pool,
+    deviation_actionness,
+    mean_snippet,
+    top_fraction_weights,
+)
+
+BaselinePooling = Literal["deviation", "mean", "oracle"]
+POOLINGS = ("deviation", "mean", "oracle")
 
 
-def mean_pool(store: FeatureStore) -> Tensor:
-    """(N, D) mean over all snippets of each video, in one scatter-add."""
-    owner = torch.repeat_interleave(torch.arange(len(store)), store.lengths)
-    sums = torch.zeros((len(store), store.feature_dim), dtype=torch.float64).index_add_(
-        0, owner, store.features.double()
-    )
-    return (sums / store.lengths[:, None]).float()
+def _grid_features(store: FeatureStore, i: int, num_segments: int) -> tuple[Tensor, Tensor]:
+    """One video on docs/method.md sec. 1.2's fixed grid (the pooling and test grid): positions (T,), features (T, D)."""
+    grid = store.test_grid(i, num_segments)
+    return grid, store.gather(torch.tensor([i]), grid[None])[0]
 
 
-def run_mean_pooling_baseline(
+def _action_mask(index: DatasetIndex, store: FeatureStore, i: int, grid: Tensor) -> Tensor:
+    """(T,) bool: which grid positions of video ``i`` lie in its annotated segments (snippet centres)."""
+    annotation = index.annotations.get(store.video_ids[i])
+    if annotation is None:
+        return torch.zeros(len(grid), dtype=torch.bool)
+    return torch.from_numpy(annotation.action_mask(store.clocks[i].seconds(grid.numpy() + 0.5)))
+
+
+def _pool(
+    x: Tensor,
+    actionness: Tensor,
+    pooling: BaselinePooling,
+    fraction: float,
+    action: Tensor | None,
+    subtract_background: bool,
+) -> Tensor:
+    """(D,) L2-normalized pooled feature of one video (T, D)."""
+    if pooling == "mean":
+        return has_pool(x[None], torch.ones((1, len(x)), dtype=x.dtype))[0]
+    if pooling == "deviation":
+        weights = top_fraction_weights(actionness[None], fraction)[0]
+    else:
+        weights = action.to(x.dtype)  # all zero (no annotated snippet): both poolings fall back to the mean
+    pool = background_subtracted_pool if subtract_background else has_pool
+    return pool(x[None], weights[None])[0]
+
+
+def run_baseline(
     layout: DatasetLayout,
     out: str | Path,
-    num_segments: int | None = None,
+    pooling: BaselinePooling = "deviation",
+    fraction: float = 0.1,
+    num_segments: int = 750,
     seed: int = 0,
     num_clusters: int | None = None,
-    class_threshold: float = 0.2,
-    thresholds: tuple[float, ...] = tuple(np.arange(0.0, 0.25, 0.025)),
-    nms_iou: float = 0.6,
+    detection: DetectionSettings | None = None,
+    subtract_background: bool = False,
     temperature: float = 0.05,
 ) -> dict[str, object]:
-    """Write the baseline's test detections to ``out``; return its training clustering scores."""
+    """Write the baseline's test detections to ``out``; return its training clustering scores and the
+    label-free actionness's AUC on the training videos (module docstring)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    detection = detection or DetectionSettings()
     index = read_dataset(layout)
     layout = index.layout  # resolved: "auto" -> the layout found
     train = FeatureStore.from_index(index, layout.train_split)
     test = FeatureStore.from_index(index, layout.test_split)
     k = num_clusters or index.num_classes
+    reference = mean_snippet(train.features)
 
-    pooled = torch.nn.functional.normalize(mean_pool(train), dim=1)
-    kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(pooled.numpy())
-    clusters = torch.as_tensor(kmeans.labels_, dtype=torch.int64)
-    centres = torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32)
+    def pooled_and_auc(store: FeatureStore, i: int) -> tuple[Tensor, float, Tensor, Tensor]:
+        grid, x = _grid_features(store, i, num_segments)
+        actionness = deviation_actionness(x[None], reference)[0]
+        action = _action_mask(index, store, i, grid)
+        auc = float(snippet_auc(actionness[None], action[None])[0])
+        oracle_mask = action if pooling == "oracle" else None
+        return _pool(x, actionness, pooling, fraction, oracle_mask, subtract_background), auc, x, actionness
+
+    train_rows = [pooled_and_auc(train, i) for i in range(len(train))]
+    pooled = torch.stack([row[0] for row in train_rows])
+    clusters, centres = kmeans(pooled, k, seed=seed)
     targets = torch.as_tensor(index.class_targets(index.train_ids))
     annotated = targets >= 0
     mapping = hungarian_mapping(contingency_matrix(clusters[annotated], targets[annotated], k, index.num_classes))
 
-    background = train.features.double().mean(0).float()
     detections = []
     for i in range(len(test)):
-        grid = test.test_grid(i, num_segments or 750)
-        x = test.gather(torch.tensor([i]), grid[None])[0]  # (T_used, D)
-        actionness = (x - background).norm(dim=1)
-        video = torch.nn.functional.normalize(x.mean(0), dim=0)
-        cluster_probs = torch.softmax(-((centres - video) ** 2).sum(1) / temperature, dim=0)
-        class_scores = cluster_probs @ mapping
-        keep = select_classes(class_scores, class_threshold)
-        loc_maps = actionness[:, None].expand(-1, index.num_classes)
-        rows = detect_video(
-            loc_maps,
-            class_scores,
-            keep,
-            thresholds,
-            test.seconds_per_position(i, len(grid)),
+        video, _, _, actionness = pooled_and_auc(test, i)
+        cluster_scores = torch.softmax(-((centres - video) ** 2).sum(1) / temperature, dim=0)
+        rows = detect_with_mapping(
+            actionness[:, None].expand(-1, len(centres)),
+            cluster_scores,
+            mapping[: len(centres)],
+            test.seconds_per_position(i, len(actionness)),
+            detection.proposal_thresholds,
+            detection.class_threshold,
+            detection.nms_iou,
+            scale=detection.upsample_scale,
+            actionness=actionness if detection.actionness_thresholds else None,
+            actionness_thresholds=detection.actionness_thresholds,
+            thresholded_scoring=detection.proposal_scoring == "thresholded",
             seconds_offset=test.seconds_offset(i),
         )
-        rows = rows[nms(rows[:, :2], rows[:, 2], nms_iou, labels=rows[:, 3])]
         detections.append(rows.numpy())
     write_detections(out, test.video_ids, detections, index.classes)
     scores = clustering_scores(clusters, targets, num_clusters=k)
+    label_free_auc = mean_auc(torch.tensor([row[1] for row in train_rows]))
     return {
         "detections": str(out),
+        "pooling": pooling,
+        "fraction": fraction if pooling == "deviation" else None,
+        "subtract_background": subtract_background and pooling != "mean",
         "test_videos": len(test),
         **{f"train_cluster/{k_}": round(v, 4) for k_, v in scores.items()},
+        "train_label_free_auc": None if label_free_auc is None else round(label_free_auc, 4),
     }
+
+
+def baseline_settings(config: dict) -> dict[str, object]:
+    """What :func:`run_baseline` takes from a model config (a ``utal fit`` YAML, merged): the detection settings
+    of ``model.init_args``, the grid ``data.init_args.num_segments`` and the label-free pooling fraction of
+    ``loop.strategy.init_args.deviation_fraction``, each where the config has it."""
+    model = (config.get("model") or {}).get("init_args") or {}
+    data = (config.get("data") or {}).get("init_args") or {}
+    strategy = ((config.get("loop") or {}).get("strategy") or {}).get("init_args") or {}
+    settings: dict[str, object] = {"detection": DetectionSettings.from_config(model)}
+    if "num_segments" in data:
+        settings["num_segments"] = int(data["num_segments"])
+    if "deviation_fraction" in strategy:
+        settings["fraction"] = float(strategy["deviation_fraction"])
+    if "subtract_background" in strategy:
+        settings["subtract_background"] = bool(strategy["subtract_background"])
+    return settings
+

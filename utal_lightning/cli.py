@@ -8,7 +8,7 @@ Tool commands (no Lightning import, so they start fast):
   utal synth     --preset NAME --out DIR --seed S      write a synthetic benchmark (docs/method.md sec. 6)
   utal check     --root DIR                            validate a dataset (docs/method.md sec. 1.1) and summarize it
   utal evaluate  --gt GT --pred PRED --subset S --tiou T [T ...]   ActivityNet-protocol mAP (docs/method.md sec. 5)
-  utal baseline  --root DIR --out PRED                 a label-free mean-pooling detector (a floor for mAP)
+  utal baseline  --root DIR --out PRED [--config C]    the label-free detector the methods must beat
   utal report    RUN_DIR|GLOB ... --out DIR            mean +- std over seeds per iteration (CSV, Markdown, plot)
 
 Bad input exits with status 2 and one line ``error: <file or video>: <problem>`` on stderr.
@@ -170,10 +170,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from utal_lightning.baseline import run_mean_pooling_baseline
+    from utal_lightning.baseline import baseline_settings, run_baseline
+    from utal_lightning.utils import read_configs
 
-    report = run_mean_pooling_baseline(
-        _layout(args), args.out, num_segments=args.num_segments, seed=args.seed, num_clusters=args.num_clusters
+    settings = baseline_settings(read_configs(args.config)) if args.config else {}
+    for name in ("num_segments", "fraction", "subtract_background"):
+        if getattr(args, name) is not None:  # a flag wins over the config
+            settings[name] = getattr(args, name)
+    report = run_baseline(
+        _layout(args), args.out, pooling=args.pooling, seed=args.seed, num_clusters=args.num_clusters, **settings
     )
     print(json.dumps(report, indent=2))
     return 0
@@ -262,11 +267,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(run=cmd_report)
 
-    baseline = commands.add_parser("baseline", help="label-free mean-pooling detector: writes detections JSON")
+    baseline = commands.add_parser(
+        "baseline", help="label-free detector (nothing trained): the floor the methods must beat; writes detections"
+    )
     _add_layout_arguments(baseline)
     baseline.add_argument("--out", required=True, type=Path, help="detections JSON to write")
     baseline.add_argument(
-        "--num-segments", type=int, default=None, help="test grid T (default: all snippets up to 750)"
+        "--config",
+        action="append",
+        default=[],
+        metavar="CONFIG",
+        help="a model config (path or shipped name, e.g. thumos_feel; repeatable, merged in order) whose inference "
+        "(proposal sources and thresholds, NMS, class threshold), grid T and deviation_fraction the baseline "
+        "uses; default: CoLA's THUMOS'14 inference, T = 750, fraction 0.1",
+    )
+    baseline.add_argument(
+        "--pooling",
+        choices=["deviation", "mean", "oracle"],
+        default="deviation",
+        help="deviation (default): each video pooled over its snippets farthest from the mean training snippet; "
+        "mean: over all snippets; oracle: over its ground-truth action snippets (a bound, reads labels)",
+    )
+    baseline.add_argument(
+        "--fraction", type=float, default=None, help="deviation pooling: share of each video's snippets kept"
+    )
+    baseline.add_argument(
+        "--subtract-background",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="deviation / oracle pooling: minus the mean of the video's other snippets (docs/method.md sec. 3.1.2; "
+        "default: the config's subtract_background, else off)",
+    )
+    baseline.add_argument(
+        "--num-segments", type=int, default=None, help="pooling and test grid T (default: the config's, else 750)"
     )
     baseline.add_argument("--num-clusters", type=int, default=None, help="K (default: the number of classes)")
     baseline.add_argument("--seed", type=int, default=0)

@@ -34,7 +34,7 @@ from utal_lightning.loop.preemption import (
 from utal_lightning.loop.refresh import PseudoLabelRefresh
 from utal_lightning.models.modules import LocalizationModule
 from utal_lightning.reporting.summary import RUN_CONFIG_FILE, SUMMARY_FILE
-from utal_lightning.utils import atomic_write_text
+from utal_lightning.utils import atomic_write_text, shipped_config
 
 DETECTIONS_FILE = "detections.json"
 DATASET_PREFIXES = ("thumos_", "anet_", "synthetic_")  # config-name prefixes that say the dataset, not the method
@@ -95,19 +95,6 @@ def warn_if_oversubscribed(trainer: L.Trainer) -> None:
             f"{processes} training processes on {cores} CPU cores: they will contend for the cores "
             f"(use --trainer.devices {cores} or fewer)"
         )
-
-
-SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
-
-
-def shipped_config(name: str) -> Path | None:
-    """The config installed with the package under ``name`` (``thumos_copl``, ``lite/thumos_copl``, with or
-    without ``.yaml``), or None."""
-    relative = Path(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-    if relative.is_absolute() or ".." in relative.parts:
-        return None
-    path = SHIPPED_CONFIGS / relative
-    return path if path.is_file() else None
 
 
 def option_values(argv: Sequence[str], names: Sequence[str]) -> list[tuple[int, str, str]]:

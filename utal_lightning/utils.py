@@ -62,3 +62,45 @@ def read_json(path: str | Path) -> object:
 
 def atomic_write_json(path: str | Path, obj: object, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def shipped_config(name: str) -> Path | None:
+    """The config installed with the package under ``name`` (``thumos_copl``, ``lite/thumos_copl``, with or
+    without ``.yaml``), or None."""
+    relative = Path(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if relative.is_absolute() or ".." in relative.parts:
+        return None
+    path = SHIPPED_CONFIGS / relative
+    return path if path.is_file() else None
+
+
+def read_configs(names: list[str]) -> dict:
+    """``utal fit`` config files (paths, or names of shipped configs: an existing path wins) merged in order, later
+    keys over earlier ones, mappings merged key by key (as ``--config A --config B``). A missing or unreadable
+    file is a one-line :class:`DatasetError`."""
+    import yaml
+
+    from utal_lightning.errors import DatasetError
+
+    def merge(base: dict, top: dict) -> dict:
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    merged: dict = {}
+    for name in names:
+        path = Path(name) if Path(name).exists() else shipped_config(name)
+        if path is None:
+            raise DatasetError(f"{name}: config file not found (nor a shipped config of that name)")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise DatasetError(f"{path}: cannot read the config ({type(e).__name__}: {e})") from None
+        if not isinstance(loaded, dict):
+            raise DatasetError(f"{path}: a config must be a mapping, got {type(loaded).__name__}")
+        merged = merge(merged, loaded)
+    return merged

@@ -29,6 +29,7 @@ from utal_lightning.data.layout import DatasetLayout, read_dataset
 from utal_lightning.data.sampling import shard, train_positions_from_uniform
 from utal_lightning.data.store import STORE_DTYPES, FeatureStore, check_same_widths, scan_split
 from utal_lightning.errors import DatasetError
+from utal_lightning.pseudo.pooling import mean_snippet
 
 STORE_PLACEMENTS = ("auto", "device", "host")
 
@@ -222,6 +223,8 @@ class UTALDataModule(L.LightningDataModule):
         self.store_memory_fraction = store_memory_fraction
         self.train_store: FeatureStore | None = None
         self.test_store: FeatureStore | None = None
+        self._reference_snippet: Tensor | None = None
+        self._train_action: Tensor | None = None
 
         n = len(self.index.train_ids)
         # Pseudolabel state (checkpointed): cluster per training video, P mask, 1-based iteration
@@ -420,9 +423,36 @@ class UTALDataModule(L.LightningDataModule):
             features = store.gather(video_index, positions) * valid[..., None].to(torch.float32)
             yield {
                 "video_index": video_index,
+                "positions": positions,
                 "features": features,
                 "lengths": torch.minimum(lengths, grid.new_tensor(self.num_segments)),
             }
+
+    @property
+    def reference_snippet(self) -> Tensor:
+        """(D,) the mean training snippet, on the store's device: the reference of the label-free actionness
+        (docs/method.md sec. 3.1.1). Every rank reads the whole training store, so every rank has the same one."""
+        if self._reference_snippet is None:
+            self._reference_snippet = mean_snippet(self.train_store.features)
+        return self._reference_snippet
+
+    def train_action_mask(self, video_index: Tensor, positions: Tensor) -> Tensor | None:
+        """(B, T) bool: which ``positions`` of these training videos lie in a ground-truth action segment (snippet
+        centres), or None when no training video is annotated. For diagnostics only (docs/method.md sec. 2.1): no
+        decision of the loop reads it."""
+        if self._train_action is None:
+            store, masks = self.train_store, []
+            for i, vid in enumerate(store.video_ids):
+                annotation = self.index.annotations.get(vid)
+                seconds = store.clocks[i].seconds(np.arange(int(store.lengths[i])) + 0.5)
+                masks.append(
+                    annotation.action_mask(seconds) if annotation is not None else np.zeros(len(seconds), dtype=bool)
+                )
+            self._train_action = torch.from_numpy(np.concatenate(masks)) if masks else torch.zeros(0, dtype=torch.bool)
+        if not bool(self._train_action.any()):
+            return None
+        offsets = self.train_store.offsets[video_index.cpu()]
+        return self._train_action[offsets[:, None] + positions.cpu()]
 
     def test_videos(self, videos: Tensor | None = None) -> Dataset:
         """Test videos one at a time (default all; a rank's shard under DDP)."""

@@ -92,6 +92,13 @@ class VideoAnnotation:
             totals[label] = totals.get(label, 0.0) + float(end - start)
         return max(totals, key=lambda label: totals[label])  # max keeps the first of equal keys
 
+    def action_mask(self, seconds: np.ndarray) -> np.ndarray:
+        """Whether each time (seconds) lies in an annotated segment ``[start, end)``: which snippets are actions,
+        for diagnostics and the oracle baseline (never for training)."""
+        seconds = np.asarray(seconds, dtype=np.float64)
+        inside = (seconds[:, None] >= self.segments[None, :, 0]) & (seconds[:, None] < self.segments[None, :, 1])
+        return inside.any(axis=1)
+
 
 SubsetNames = str | Sequence[str] | None
 """The gt.json ``subset`` values a split accepts: one name, several, or None (no check)."""

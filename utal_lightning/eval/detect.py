@@ -8,6 +8,8 @@ released code); NMS per class gives :func:`~utal_lightning.eval.nms.nms`'s resul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,6 +20,33 @@ from utal_lightning.eval.detection_map import DetectionMAP, detection_map
 from utal_lightning.eval.io import ground_truth_table
 from utal_lightning.eval.nms import nms
 from utal_lightning.eval.proposals import detect_video, select_classes
+
+COLA_THUMOS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 0.25, 0.025), 3))
+COLA_ACTIONNESS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.925, 0.025), 3))  # 33 values
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """How a localization map becomes detections (docs/method.md sec. 5); the fields are the inference arguments
+    of a model config (``model.init_args``) of the same names, so a label-free detector can run exactly the
+    inference of a dataset's model config (:meth:`from_config`). Defaults: those of ``LocalizationModule``."""
+
+    class_threshold: float = 0.2
+    proposal_thresholds: tuple[float, ...] = COLA_THUMOS_THRESHOLDS
+    proposal_scoring: Literal["thresholded", "unthresholded"] = "thresholded"
+    actionness_thresholds: tuple[float, ...] = ()
+    nms_iou: float = 0.6
+    upsample_scale: int = 24
+
+    @classmethod
+    def from_config(cls, model_args: Mapping[str, Any]) -> DetectionSettings:
+        """The settings a model config's ``init_args`` gives; fields it leaves out keep their defaults."""
+        given = {f.name: model_args[f.name] for f in fields(cls) if f.name in model_args}
+        for name in ("proposal_thresholds", "actionness_thresholds"):
+            if name in given:
+                given[name] = tuple(float(t) for t in given[name])
+        return cls(**given)
+
 
 _PAIR_BUDGET = 1 << 21  # candidate (row, column) pairs scored at once in _nms_by_label
 

@@ -22,7 +22,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from utal_lightning.distributed import gather_objects, gather_rows, shard
+from utal_lightning.eval.actionness import snippet_auc
 from utal_lightning.loop.preemption import preemption_requested
+from utal_lightning.pseudo.pooling import deviation_actionness
 from utal_lightning.pseudo.select import iteration_epochs
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 from utal_lightning.reporting import iteration as report
@@ -69,6 +71,9 @@ class PseudoLabelRefresh(L.Callback):
             iteration (FEEL's released code) instead of continuing from the previous weights (COPL);
             the fresh weights are those of the model's constructor under a seed drawn from the
             DataModule's ``seed`` and the iteration (the same on every rank, see :meth:`restart_seed`).
+        diagnostics: record per iteration how well the pooling attention and the label-free actionness find the
+            training videos' annotated actions (AUC) and the NMI of k-means on the pooled features
+            (docs/method.md sec. 2.1; metrics only, never read by a decision; costs one k-means per iteration).
         test_iterations: which iterations end with a test pass (logged only, never used for a
             decision): "all", "last" (cheaper on large test sets) or "none".
         progress_every_n_epochs: with the progress bar off (SLURM logs, benchmarks), print one progress line
@@ -84,7 +89,9 @@ class PseudoLabelRefresh(L.Callback):
         restart_each_iteration: bool = False,
         test_iterations: Literal["all", "last", "none"] = "all",
         progress_every_n_epochs: int | None = None,
+        diagnostics: bool = True,
     ) -> None:
+        self.diagnostics = diagnostics
         self.strategy = strategy
         self.max_iterations = max_iterations
         self.epochs_per_iteration = epochs_per_iteration
@@ -264,24 +271,39 @@ class PseudoLabelRefresh(L.Callback):
             rows.append(row_fn(output, batch))
         return torch.cat(index), torch.cat(rows)
 
+    def _pooled_row(self, datamodule: Any, output: Any, batch: dict[str, Tensor]) -> Tensor:
+        """One batch's global video features (B, D); with ``diagnostics``, two more columns: the per-video AUC of
+        the pooling attention and of the label-free actionness (NaN without ground truth)."""
+        features, lengths = batch["features"], batch["lengths"]
+        label_free = deviation_actionness(features, datamodule.reference_snippet, lengths)
+        weights = self.strategy.pooling_weights(output, features, batch["video_index"], lengths, label_free)
+        pooled = self.strategy.pool(features, weights, lengths).float()
+        if not self.diagnostics:
+            return pooled
+        action = datamodule.train_action_mask(batch["video_index"], batch["positions"])
+        if action is None:
+            aucs = torch.full((len(pooled), 2), float("nan"))
+        else:
+            used = weights if weights is not None else torch.ones_like(label_free)  # the mean: every snippet alike
+            action = action.to(features.device)
+            aucs = torch.stack([snippet_auc(used, action, lengths), snippet_auc(label_free, action, lengths)], 1)
+        return torch.cat([pooled, aucs.to(pooled)], 1)
+
     @torch.no_grad()
     def _relabel(self, trainer: L.Trainer, pl_module: L.LightningModule, use_model: bool) -> None:
         datamodule = trainer.datamodule
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
         index, rows = self._pass(
-            trainer,
-            pl_module,
-            lambda output, batch: self.strategy.video_features(
-                output, batch["features"], batch["video_index"], batch["lengths"]
-            ).float(),
-            use_model=use_model,
+            trainer, pl_module, lambda output, batch: self._pooled_row(datamodule, output, batch), use_model=use_model
         )
-        video_features = gather_rows(trainer, index, rows, len(datamodule.labels))
+        rows = gather_rows(trainer, index, rows, len(datamodule.labels))
+        # The last two columns are the diagnostics' per-video AUCs (see _pooled_row).
+        video_features, aucs = (rows[:, :-2], rows[:, -2:]) if self.diagnostics else (rows, None)
         pool_seconds = time.perf_counter() - started
         # Cluster, refine and select once (rank 0), then every rank takes the same result.
         decision = (
-            self._decide(trainer, datamodule, video_features, iteration, started, pool_seconds)
+            self._decide(trainer, datamodule, video_features, aucs, iteration, started, pool_seconds)
             if trainer.is_global_zero
             else None
         )
@@ -297,6 +319,7 @@ class PseudoLabelRefresh(L.Callback):
         trainer: L.Trainer,
         datamodule: Any,
         video_features: Tensor,
+        aucs: Tensor | None,
         iteration: int,
         started: float,
         pool_seconds: float,
@@ -335,6 +358,10 @@ class PseudoLabelRefresh(L.Callback):
         )
         record = report.iteration_record(datamodule, result, iteration, epochs, time.perf_counter() - started)
         record.update(pool_seconds=round(pool_seconds, 3), cluster_seconds=round(cluster_seconds, 3))
+        if aucs is not None:
+            record.update(
+                report.pooling_diagnostics(datamodule, video_features, aucs, datamodule.num_clusters, datamodule.seed)
+            )
         report.pseudolabel_figures(trainer, datamodule, video_features, result, record, iteration)
         cpu = PseudoLabels(
             *(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets))

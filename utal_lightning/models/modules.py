@@ -13,7 +13,12 @@ from torch.optim.swa_utils import AveragedModel
 
 from utal_lightning.distributed import gather_objects
 from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
-from utal_lightning.eval.detect import detect_with_mapping, detection_map_on_videos
+from utal_lightning.eval.detect import (
+    COLA_ACTIONNESS_THRESHOLDS,
+    COLA_THUMOS_THRESHOLDS,
+    detect_with_mapping,
+    detection_map_on_videos,
+)
 from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.cola import CoLA
@@ -22,8 +27,6 @@ from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.outputs import LocalizationOutput
 from utal_lightning.reporting.test_results import report_final_test, test_metrics
 
-COLA_THUMOS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 0.25, 0.025), 3))
-COLA_ACTIONNESS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.925, 0.025), 3))  # 33 values
 
 
 class LocalizationModule(L.LightningModule):

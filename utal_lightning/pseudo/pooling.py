@@ -43,3 +43,58 @@ def minmax_over_time(x: Tensor, lengths: Tensor | None = None, eps: float = 1e-1
     span = high - low
     out = (x - low) / torch.where(span > eps, span, torch.ones_like(span))
     return torch.where(valid & (span > eps), out, torch.zeros_like(out)).clamp(0.0, 1.0)
+
+
+def deviation_actionness(features: Tensor, reference: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """Label-free actionness (docs/method.md sec. 3.1.1): ``||x_t - r||``, each snippet's Euclidean distance from
+    ``reference`` (the mean training snippet). Background fills most of an untrimmed video, so the mean
+    snippet is mostly background and snippets far from it are more often actions. ``features`` (B, T, D),
+    ``reference`` (D,); returns (B, T), 0 at padded positions (``lengths``)."""
+    valid = valid_mask(features.shape[:2], lengths, features.device)
+    distance = (features - reference.to(features.device, features.dtype)).norm(dim=2)
+    return torch.where(valid, distance, torch.zeros_like(distance))
+
+
+def top_fraction_weights(scores: Tensor, fraction: float, lengths: Tensor | None = None) -> Tensor:
+    """(B, T) weights 1 on each video's ``max(1, floor(fraction * L))`` highest ``scores`` among its L real
+    positions, 0 elsewhere (docs/method.md sec. 3.1.1); ties go to the lowest index, as in HAS's top-k."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    b, t = scores.shape
+    valid = valid_mask(scores.shape, lengths, scores.device)
+    n = valid.sum(1)
+    # floor(fraction * L) in exact arithmetic for the usual fractions (0.1 * 30 is 3.0000000000000004 in floats).
+    k = torch.floor(n.to(torch.float64) * fraction + 1e-9).long().clamp(min=1)
+    k = torch.minimum(k, n)
+    ranked = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
+    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(t, device=scores.device).expand(b, t))
+    return (valid & (rank < k[:, None])).to(scores.dtype)
+
+
+def mean_snippet(features: Tensor) -> Tensor:
+    """(D,) mean of all rows of a ``(sum L, D)`` store, accumulated in float64: the reference of
+    :func:`deviation_actionness`."""
+    return features.double().mean(0).float()
+
+
+def background_subtracted_pool(features: Tensor, weights: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """docs/method.md sec. 3.1.2: ``F = L2Norm(mean_w(x) - mean_{1-w}(x))``, the attention-weighted mean of a video's
+    snippets minus the mean of the rest, weighted by ``1 - w`` (``w`` rescaled to a maximum of 1 per video).
+
+    What a video shows in all its snippets (camera, lighting, scene: a per-video offset) cancels, what its
+    attended snippets add remains. ``features`` (B, T, D), ``weights`` (B, T) >= 0; ``lengths`` (B,) optional
+    real lengths. A video whose weights are all zero, or cover every snippet fully (no rest), falls back to the
+    plain mean of its snippets. Returns (B, D), unit L2 norm.
+    """
+    valid = valid_mask(features.shape[:2], lengths, features.device).to(features.dtype)
+    w = weights.to(features.dtype).clamp(min=0) * valid
+    w = w / w.amax(dim=1, keepdim=True).clamp(min=torch.finfo(features.dtype).tiny)
+    rest = (1 - w) * valid
+    mass, rest_mass = w.sum(1, keepdim=True), rest.sum(1, keepdim=True)
+    fallback = (mass <= 0) | (rest_mass <= 1e-6 * valid.sum(1, keepdim=True))
+    contrast = w / mass.clamp(min=1e-12) - rest / rest_mass.clamp(min=1e-12)
+    mean = valid / valid.sum(1, keepdim=True).clamp(min=1)
+    pooled = torch.einsum("bt,btd->bd", torch.where(fallback, mean, contrast), features)
+    return torch.nn.functional.normalize(pooled, dim=1)

@@ -18,7 +18,7 @@ from utal_lightning.pseudo.cci import cci_refine, rank_within_clusters
 from utal_lightning.pseudo.cluster import kmeans
 from utal_lightning.pseudo.has import has_attention, has_pool, vote
 from utal_lightning.pseudo.plri import plri_confidence, plri_split
-from utal_lightning.pseudo.pooling import attention_pool, minmax_over_time
+from utal_lightning.pseudo.pooling import attention_pool, minmax_over_time, top_fraction_weights
 from utal_lightning.pseudo.select import iis_beta, iis_select
 from utal_lightning.pseudo.spectral import pairwise_distances, spectral_clustering, validate_eigen_solver
 
@@ -33,6 +33,9 @@ class PseudoLabels:
     targets: Tensor | None = None  # (N, K) multi-hot training targets when not one-hot(labels)
 
 
+InitialPooling = Literal["deviation", "mean"]
+
+
 class PseudoLabelStrategy:
     """Interface: pool each video (per batch, from the model's output), then label all videos.
 
@@ -40,18 +43,60 @@ class PseudoLabelStrategy:
     training video after each epoch (``observe``), e.g. to vote across epochs; its state goes into
     checkpoints through the loop Callback. One that ``needs_ground_truth`` (weak supervision only)
     receives the training videos' ground truth in ``assign``.
+
+    Iteration 1 has no model: ``initial_pooling`` says how videos are pooled then (docs/method.md sec. 3.1.1):
+    "deviation" over each video's top ``deviation_fraction`` snippets by the label-free actionness (distance
+    from the mean training snippet), or "mean" over all snippets (both papers).
     """
 
     observes_epochs: bool = False
     needs_ground_truth: bool = False
+    initial_pooling: InitialPooling = "mean"
+    deviation_fraction: float = 0.1
+
+    def _set_initial_pooling(self, initial_pooling: InitialPooling, deviation_fraction: float) -> None:
+        if initial_pooling not in ("deviation", "mean"):
+            raise ValueError(f"initial_pooling must be deviation or mean, got {initial_pooling!r}")
+        if not 0.0 < deviation_fraction <= 1.0:
+            raise ValueError(f"deviation_fraction must be in (0, 1], got {deviation_fraction}")
+        self.initial_pooling, self.deviation_fraction = initial_pooling, deviation_fraction
+
+    def initial_weights(self, lengths: Tensor | None, label_free: Tensor | None) -> Tensor | None:
+        """Iteration 1's pooling weights (B, T), or None for the mean."""
+        if self.initial_pooling == "mean":
+            return None
+        if label_free is None:
+            raise ValueError("deviation pooling needs the label-free actionness of the batch")
+        return top_fraction_weights(label_free, self.deviation_fraction, lengths)
+
+    def pooling_weights(
+        self,
+        output: LocalizationOutput | None,
+        features: Tensor,
+        video_index: Tensor,
+        lengths: Tensor | None = None,
+        label_free: Tensor | None = None,
+    ) -> Tensor | None:
+        """(B, T) weight of each snippet in its video's global feature, or None for the mean; ``output`` is None
+        at iteration 1 (no model yet). ``lengths`` (B,): real positions of a zero-padded batch (videos shorter
+        than T are pooled on their own snippets only, docs/method.md sec. 3.1); ``label_free`` (B, T): the label-free
+        actionness (:func:`~utal_lightning.pseudo.pooling.deviation_actionness`)."""
+        raise NotImplementedError
+
+    def pool(self, features: Tensor, weights: Tensor | None, lengths: Tensor | None = None) -> Tensor:
+        """(B, D) global features from :meth:`pooling_weights` (FEEL Eq. 1)."""
+        return attention_pool(features, weights, lengths)
 
     def video_features(
-        self, output: LocalizationOutput | None, features: Tensor, video_index: Tensor, lengths: Tensor | None = None
+        self,
+        output: LocalizationOutput | None,
+        features: Tensor,
+        video_index: Tensor,
+        lengths: Tensor | None = None,
+        label_free: Tensor | None = None,
     ) -> Tensor:
-        """Global features (B, D) of a batch of videos on their fixed grid; ``output`` is None at
-        iteration 1 (no model yet). ``lengths`` (B,): real positions of a zero-padded batch (videos
-        shorter than T are pooled on their own snippets only, docs/method.md sec. 3.1)."""
-        raise NotImplementedError
+        """Global features (B, D) of a batch of videos on their fixed grid (arguments as :meth:`pooling_weights`)."""
+        return self.pool(features, self.pooling_weights(output, features, video_index, lengths, label_free), lengths)
 
     def assign(
         self,
@@ -98,6 +143,8 @@ class FEELStrategy(PseudoLabelStrategy):
             ``A_ca``). CoLA's CAS is non-negative and its sum over K classes is far above 1 on
             background snippets too, so the sigmoid is ~1 everywhere and Eq. 1 as written pools like
             the mean (docs/method.md sec. 3.1).
+        initial_pooling, deviation_fraction: iteration 1's pooling (:class:`PseudoLabelStrategy`): "deviation"
+            (default, docs/method.md sec. 3.1.1; fraction 0.1 THUMOS, 0.25 ActivityNet) or "mean" (the paper).
     """
 
     def __init__(
@@ -110,7 +157,10 @@ class FEELStrategy(PseudoLabelStrategy):
         iis_schedule: Literal["variable", "constant", "none"] = "variable",
         iis_mu: float = 1.05,
         kmeans_n_init: int = 10,
+        initial_pooling: InitialPooling = "deviation",
+        deviation_fraction: float = 0.1,
     ) -> None:
+        self._set_initial_pooling(initial_pooling, deviation_fraction)
         iis_beta(1, 1, iis_schedule, iis_mu)  # validate the schedule name now, not mid-run
         if attention not in ("minmax", "sigmoid"):
             raise ValueError(f"attention must be minmax or sigmoid, got {attention!r}")
@@ -120,14 +170,12 @@ class FEELStrategy(PseudoLabelStrategy):
         self.iis_schedule, self.iis_mu = iis_schedule, iis_mu
         self.kmeans_n_init = kmeans_n_init
 
-    def video_features(self, output, features, video_index, lengths=None) -> Tensor:
+    def pooling_weights(self, output, features, video_index, lengths=None, label_free=None) -> Tensor | None:
         if output is None:
-            return attention_pool(features, lengths=lengths)
+            return self.initial_weights(lengths, label_free)
         if self.attention == "minmax":
-            weights = minmax_over_time(output.actionness(), lengths)
-        else:
-            weights = output.agnostic_attention if output.agnostic_attention is not None else output.attention
-        return attention_pool(features, weights, lengths)
+            return minmax_over_time(output.actionness(), lengths)
+        return output.agnostic_attention if output.agnostic_attention is not None else output.attention
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, centres = kmeans(video_features, num_clusters, seed=seed, n_init=self.kmeans_n_init)
@@ -169,6 +217,8 @@ class COPLStrategy(PseudoLabelStrategy):
             "eigh" (full dense decomposition on the features' device) or "arpack" (only the K wanted
             eigenpairs, CPU); see :mod:`utal_lightning.pseudo.spectral`. The "knn" graph always uses
             ARPACK ("auto" or "arpack" only).
+        initial_pooling, deviation_fraction: iteration 1's pooling (:class:`PseudoLabelStrategy`): "deviation"
+            (default, docs/method.md sec. 3.1.1; fraction 0.1 THUMOS, 0.25 ActivityNet) or "mean" (the paper).
     """
 
     observes_epochs = True
@@ -187,7 +237,10 @@ class COPLStrategy(PseudoLabelStrategy):
         spectral_affinity: Literal["dense", "knn"] = "dense",
         spectral_neighbors: int = 10,
         spectral_eigen_solver: Literal["auto", "eigh", "arpack"] = "auto",
+        initial_pooling: InitialPooling = "deviation",
+        deviation_fraction: float = 0.1,
     ) -> None:
+        self._set_initial_pooling(initial_pooling, deviation_fraction)
         if spectral_affinity == "knn" and plri_form != "affinity":
             raise ValueError("the sparse knn affinity supports plri_form='affinity' only")
         if has_branch not in ("both", "cs", "ca"):
@@ -226,13 +279,16 @@ class COPLStrategy(PseudoLabelStrategy):
     def start_iteration(self) -> None:
         self.votes = None
 
-    def video_features(self, output, features, video_index, lengths=None) -> Tensor:
+    def pooling_weights(self, output, features, video_index, lengths=None, label_free=None) -> Tensor | None:
         if output is None:
-            return attention_pool(features, lengths=lengths)
-        weights = (
-            self.votes[video_index.cpu()].to(features.device) if self.votes is not None else self._has(output, lengths)
-        )
-        return has_pool(features, weights, lengths)
+            return self.initial_weights(lengths, label_free)
+        if self.votes is not None:
+            return self.votes[video_index.cpu()].to(features.device)
+        return self._has(output, lengths)
+
+    def pool(self, features: Tensor, weights: Tensor | None, lengths: Tensor | None = None) -> Tensor:
+        """COPL Eq. 5 (:func:`has_pool`); the mean where there are no weights."""
+        return attention_pool(features, lengths=lengths) if weights is None else has_pool(features, weights, lengths)
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, affinity = spectral_clustering(
@@ -266,8 +322,8 @@ class GroundTruthLabels(PseudoLabelStrategy):
 
     needs_ground_truth = True
 
-    def video_features(self, output, features, video_index, lengths=None) -> Tensor:
-        return attention_pool(features, lengths=lengths)  # unused: labels come from the ground truth
+    def pooling_weights(self, output, features, video_index, lengths=None, label_free=None) -> Tensor | None:
+        return None  # the mean; unused: labels come from the ground truth
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         if ground_truth is None:

@@ -27,6 +27,8 @@ _CLUSTER_KEYS = (
     "accuracy_selected",
 )
 
+_DIAGNOSTIC_KEYS = ("attention_auc", "label_free_auc", "pooled_nmi", "accuracy_P", "accuracy_U")
+
 
 def _hungarian_correct(labels: Tensor, targets: np.ndarray, num_clusters: int, num_classes: int) -> np.ndarray:
     """Per video with a known class (``targets >= 0``): whether its cluster maps to it (Hungarian map)."""
@@ -65,9 +67,36 @@ def iteration_record(datamodule: Any, result: Any, iteration: int, epochs: int, 
     }
 
 
+def pooling_diagnostics(
+    datamodule: Any, video_features: Tensor, aucs: Tensor, num_clusters: int, seed: int
+) -> dict[str, float | None]:
+    """Which stage fails (docs/method.md sec. 2.1), against the *training* ground truth, never read by a decision:
+    the mean per-video AUC of the pooling attention (``aucs[:, 0]``) and of the label-free actionness
+    (``aucs[:, 1]``) for the annotated action snippets, and the NMI of seeded k-means on the pooled features (the
+    pooling's quality apart from the clusterer's). None where the training videos have no ground truth."""
+    from utal_lightning.eval.actionness import mean_auc
+    from utal_lightning.pseudo.cluster import kmeans
+
+    targets = datamodule.index.class_targets(datamodule.index.train_ids)
+    known = targets >= 0
+    pooled_nmi = None
+    if known.any():
+        labels, _ = kmeans(video_features, num_clusters, seed=seed)
+        pooled_nmi = round(clustering_scores(labels.cpu(), targets, num_clusters=num_clusters)["nmi"], 6)
+    attention, label_free = (mean_auc(aucs[:, j].cpu()) for j in range(2))
+    return {
+        "attention_auc": None if attention is None else round(attention, 6),
+        "label_free_auc": None if label_free is None else round(label_free, 6),
+        "pooled_nmi": pooled_nmi,
+    }
+
+
 def pseudolabel_metrics(record: dict[str, Any], iteration: int) -> dict[str, float]:
     """The logged keys of a pseudolabel stage: ``cluster/*``, ``select/fraction``, ``time/*``."""
     metrics = {f"cluster/{key}": float(record[key]) for key in _CLUSTER_KEYS}
+    metrics.update(
+        {f"diagnostics/{key}": float(record[key]) for key in _DIAGNOSTIC_KEYS if record.get(key) is not None}
+    )
     metrics.update(
         {
             "select/fraction": record["selected_fraction"],
@@ -82,8 +111,11 @@ def pseudolabel_metrics(record: dict[str, Any], iteration: int) -> dict[str, flo
 
 def pseudolabel_line(record: dict[str, Any], iteration: int, max_iterations: int) -> str:
     """One log line per pseudolabel stage."""
+    auc = ""
+    if record.get("attention_auc") is not None:
+        auc = f"pooling attention AUC {record['attention_auc']:.3f} (label-free {record['label_free_auc']:.3f}), "
     return (
-        f"outer iteration {iteration}/{max_iterations}: NMI {record['nmi']:.3f}, "
+        f"outer iteration {iteration}/{max_iterations}: NMI {record['nmi']:.3f}, {auc}"
         f"|P|/N {record['selected_fraction']:.2f}, accuracy of P {record['accuracy_selected']:.3f}, "
         f"{record['epochs']} epochs; pseudolabel stage {record['pseudolabel_seconds']:.1f} s "
         f"(pooling {record['pool_seconds']:.1f} s, clustering + selection {record['cluster_seconds']:.1f} s)"

@@ -106,20 +106,29 @@ def selection_curve(history: Sequence[Mapping[str, Any]]) -> Figure:
 
 
 def progress_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
-    """What a run is doing, one point per outer iteration: NMI of the pseudolabels, |P|/N, and the test mAP
-    (mAP@0.5 and the average over the tIoUs) where the iteration was tested. All in [0, 1]."""
+    """What a run is doing, one point per outer iteration: NMI of the pseudolabels, accuracy of P and of U, |P|/N,
+    the AUC of the pooling attention and of the label-free actionness (where the training videos are annotated),
+    and the test mAP (mAP@0.5 and the average over the tIoUs) where the iteration was tested. All in [0, 1]."""
     fig = _figure(6.5, 4)
     ax = fig.subplots(1, 1)
     its = np.array([float(h.get("iteration", i + 1)) for i, h in enumerate(history)])
     series = {
         "NMI": [h.get("nmi") for h in history],
+        "accuracy of P": [h.get("accuracy_P") for h in history],
+        "accuracy of U": [h.get("accuracy_U") for h in history],
         "|P| / N": [h.get("selected_fraction") for h in history],
+        "attention AUC": [h.get("attention_auc") for h in history],
+        "label-free AUC": [h.get("label_free_auc") for h in history],
         "test mAP@0.5": [(h.get("test") or {}).get("0.5") for h in history],
         "test mAP avg": [(h.get("test") or {}).get("average_mAP") for h in history],
     }
     styles = {
         "NMI": ("tab:blue", "o", "-"),
+        "accuracy of P": ("tab:purple", "D", "-"),
+        "accuracy of U": ("tab:pink", "d", ":"),
         "|P| / N": ("tab:gray", "s", ":"),
+        "attention AUC": ("tab:red", "x", "-"),
+        "label-free AUC": ("tab:orange", "+", "--"),
         "test mAP@0.5": ("tab:green", "^", "-"),
         "test mAP avg": ("tab:olive", "v", "--"),
     }
@@ -144,7 +153,7 @@ def progress_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
         ax.set_xticks(its)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8)
-    ax.set_title("clustering, selection and test mAP per iteration")
+    ax.set_title("pseudolabels, pooling attention and test mAP per iteration")
     fig.tight_layout()
     return fig
 
