@@ -134,7 +134,11 @@ def run_baseline(args, preset: str, seed: int, data: Path, method: str, run_dir:
     log = run_dir / "baseline.log"
     config = f"configs/{spec.name}_{BASELINE_CONFIG}.yaml"
     options = ["--pooling", BASELINES[method], "--seed", str(seed)]
-    run([*UTAL, "baseline", "--root", str(data), "--out", str(detections), "--config", config, *options], log, args.dry_run)
+    run(
+        [*UTAL, "baseline", "--root", str(data), "--out", str(detections), "--config", config, *options],
+        log,
+        args.dry_run,
+    )
     if args.dry_run:
         return {}
     clustering = json.loads(log.read_text()[log.read_text().index("{") :])

@@ -28,6 +28,7 @@ from torch import Tensor
 from utal_lightning.data.layout import DatasetIndex, DatasetLayout, read_dataset
 from utal_lightning.data.store import FeatureStore
 from utal_lightning.eval.actionness import mean_auc, snippet_auc
+from utal_lightning.eval.centroids import centroid_scores
 from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
 from utal_lightning.eval.detect import DetectionSettings, detect_with_mapping
 from utal_lightning.eval.io import write_detections
@@ -37,6 +38,7 @@ from utal_lightning.pseudo.pooling import (
     background_subtracted_pool,
     deviation_actionness,
     mean_snippet,
+    minmax_over_time,
     top_fraction_weights,
 )
 
@@ -44,9 +46,10 @@ BaselinePooling = Literal["deviation", "mean", "oracle"]
 POOLINGS = ("deviation", "mean", "oracle")
 
 
-def _grid_features(store: FeatureStore, i: int, num_segments: int) -> tuple[Tensor, Tensor]:
-    """One video on docs/method.md sec. 1.2's fixed grid (the pooling and test grid): positions (T,), features (T, D)."""
-    grid = store.test_grid(i, num_segments)
+def _grid_features(store: FeatureStore, i: int, num_segments: int | None) -> tuple[Tensor, Tensor]:
+    """One video on docs/method.md sec. 1.2's fixed grid (the pooling and test grid; every snippet with
+    ``num_segments=None``): positions (T,), features (T, D)."""
+    grid = store.test_grid(i, num_segments or int(store.lengths[i]))
     return grid, store.gather(torch.tensor([i]), grid[None])[0]
 
 
@@ -62,7 +65,7 @@ def _pool(
     x: Tensor,
     actionness: Tensor,
     pooling: BaselinePooling,
-    fraction: float,
+    fraction: float | None,
     action: Tensor | None,
     subtract_background: bool,
 ) -> Tensor:
@@ -70,7 +73,11 @@ def _pool(
     if pooling == "mean":
         return has_pool(x[None], torch.ones((1, len(x)), dtype=x.dtype))[0]
     if pooling == "deviation":
-        weights = top_fraction_weights(actionness[None], fraction)[0]
+        weights = (
+            minmax_over_time(actionness[None])[0]
+            if fraction is None
+            else top_fraction_weights(actionness[None], fraction)[0]
+        )
     else:
         weights = action.to(x.dtype)  # all zero (no annotated snippet): both poolings fall back to the mean
     pool = background_subtracted_pool if subtract_background else has_pool
@@ -81,12 +88,13 @@ def run_baseline(
     layout: DatasetLayout,
     out: str | Path,
     pooling: BaselinePooling = "deviation",
-    fraction: float = 0.1,
+    fraction: float | None = None,
     num_segments: int = 750,
+    test_grid: Literal["sampled", "all"] = "sampled",
     seed: int = 0,
     num_clusters: int | None = None,
     detection: DetectionSettings | None = None,
-    subtract_background: bool = False,
+    subtract_background: bool = True,
     temperature: float = 0.05,
 ) -> dict[str, object]:
     """Write the baseline's test detections to ``out``; return its training clustering scores and the
@@ -101,15 +109,15 @@ def run_baseline(
     k = num_clusters or index.num_classes
     reference = mean_snippet(train.features)
 
-    def pooled_and_auc(store: FeatureStore, i: int) -> tuple[Tensor, float, Tensor, Tensor]:
-        grid, x = _grid_features(store, i, num_segments)
+    def pooled_and_auc(store: FeatureStore, i: int, grid_size: int | None) -> tuple[Tensor, float, Tensor, Tensor]:
+        grid, x = _grid_features(store, i, grid_size)
         actionness = deviation_actionness(x[None], reference)[0]
         action = _action_mask(index, store, i, grid)
         auc = float(snippet_auc(actionness[None], action[None])[0])
         oracle_mask = action if pooling == "oracle" else None
         return _pool(x, actionness, pooling, fraction, oracle_mask, subtract_background), auc, x, actionness
 
-    train_rows = [pooled_and_auc(train, i) for i in range(len(train))]
+    train_rows = [pooled_and_auc(train, i, num_segments) for i in range(len(train))]
     pooled = torch.stack([row[0] for row in train_rows])
     clusters, centres = kmeans(pooled, k, seed=seed)
     targets = torch.as_tensor(index.class_targets(index.train_ids))
@@ -118,8 +126,8 @@ def run_baseline(
 
     detections = []
     for i in range(len(test)):
-        video, _, _, actionness = pooled_and_auc(test, i)
-        cluster_scores = torch.softmax(-((centres - video) ** 2).sum(1) / temperature, dim=0)
+        video, _, _, actionness = pooled_and_auc(test, i, num_segments if test_grid == "sampled" else None)
+        cluster_scores = centroid_scores(video[None], centres, temperature)[0]
         rows = detect_with_mapping(
             actionness[:, None].expand(-1, len(centres)),
             cluster_scores,
@@ -151,17 +159,19 @@ def run_baseline(
 
 def baseline_settings(config: dict) -> dict[str, object]:
     """What :func:`run_baseline` takes from a model config (a ``utal fit`` YAML, merged): the detection settings
-    of ``model.init_args``, the grid ``data.init_args.num_segments`` and the label-free pooling fraction of
-    ``loop.strategy.init_args.deviation_fraction``, each where the config has it."""
+    of ``model.init_args``, the grids ``data.init_args.num_segments`` and ``test_grid``, and the label-free
+    pooling of ``loop.strategy.init_args`` (``deviation_fraction``, ``subtract_background``), each where the
+    config has it."""
     model = (config.get("model") or {}).get("init_args") or {}
     data = (config.get("data") or {}).get("init_args") or {}
     strategy = ((config.get("loop") or {}).get("strategy") or {}).get("init_args") or {}
     settings: dict[str, object] = {"detection": DetectionSettings.from_config(model)}
     if "num_segments" in data:
         settings["num_segments"] = int(data["num_segments"])
+    if "test_grid" in data:
+        settings["test_grid"] = data["test_grid"]
     if "deviation_fraction" in strategy:
-        settings["fraction"] = float(strategy["deviation_fraction"])
+        settings["fraction"] = None if strategy["deviation_fraction"] is None else float(strategy["deviation_fraction"])
     if "subtract_background" in strategy:
         settings["subtract_background"] = bool(strategy["subtract_background"])
     return settings
-

@@ -174,7 +174,7 @@ def test_short_videos_are_pooled_and_voted_on_their_own_snippets(many_videos):
     store = dm.train_store
     torch.manual_seed(0)
     net = IOCNet(num_classes=2, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim, hidden_dim=8).eval()
-    copl, feel = COPLStrategy(has_gamma=2), FEELStrategy()
+    copl, feel = COPLStrategy(has_gamma=2, subtract_background=False), FEELStrategy(initial_pooling="mean")
     checked = 0
     with torch.no_grad():
         for batch in dm.pooling_batches():

@@ -400,3 +400,47 @@ def test_small_pooling_gap(tmp_path, seed):
     assert nmi_action > 0.85, (nmi_mean, nmi_action)
     assert 0.12 <= nmi_mean <= 0.6, (nmi_mean, nmi_action)
     assert nmi_action - nmi_mean >= 0.3, (nmi_mean, nmi_action)
+
+
+# ------------------------------------------------------------------------------------------------
+# thumos-lite-hard: the label-free actionness no longer finds the actions
+# ------------------------------------------------------------------------------------------------
+
+
+def _deviation_auc(root: Path) -> float:
+    """Median over training videos of the ROC AUC of ||x_t - mean training snippet|| for the annotated snippets."""
+    d = _read(root)
+    videos, masks = [], []
+    for vid in d["train"]:
+        x = np.concatenate([np.load(root / "features" / "train" / m / f"{vid}.npy") for m in MODS], axis=1)
+        mask = np.zeros(len(x), dtype=bool)
+        for a in d["db"][vid]["annotations"]:
+            mask[_snippets(a["segment"][0]) : _snippets(a["segment"][1])] = True
+        videos.append(x)
+        masks.append(mask)
+    reference = np.concatenate(videos).astype(np.float64).mean(0)
+    aucs = []
+    for x, mask in zip(videos, masks, strict=True):
+        if 0 < mask.sum() < len(mask):
+            score = np.linalg.norm(x - reference, axis=1)
+            pos, neg = score[mask], score[~mask]
+            aucs.append(
+                ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / pos.size / neg.size
+            )
+    return float(np.median(aucs))
+
+
+def test_thumos_lite_hard_hides_the_actions_from_the_label_free_actionness(tmp_path):
+    # Same annotation statistics as thumos-lite (same draws), but no shared class-agnostic action vector: the
+    # distance from the mean snippet, near-perfect on thumos-lite, finds the actions far less well, while
+    # pooling over the true action snippets still separates the classes.
+    cfg = {
+        name: dataclasses.replace(PRESETS[name], num_train=60, num_test=1)
+        for name in ("thumos-lite", "thumos-lite-hard")
+    }
+    easy = write_synthetic_dataset(cfg["thumos-lite"], tmp_path / "easy", seed=2)
+    hard = write_synthetic_dataset(cfg["thumos-lite-hard"], tmp_path / "hard", seed=2)
+    assert _read(easy)["db"] == _read(hard)["db"]  # the same videos, segments and labels
+    auc_easy, auc_hard = _deviation_auc(easy), _deviation_auc(hard)
+    assert auc_easy > 0.95 and auc_hard < 0.8, (auc_easy, auc_hard)
+    assert PRESETS["thumos-lite-hard"].actionness_strength == 0.0

@@ -36,9 +36,9 @@ class RecordingStrategy(PseudoLabelStrategy):
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def video_features(self, output, features, video_index, lengths=None):
+    def pooling_weights(self, output, features, video_index, lengths=None, label_free=None):
         self.calls.append(("video_features", output is None))
-        return features.mean(1)
+        return None  # the mean
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None):
         self.calls.append(("assign", iteration, len(video_features), seed, ground_truth is None))
@@ -114,7 +114,7 @@ def test_labels_at_fit_start_and_after_each_iterations_last_epoch(run):
     assert assigns == [("assign", i, N, 5 + i, True) for i in (1, 2, 3)]
     assert [c[0] for c in run.strategy.calls].count("start_iteration") == 3
     # iteration 1 pools without a model (its features), later ones with the model's output
-    pooled = [c[1] for c in run.strategy.calls if c[0] == "video_features"]
+    pooled = [c[1] for c in run.strategy.calls if c[0] == "video_features"]  # one call per pooling batch
     assert pooled[0] is True and pooled[-1] is False
     iterations = [e["iteration"] for e in run.watch.epochs]
     assert iterations == [1, 1, 2, 2, 3, 3]  # adaptive epochs: E_max = 2 epochs every iteration

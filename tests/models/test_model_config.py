@@ -36,8 +36,20 @@ NON_DEFAULT = {
         drop_rate=0.3,
         hard_threshold=0.5,
         cls_loss="ce",
+        center_input=True,
+        glorot_fans="pytorch",
     ),
-    IOCNet: dict(num_classes=4, feature_dim=12, rgb_dim=5, hidden_dim=8, h_beta=0.5, top_l_divisor=2, dropout=0.3),
+    IOCNet: dict(
+        num_classes=4,
+        feature_dim=12,
+        rgb_dim=5,
+        hidden_dim=8,
+        h_beta=0.5,
+        top_l_divisor=2,
+        dropout=0.3,
+        center_input=True,
+        zero_init_agnostic_heads=False,
+    ),
 }
 MODULE_OF = {CoLA: modules.CoLAModule, IOCNet: modules.IOCNetModule}
 CONFIG_OF = {CoLA: ["thumos_feel.yaml", "anet_feel.yaml"], IOCNet: ["thumos_copl.yaml", "anet_copl.yaml"]}
@@ -89,6 +101,7 @@ def test_every_module_argument_reaches_the_network(network, monkeypatch):
 def test_cola_arguments_shape_the_network():
     model = modules.CoLAModule(**NON_DEFAULT[CoLA]).model
     assert model.hard_threshold == 0.5 and model.drop_rate == 0.3 and model.cls_loss == "ce"
+    assert model.center_input and model.glorot_fans == "pytorch"
     assert model.dropout.p == 0.5 and model.embed[0].kernel_size == (5,)
     depthwise = model.classifier[1]
     assert depthwise.kernel_size == (3,) and depthwise.dilation == (3,) and depthwise.groups == 4
@@ -99,6 +112,7 @@ def test_iocnet_arguments_shape_the_network():
     model = modules.IOCNetModule(**NON_DEFAULT[IOCNet]).model
     assert model.dropout.p == 0.3 and model.rgb_dim == 5 and model.h_beta == 0.5 and model.top_l(20) == 10
     assert model.embed_rgb[0].in_channels == 5 and model.embed_flow[0].in_channels == 7
+    assert model.center_input and model.attention_rgb.weight.abs().sum() > 0  # PyTorch's init, not zero heads
 
 
 @pytest.mark.parametrize("network", [CoLA, IOCNet], ids=lambda n: n.__name__)

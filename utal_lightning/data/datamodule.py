@@ -35,16 +35,18 @@ STORE_PLACEMENTS = ("auto", "device", "host")
 
 
 class _TestVideos(Dataset):
-    """Test videos one at a time on docs/method.md sec. 1.2's test grid (all snippets when L <= T), gathered lazily."""
+    """Test videos one at a time on docs/method.md sec. 1.2's test grid (all snippets when L <= T, or always with
+    ``num_segments=None``), gathered lazily."""
 
-    def __init__(self, store: FeatureStore, num_segments: int) -> None:
+    def __init__(self, store: FeatureStore, num_segments: int | None) -> None:
         self.store, self.num_segments = store, num_segments
 
     def __len__(self) -> int:
         return len(self.store)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        positions = self.store.test_grid(i, self.num_segments)
+        length = int(self.store.lengths[i])
+        positions = self.store.test_grid(i, self.num_segments or length)
         video_index = torch.tensor([i])
         return {
             "video_index": video_index,
@@ -138,6 +140,8 @@ class UTALDataModule(L.LightningDataModule):
             "skip": left out of its split, with a logged list.
         require_test_annotations: test videos need a ground-truth entry (for mAP); ``utal predict`` and fits
             with ``loop.test_iterations: none`` set it False.
+        test_grid: a test video's positions: "sampled" (docs/method.md sec. 1.2's T evenly spread, all snippets when
+            L <= T) or "all" (every snippet: the networks are fully convolutional; sec. 5.3).
         pool_batch_size: videos per batch of the pseudolabel stage's no-grad pass.
         seed: seeds the training samplers (with the iteration and epoch).
         store_dtype: dtype the training features are kept in: "float32", "float16" or "bfloat16"
@@ -169,6 +173,7 @@ class UTALDataModule(L.LightningDataModule):
         feature_stride: int = 4,
         feature_window: int = 16,
         default_fps: float = 30.0,
+        test_grid: Literal["sampled", "all"] = "sampled",
         pool_batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
@@ -214,6 +219,9 @@ class UTALDataModule(L.LightningDataModule):
         self.rgb_dim = train_scan.rgb_dim
         self.num_clusters = num_clusters or self.index.num_classes
         self.num_segments = num_segments
+        if test_grid not in ("sampled", "all"):
+            raise ValueError(f"test_grid must be sampled or all, got {test_grid!r}")
+        self.test_grid = test_grid
         self.batch_size = batch_size
         self.pool_batch_size = pool_batch_size
         self.num_workers = num_workers
@@ -410,6 +418,8 @@ class UTALDataModule(L.LightningDataModule):
         own L snippets, zero-padded to T so batches stack; ``lengths`` (B,) = ``min(L, T)`` says
         how many positions are real, and the pseudolabel stage uses only those (docs/method.md sec. 3.1).
         """
+        if self.train_store is None:  # utal test / predict: read for the centroid class scores
+            self.setup("fit")
         store = self.train_store
         videos = torch.arange(len(store)) if videos is None else videos
         grid = torch.arange(self.num_segments, device=store.device)
@@ -456,7 +466,7 @@ class UTALDataModule(L.LightningDataModule):
 
     def test_videos(self, videos: Tensor | None = None) -> Dataset:
         """Test videos one at a time (default all; a rank's shard under DDP)."""
-        dataset = _TestVideos(self.test_store, self.num_segments)
+        dataset = _TestVideos(self.test_store, self.num_segments if self.test_grid == "sampled" else None)
         return dataset if videos is None else Subset(dataset, videos.tolist())
 
     def test_dataloader(self) -> DataLoader:

@@ -266,7 +266,7 @@ class PseudoLabelRefresh(L.Callback):
         index, rows = [], []
         for batch in datamodule.pooling_batches(videos):
             batch["features"] = batch["features"].to(pl_module.device)
-            output = pl_module.localize(batch["features"]) if use_model else None
+            output = pl_module.localize(batch["features"], lengths=batch["lengths"]) if use_model else None
             index.append(batch["video_index"])
             rows.append(row_fn(output, batch))
         return torch.cat(index), torch.cat(rows)

@@ -1,4 +1,5 @@
-"""Feature augmentation for IOCNet's student (docs/method.md sec. 4.2): the temporal feature shift (COPL, after TSM).
+"""Input transforms of the localization networks: the temporal feature shift of IOCNet's student (docs/method.md
+sec. 4.2, COPL after TSM) and the per-video centering of every network's input (sec. 4.3).
 
 Pure torch, on the input's device; no Lightning.
 """
@@ -8,7 +9,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["temporal_shift"]
+__all__ = ["center_over_time", "temporal_shift"]
+
+
+def center_over_time(features: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """docs/method.md sec. 4.3: each video's snippets minus its mean snippet, ``x_t - mean_t x``, over its real
+    positions; a new (B, T, D) tensor. A per-video offset shared by all snippets (camera, lighting, a static
+    scene) shifts every class logit of a video by a per-video constant; centred, the network sees only what changes
+    within the video. ``lengths`` (B,): real positions of a zero-padded batch (the padding stays 0)."""
+    if lengths is None:
+        return features - features.mean(dim=1, keepdim=True)
+    valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
+    valid = valid.to(features.dtype)[..., None]
+    mean = (features * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)
+    return (features - mean) * valid
 
 
 def temporal_shift(features: Tensor, num_channels: int = 512, generator: torch.Generator | None = None) -> Tensor:

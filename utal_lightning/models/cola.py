@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from utal_lightning.models.augment import center_over_time
 from utal_lightning.models.losses import CLASSIFICATION_LOSSES
 from utal_lightning.models.losses import cola_loss as _cola_loss_from_mined
 from utal_lightning.models.mining import MinedSnippets, mine_snippets, num_selected, random_keep_mask
@@ -56,7 +57,10 @@ class CoLA(nn.Module):
       ``losses.cola_loss``.
 
     Weights: Xavier-uniform, zero biases (CoLA's ``weight_init``), with Glorot's fans counted per
-    group (:func:`glorot_uniform_`), which matters for the depthwise conv only.
+    group (:func:`glorot_uniform_`), which matters for the depthwise conv only; ``glorot_fans="pytorch"``
+    gives ``nn.init.xavier_uniform_``'s fans (CoLA's code). ``center_input``: subtract each video's mean
+    snippet from the input first (:func:`~utal_lightning.models.augment.center_over_time`, docs/method.md
+    sec. 4.3; CoLA: off).
     """
 
     def __init__(
@@ -76,8 +80,13 @@ class CoLA(nn.Module):
         drop_rate: float = 0.6,
         hard_threshold: float | None = None,
         cls_loss: Literal["bce", "ce"] = "bce",
+        center_input: bool = False,
+        glorot_fans: Literal["per_group", "pytorch"] = "per_group",
     ) -> None:
         super().__init__()
+        if glorot_fans not in ("per_group", "pytorch"):
+            raise ValueError(f"glorot_fans must be per_group or pytorch, got {glorot_fans!r}")
+        self.center_input, self.glorot_fans = center_input, glorot_fans
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if min(r_easy, r_hard, m, M) < 1:
@@ -122,15 +131,21 @@ class CoLA(nn.Module):
     def reset_parameters(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv1d):
-                glorot_uniform_(module)
+                if self.glorot_fans == "per_group":
+                    glorot_uniform_(module)
+                else:  # CoLA's code: PyTorch's fans, which count every group's outputs
+                    nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def forward(self, features: Tensor) -> LocalizationOutput:
-        """``features`` (B, T, D) -> CAS (B, T, K), attention (B, T), video scores (B, K), embeddings (B, T, hidden)."""
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> LocalizationOutput:
+        """``features`` (B, T, D) -> CAS (B, T, K), attention (B, T), video scores (B, K), embeddings (B, T, hidden).
+        ``lengths`` (B,): real positions of a zero-padded batch, for ``center_input`` only."""
         if features.dim() != 3:
             raise ValueError(f"features must be (B, T, D), got shape {tuple(features.shape)}")
         T = features.shape[1]
+        if self.center_input:
+            features = center_over_time(features, lengths)
         x = self.embed(features.transpose(1, 2))  # (B, hidden, T)
         embeddings = x.transpose(1, 2)
         cas = self.classifier(self.dropout(x)).transpose(1, 2)  # (B, T, K)

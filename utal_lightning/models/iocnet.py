@@ -29,7 +29,9 @@ on long videos with many short actions, whether that first ordering favours the 
 background is a coin flip per seed, and a head that starts "inverted" trains into an inverted
 ``A_ca`` (detections between the true segments), with ``A_cs`` following it through ``L_CI``.
 Zero heads let the class-specific branch (softmax of the CAS, trained by ``L_cls``) choose the
-first positives. See docs/method.md, sec. 4.2.
+first positives. See docs/method.md, sec. 4.2. ``zero_init_agnostic_heads=False`` gives PyTorch's default
+init (AICL's code). ``center_input``: subtract each video's mean snippet from the input first (docs/method.md
+sec. 4.3; COPL: off).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from utal_lightning.models.augment import center_over_time
 from utal_lightning.models.outputs import LocalizationOutput
 
 __all__ = ["IOCNet", "IOCNetOutput"]
@@ -78,8 +81,11 @@ class IOCNet(nn.Module):
         h_beta: float = 1 / 3,
         top_l_divisor: int = 8,
         dropout: float = 0.0,
+        center_input: bool = False,
+        zero_init_agnostic_heads: bool = True,
     ) -> None:
         super().__init__()
+        self.center_input = center_input
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if not 0 < rgb_dim < feature_dim:
@@ -105,16 +111,18 @@ class IOCNet(nn.Module):
         self.embed_flow = nn.Sequential(nn.Conv1d(flow_dim, hidden_dim, kernel_size=3, padding=1), nn.ReLU())
         self.attention_flow = nn.Conv1d(hidden_dim, 1, kernel_size=1)
         self.dropout = nn.Dropout(p=dropout)
-        for head in (self.attention_rgb, self.attention_flow):  # A_ca starts at 0.5 (module docstring)
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        if zero_init_agnostic_heads:  # A_ca starts at 0.5 (module docstring); else PyTorch's init (AICL's code)
+            for head in (self.attention_rgb, self.attention_flow):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     def top_l(self, T: int) -> int:
         """``l = max(1, T // top_l_divisor)`` (THUMOS T/8, ANet T/2), never more than T."""
         return max(1, min(T, T // self.top_l_divisor))
 
-    def forward(self, features: Tensor) -> IOCNetOutput:
-        """``features`` (B, T, D) -> :class:`IOCNetOutput` (see the module docstring)."""
+    def forward(self, features: Tensor, lengths: Tensor | None = None) -> IOCNetOutput:
+        """``features`` (B, T, D) -> :class:`IOCNetOutput` (see the module docstring). ``lengths`` (B,): real
+        positions of a zero-padded batch, for ``center_input`` only."""
         if features.dim() != 3:
             raise ValueError(f"features must be (B, T, D), got shape {tuple(features.shape)}")
         if features.shape[2] != self.feature_dim:
@@ -122,6 +130,8 @@ class IOCNet(nn.Module):
         T = features.shape[1]
         if T < 1:
             raise ValueError("features must have at least one snippet (T >= 1)")
+        if self.center_input:
+            features = center_over_time(features, lengths)
         x = features.transpose(1, 2)  # (B, D, T)
 
         emb = self.embed(x)  # (B, H, T)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from utal_lightning.distributed import gather_objects
+from utal_lightning.eval.centroids import centroid_scores, cluster_centroids
 from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
 from utal_lightning.eval.detect import (
     COLA_ACTIONNESS_THRESHOLDS,
@@ -25,8 +26,8 @@ from utal_lightning.models.cola import CoLA
 from utal_lightning.models.copl_losses import iocnet_loss
 from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.outputs import LocalizationOutput
+from utal_lightning.pseudo.pooling import background_subtracted_pool
 from utal_lightning.reporting.test_results import report_final_test, test_metrics
-
 
 
 class LocalizationModule(L.LightningModule):
@@ -47,6 +48,12 @@ class LocalizationModule(L.LightningModule):
         upsample_scale: linear upsampling factor before thresholding.
         class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority"
             (FEEL/TCAM protocol).
+        class_scores: a test video's (pseudo-)class scores: "network" (the model's video scores: the papers) or
+            "centroids" (nearness of its pooled feature to each pseudo-class's centroid, docs/method.md sec. 5.2).
+        centroid_temperature: temperature of the "centroids" softmax over negative squared distances.
+        localization: the map a kept class's proposals come from: "class_map" (the model's class-specific map:
+            CoLA's CAS, IOCNet's h_cs; the papers) or "actionness" (its class-agnostic actionness, the same for
+            every class; docs/method.md sec. 5.3).
         tious: tIoU thresholds of the test mAP (THUMOS 0.1:0.1:0.7, ActivityNet 0.5:0.05:0.95).
         lr, weight_decay: Adam.
         rgb_dim: width of the RGB channels at the front of the input (linked from the data); used by
@@ -68,6 +75,9 @@ class LocalizationModule(L.LightningModule):
         nms_iou: float = 0.6,
         upsample_scale: int = 24,
         class_mapping: Literal["hungarian", "majority"] = "hungarian",
+        class_scores: Literal["network", "centroids"] = "network",
+        localization: Literal["class_map", "actionness"] = "class_map",
+        centroid_temperature: float = 0.05,
         tious: Sequence[float] = tuple(THUMOS_TIOUS.tolist()),
         lr: float = 1e-4,
         weight_decay: float = 5e-4,
@@ -88,6 +98,14 @@ class LocalizationModule(L.LightningModule):
         self.nms_iou = nms_iou
         self.upsample_scale = upsample_scale
         self.class_mapping = class_mapping
+        if class_scores not in ("network", "centroids"):
+            raise ValueError(f"class_scores must be 'network' or 'centroids', got {class_scores!r}")
+        if centroid_temperature <= 0:
+            raise ValueError(f"centroid_temperature must be > 0, got {centroid_temperature}")
+        self.class_scores, self.centroid_temperature = class_scores, centroid_temperature
+        if localization not in ("class_map", "actionness"):
+            raise ValueError(f"localization must be 'class_map' or 'actionness', got {localization!r}")
+        self.localization = localization
         self.tious = tuple(tious)
         self.lr, self.weight_decay = lr, weight_decay
         self.compile_training, self.compile_backend = compile_training, compile_backend
@@ -114,13 +132,16 @@ class LocalizationModule(L.LightningModule):
         return self._compiled[0]
 
     @torch.no_grad()
-    def localize(self, features: Tensor, model: nn.Module | None = None) -> LocalizationOutput:
-        """Eval-mode forward of ``model`` (default :attr:`inference_model`), restoring its mode after."""
+    def localize(
+        self, features: Tensor, model: nn.Module | None = None, lengths: Tensor | None = None
+    ) -> LocalizationOutput:
+        """Eval-mode forward of ``model`` (default :attr:`inference_model`), restoring its mode after;
+        ``lengths`` (B,): real positions of a zero-padded batch."""
         model = model or self.inference_model
         was_training = model.training
         model.eval()
         try:
-            return model(features.to(self.device))
+            return model(features.to(self.device), lengths)
         finally:
             model.train(was_training)
 
@@ -165,16 +186,56 @@ class LocalizationModule(L.LightningModule):
         return hungarian_mapping(confusion) if self.class_mapping == "hungarian" else majority_mapping(confusion)
 
     def localization_map(self, output: LocalizationOutput) -> Tensor:
-        """(B, T, K) map whose thresholded runs are proposals (docs/method.md sec. 5): CoLA's CAS."""
+        """(B, T, K) map whose thresholded runs are proposals (docs/method.md sec. 5): the model's own
+        (:meth:`class_map`), or with ``localization="actionness"`` its class-agnostic actionness for every class."""
+        if self.localization == "actionness":
+            actionness = output.actionness()
+            return actionness[..., None].expand(-1, -1, output.cas.shape[2])
+        return self.class_map(output)
+
+    def class_map(self, output: LocalizationOutput) -> Tensor:
+        """(B, T, K) the model's class-specific localization map: CoLA's CAS."""
         return output.cas
 
-    def detect(self, batch: dict[str, Any], mapping: Tensor, model: nn.Module | None = None) -> np.ndarray:
-        """Detections ``[start_s, end_s, score, class]`` of one test video."""
-        output = self.localize(batch["features"], model)
+    @torch.no_grad()
+    def class_reference(self, datamodule: Any, model: nn.Module | None = None) -> tuple[Tensor, Tensor | None]:
+        """What a test video's classes are scored against: the cluster -> class map (:meth:`cluster_to_class`) and,
+        with ``class_scores="centroids"``, the (K, D) centroids of the pooled training videos of each pseudo-class
+        in P (pooled as :meth:`pooled_feature`, with ``model``); else None (the network's own video scores)."""
+        mapping = self.cluster_to_class(datamodule)
+        if self.class_scores == "network":
+            return mapping, None
+        pooled = []
+        for batch in datamodule.pooling_batches():
+            lengths = batch["lengths"].to(self.device)
+            output = self.localize(batch["features"], model, lengths)
+            pooled.append(self.pooled_feature(batch["features"].to(self.device), output, lengths))
+        labels = torch.where(datamodule.selected, datamodule.labels, torch.full_like(datamodule.labels, -1))
+        return mapping, cluster_centroids(torch.cat(pooled), labels.to(self.device), datamodule.num_clusters)
+
+    @staticmethod
+    def pooled_feature(features: Tensor, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
+        """(B, D) a video's feature for centroid class scores: its snippets weighted by the model's class-agnostic
+        actionness, minus the rest of the video (docs/method.md sec. 3.1.2, 5.2)."""
+        return background_subtracted_pool(features, output.actionness(), lengths)
+
+    def detect(
+        self, batch: dict[str, Any], reference: tuple[Tensor, Tensor | None], model: nn.Module | None = None
+    ) -> np.ndarray:
+        """Detections ``[start_s, end_s, score, class]`` of one test video; ``reference`` from :meth:`class_reference`."""
+        mapping, centroids = reference
+        features = batch["features"].to(self.device)
+        output = self.localize(features, model)
         actionness = output.actionness()[0].float().cpu() if self.actionness_thresholds else None
+        if centroids is None:
+            video_scores = output.video_scores[0]
+        else:
+            video_scores = centroid_scores(self.pooled_feature(features, output), centroids, self.centroid_temperature)[
+                0
+            ]
         rows = detect_with_mapping(
             self.localization_map(output)[0].float().cpu(),
-            output.video_scores[0].float().cpu(),
+            video_scores.float().cpu(),
             mapping,
             float(batch["seconds_per_step"]),
             self.proposal_thresholds,
@@ -192,8 +253,8 @@ class LocalizationModule(L.LightningModule):
         self, datamodule: Any, videos: Iterable[dict[str, Any]], model: nn.Module | None = None
     ) -> dict[int, np.ndarray]:
         """Detections of these test videos by video index (a manual pass, usable inside ``fit``)."""
-        mapping = self.cluster_to_class(datamodule)
-        return {int(b["video_index"][0]): self.detect(b, mapping, model) for b in videos}
+        reference = self.class_reference(datamodule, model)
+        return {int(b["video_index"][0]): self.detect(b, reference, model) for b in videos}
 
     def score_detections(self, datamodule: Any, detections: dict[int, np.ndarray]) -> DetectionMAP:
         """mAP over all test videos (a video without detections counts as such)."""
@@ -203,11 +264,11 @@ class LocalizationModule(L.LightningModule):
 
     # ------------------------------------------------------------------ test / predict
     def on_test_epoch_start(self) -> None:
-        self._mapping = self.cluster_to_class(self.trainer.datamodule)
+        self._reference = self.class_reference(self.trainer.datamodule)
         self._test_detections = {}
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._test_detections[int(batch["video_index"][0])] = self.detect(batch, self._mapping)
+        self._test_detections[int(batch["video_index"][0])] = self.detect(batch, self._reference)
 
     def on_test_epoch_end(self) -> None:
         datamodule = self.trainer.datamodule
@@ -219,10 +280,10 @@ class LocalizationModule(L.LightningModule):
             report_final_test(self.trainer, datamodule.history, result)
 
     def on_predict_epoch_start(self) -> None:
-        self._mapping = self.cluster_to_class(self.trainer.datamodule)
+        self._reference = self.class_reference(self.trainer.datamodule)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> tuple[int, np.ndarray]:
-        return int(batch["video_index"][0]), self.detect(batch, self._mapping)
+        return int(batch["video_index"][0]), self.detect(batch, self._reference)
 
 
 class CoLAModule(LocalizationModule):
@@ -241,6 +302,10 @@ class CoLAModule(LocalizationModule):
             tau_c (0.5 in FEEL's text): split where the attention exceeds it.
         cls_loss: ``L_cls`` form: "bce" (CoLA's code: BCE against the normalized label) or "ce"
             (FEEL's text: cross entropy ``-sum_k y_k log p_k``).
+        center_input: subtract each video's mean snippet from the network's input (docs/method.md sec. 4.3; the
+            paper: off).
+        glorot_fans: "per_group" (Glorot's fans of one group, docs/method.md sec. 4.1) or "pytorch"
+            (``nn.init.xavier_uniform_``: CoLA's code; differs for the ActivityNet variant's depthwise conv only).
         lambda_ctr: weight of the snippet contrastive loss (0.01 THUMOS, 0.005 ActivityNet).
         temperature: InfoNCE temperature (0.07).
     """
@@ -262,6 +327,8 @@ class CoLAModule(LocalizationModule):
         drop_rate: float = 0.6,
         hard_threshold: float | None = None,
         cls_loss: Literal["bce", "ce"] = "bce",
+        center_input: bool = False,
+        glorot_fans: Literal["per_group", "pytorch"] = "per_group",
         lambda_ctr: float = 0.01,
         temperature: float = 0.07,
         **inference: Any,
@@ -284,6 +351,8 @@ class CoLAModule(LocalizationModule):
             drop_rate=drop_rate,
             hard_threshold=hard_threshold,
             cls_loss=cls_loss,
+            center_input=center_input,
+            glorot_fans=glorot_fans,
         )
         self.model = self._build_model()
         self.lambda_ctr = lambda_ctr
@@ -370,6 +439,10 @@ class IOCNetModule(LocalizationModule):
         h_beta: beta of h_cs (1/3 THUMOS, 1/2 ActivityNet).
         top_l_divisor: l = T // divisor (8 THUMOS, 2 ActivityNet).
         dropout: on the input of each branch's second conv (0: off, COPL's setting).
+        center_input: subtract each video's mean snippet from the network's input (docs/method.md sec. 4.3; the
+            paper: off).
+        zero_init_agnostic_heads: the class-agnostic heads start at zero (``A_ca = 0.5``, docs/method.md sec.
+            4.2.1), or at PyTorch's default init (AICL's code).
         asl_q: q of L_asl (0.7). ci_mu1, ci_mu2: L_CI weights (5, 0.1).
         lambda_c: weight of L_C (0.01). lambda_co: weight of L_CO (10 THUMOS, 1 ActivityNet).
         use_ci, use_c, use_co: loss ablations (COPL Table 7).
@@ -387,6 +460,8 @@ class IOCNetModule(LocalizationModule):
         h_beta: float = 1 / 3,
         top_l_divisor: int = 8,
         dropout: float = 0.0,
+        center_input: bool = False,
+        zero_init_agnostic_heads: bool = True,
         asl_q: float = 0.7,
         ci_mu1: float = 5.0,
         ci_mu2: float = 0.1,
@@ -409,6 +484,8 @@ class IOCNetModule(LocalizationModule):
             h_beta=h_beta,
             top_l_divisor=top_l_divisor,
             dropout=dropout,
+            center_input=center_input,
+            zero_init_agnostic_heads=zero_init_agnostic_heads,
         )
         self.model = self._build_model()
         self.teacher = EMATeacher(self.model, ema_decay) if use_co else None
@@ -436,7 +513,7 @@ class IOCNetModule(LocalizationModule):
     def forward(self, features: Tensor) -> LocalizationOutput:
         return self.model(features)
 
-    def localization_map(self, output: LocalizationOutput) -> Tensor:
+    def class_map(self, output: LocalizationOutput) -> Tensor:
         """COPL localizes with the action selection function h_cs (docs/method.md sec. 5).
 
         Class scores still come from the CAS.

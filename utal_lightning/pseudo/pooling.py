@@ -81,19 +81,19 @@ def mean_snippet(features: Tensor) -> Tensor:
 
 def background_subtracted_pool(features: Tensor, weights: Tensor, lengths: Tensor | None = None) -> Tensor:
     """docs/method.md sec. 3.1.2: ``F = L2Norm(mean_w(x) - mean_{1-w}(x))``, the attention-weighted mean of a video's
-    snippets minus the mean of the rest, weighted by ``1 - w`` (``w`` rescaled to a maximum of 1 per video).
+    snippets minus the mean of the rest weighted by ``1 - w``, with ``w`` rescaled to [0, 1] over the video
+    (:func:`minmax_over_time`: its lowest snippet counts as background only, its highest as attended only).
 
     What a video shows in all its snippets (camera, lighting, scene: a per-video offset) cancels, what its
-    attended snippets add remains. ``features`` (B, T, D), ``weights`` (B, T) >= 0; ``lengths`` (B,) optional
-    real lengths. A video whose weights are all zero, or cover every snippet fully (no rest), falls back to the
-    plain mean of its snippets. Returns (B, D), unit L2 norm.
+    attended snippets add remains. ``features`` (B, T, D), ``weights`` (B, T); ``lengths`` (B,) optional real
+    lengths. A video whose weights are constant falls back to the plain mean of its snippets. Returns (B, D),
+    unit L2 norm.
     """
     valid = valid_mask(features.shape[:2], lengths, features.device).to(features.dtype)
-    w = weights.to(features.dtype).clamp(min=0) * valid
-    w = w / w.amax(dim=1, keepdim=True).clamp(min=torch.finfo(features.dtype).tiny)
+    w = minmax_over_time(weights.to(features.dtype), lengths)
     rest = (1 - w) * valid
     mass, rest_mass = w.sum(1, keepdim=True), rest.sum(1, keepdim=True)
-    fallback = (mass <= 0) | (rest_mass <= 1e-6 * valid.sum(1, keepdim=True))
+    fallback = (mass <= 0) | (rest_mass <= 0)
     contrast = w / mass.clamp(min=1e-12) - rest / rest_mass.clamp(min=1e-12)
     mean = valid / valid.sum(1, keepdim=True).clamp(min=1)
     pooled = torch.einsum("bt,btd->bd", torch.where(fallback, mean, contrast), features)

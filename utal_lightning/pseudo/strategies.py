@@ -18,7 +18,12 @@ from utal_lightning.pseudo.cci import cci_refine, rank_within_clusters
 from utal_lightning.pseudo.cluster import kmeans
 from utal_lightning.pseudo.has import has_attention, has_pool, vote
 from utal_lightning.pseudo.plri import plri_confidence, plri_split
-from utal_lightning.pseudo.pooling import attention_pool, minmax_over_time, top_fraction_weights
+from utal_lightning.pseudo.pooling import (
+    attention_pool,
+    background_subtracted_pool,
+    minmax_over_time,
+    top_fraction_weights,
+)
 from utal_lightning.pseudo.select import iis_beta, iis_select
 from utal_lightning.pseudo.spectral import pairwise_distances, spectral_clustering, validate_eigen_solver
 
@@ -45,21 +50,27 @@ class PseudoLabelStrategy:
     receives the training videos' ground truth in ``assign``.
 
     Iteration 1 has no model: ``initial_pooling`` says how videos are pooled then (docs/method.md sec. 3.1.1):
-    "deviation" over each video's top ``deviation_fraction`` snippets by the label-free actionness (distance
-    from the mean training snippet), or "mean" over all snippets (both papers).
+    "deviation" by the label-free actionness (distance from the mean training snippet), rescaled to [0, 1] over
+    each video, or, with ``deviation_fraction`` set, over its top ``deviation_fraction`` snippets by it; or "mean"
+    over all snippets (both papers). With ``subtract_background``
+    every weighted pooling subtracts the mean of the video's other snippets (docs/method.md sec. 3.1.2).
     """
 
     observes_epochs: bool = False
     needs_ground_truth: bool = False
     initial_pooling: InitialPooling = "mean"
-    deviation_fraction: float = 0.1
+    deviation_fraction: float | None = None
+    subtract_background: bool = False
 
-    def _set_initial_pooling(self, initial_pooling: InitialPooling, deviation_fraction: float) -> None:
+    def _set_pooling(
+        self, initial_pooling: InitialPooling, deviation_fraction: float | None, subtract_background: bool
+    ) -> None:
         if initial_pooling not in ("deviation", "mean"):
             raise ValueError(f"initial_pooling must be deviation or mean, got {initial_pooling!r}")
-        if not 0.0 < deviation_fraction <= 1.0:
-            raise ValueError(f"deviation_fraction must be in (0, 1], got {deviation_fraction}")
+        if deviation_fraction is not None and not 0.0 < deviation_fraction <= 1.0:
+            raise ValueError(f"deviation_fraction must be None or in (0, 1], got {deviation_fraction}")
         self.initial_pooling, self.deviation_fraction = initial_pooling, deviation_fraction
+        self.subtract_background = subtract_background
 
     def initial_weights(self, lengths: Tensor | None, label_free: Tensor | None) -> Tensor | None:
         """Iteration 1's pooling weights (B, T), or None for the mean."""
@@ -67,6 +78,8 @@ class PseudoLabelStrategy:
             return None
         if label_free is None:
             raise ValueError("deviation pooling needs the label-free actionness of the batch")
+        if self.deviation_fraction is None:
+            return minmax_over_time(label_free, lengths)
         return top_fraction_weights(label_free, self.deviation_fraction, lengths)
 
     def pooling_weights(
@@ -84,7 +97,16 @@ class PseudoLabelStrategy:
         raise NotImplementedError
 
     def pool(self, features: Tensor, weights: Tensor | None, lengths: Tensor | None = None) -> Tensor:
-        """(B, D) global features from :meth:`pooling_weights` (FEEL Eq. 1)."""
+        """(B, D) global features from :meth:`pooling_weights`: the mean where there are none, else the weighted
+        pooling (:meth:`weighted_pool`), minus the rest of the video with ``subtract_background``."""
+        if weights is None:
+            return attention_pool(features, lengths=lengths)
+        if self.subtract_background:
+            return background_subtracted_pool(features, weights, lengths)
+        return self.weighted_pool(features, weights, lengths)
+
+    def weighted_pool(self, features: Tensor, weights: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The papers' attention pooling (FEEL Eq. 1)."""
         return attention_pool(features, weights, lengths)
 
     def video_features(
@@ -144,7 +166,10 @@ class FEELStrategy(PseudoLabelStrategy):
             background snippets too, so the sigmoid is ~1 everywhere and Eq. 1 as written pools like
             the mean (docs/method.md sec. 3.1).
         initial_pooling, deviation_fraction: iteration 1's pooling (:class:`PseudoLabelStrategy`): "deviation"
-            (default, docs/method.md sec. 3.1.1; fraction 0.1 THUMOS, 0.25 ActivityNet) or "mean" (the paper).
+            (default, docs/method.md sec. 3.1.1; by the whole rescaled actionness, or its top fraction) or "mean"
+            (the paper).
+        subtract_background: pool each video's attended snippets minus the rest of the video (default,
+            docs/method.md sec. 3.1.2), or the attended snippets alone (the paper).
     """
 
     def __init__(
@@ -158,9 +183,10 @@ class FEELStrategy(PseudoLabelStrategy):
         iis_mu: float = 1.05,
         kmeans_n_init: int = 10,
         initial_pooling: InitialPooling = "deviation",
-        deviation_fraction: float = 0.1,
+        deviation_fraction: float | None = None,
+        subtract_background: bool = True,
     ) -> None:
-        self._set_initial_pooling(initial_pooling, deviation_fraction)
+        self._set_pooling(initial_pooling, deviation_fraction, subtract_background)
         iis_beta(1, 1, iis_schedule, iis_mu)  # validate the schedule name now, not mid-run
         if attention not in ("minmax", "sigmoid"):
             raise ValueError(f"attention must be minmax or sigmoid, got {attention!r}")
@@ -218,7 +244,10 @@ class COPLStrategy(PseudoLabelStrategy):
             eigenpairs, CPU); see :mod:`utal_lightning.pseudo.spectral`. The "knn" graph always uses
             ARPACK ("auto" or "arpack" only).
         initial_pooling, deviation_fraction: iteration 1's pooling (:class:`PseudoLabelStrategy`): "deviation"
-            (default, docs/method.md sec. 3.1.1; fraction 0.1 THUMOS, 0.25 ActivityNet) or "mean" (the paper).
+            (default, docs/method.md sec. 3.1.1; by the whole rescaled actionness, or its top fraction) or "mean"
+            (the paper).
+        subtract_background: pool each video's attended snippets minus the rest of the video (default,
+            docs/method.md sec. 3.1.2), or the attended snippets alone (the paper).
     """
 
     observes_epochs = True
@@ -238,9 +267,10 @@ class COPLStrategy(PseudoLabelStrategy):
         spectral_neighbors: int = 10,
         spectral_eigen_solver: Literal["auto", "eigh", "arpack"] = "auto",
         initial_pooling: InitialPooling = "deviation",
-        deviation_fraction: float = 0.1,
+        deviation_fraction: float | None = None,
+        subtract_background: bool = True,
     ) -> None:
-        self._set_initial_pooling(initial_pooling, deviation_fraction)
+        self._set_pooling(initial_pooling, deviation_fraction, subtract_background)
         if spectral_affinity == "knn" and plri_form != "affinity":
             raise ValueError("the sparse knn affinity supports plri_form='affinity' only")
         if has_branch not in ("both", "cs", "ca"):
@@ -286,9 +316,9 @@ class COPLStrategy(PseudoLabelStrategy):
             return self.votes[video_index.cpu()].to(features.device)
         return self._has(output, lengths)
 
-    def pool(self, features: Tensor, weights: Tensor | None, lengths: Tensor | None = None) -> Tensor:
-        """COPL Eq. 5 (:func:`has_pool`); the mean where there are no weights."""
-        return attention_pool(features, lengths=lengths) if weights is None else has_pool(features, weights, lengths)
+    def weighted_pool(self, features: Tensor, weights: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """COPL Eq. 5 (:func:`has_pool`)."""
+        return has_pool(features, weights, lengths)
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None) -> PseudoLabels:
         labels, affinity = spectral_clustering(

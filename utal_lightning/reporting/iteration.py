@@ -163,11 +163,11 @@ def attention_figure(datamodule: Any, pl_module: Any, num_videos: int = 3) -> Fi
     test videos."""
     videos = []
     dataset = datamodule.test_videos()
-    mapping = pl_module.cluster_to_class(datamodule)
+    reference = pl_module.class_reference(datamodule)
     classes = datamodule.index.classes
     for i in range(min(num_videos, len(dataset))):
         batch = dataset[i]
-        rows = pl_module.detect(batch, mapping)
+        rows = pl_module.detect(batch, reference)
         output = pl_module.localize(batch["features"])
         vid = datamodule.index.test_ids[i]
         annotation = datamodule.index.annotations.get(vid)
