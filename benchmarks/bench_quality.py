@@ -243,11 +243,11 @@ def report(results: dict, presets: list[str], methods: list[str], commit: str) -
         def check(ok: bool, text: str, preset: str = preset) -> None:
             checks.append(f"{'PASS' if ok else 'FAIL'} {preset}: {text}")
 
-        def mean(method: str, key: str) -> float | None:
+        def mean(method: str, key: str, stats: dict = stats) -> float | None:
             stat = stats.get(method, {}).get(key)
             return None if stat is None else stat[0]
 
-        def need(*names: str) -> str | None:
+        def need(*names: str, stats: dict = stats) -> str | None:
             missing = [n for n in names if n not in stats]
             return f"missing from this run: {', '.join(missing)}" if missing else None
 

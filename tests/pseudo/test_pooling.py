@@ -31,7 +31,9 @@ def test_deviation_actionness_is_the_distance_from_the_reference_on_real_positio
     out = deviation_actionness(features, reference, lengths)
     for b in range(len(features)):
         for t in range(features.shape[1]):
-            expected = math.sqrt(sum((float(x) - float(r)) ** 2 for x, r in zip(features[b, t], reference)))
+            expected = math.sqrt(
+                sum((float(x) - float(r)) ** 2 for x, r in zip(features[b, t], reference, strict=True))
+            )
             assert out[b, t].item() == pytest.approx(expected if t < lengths[b] else 0.0, rel=1e-12, abs=1e-12)
 
 

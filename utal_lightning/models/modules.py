@@ -15,7 +15,6 @@ from utal_lightning.distributed import gather_objects
 from utal_lightning.eval.centroids import centroid_scores, cluster_centroids
 from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
 from utal_lightning.eval.detect import (
-    COLA_ACTIONNESS_THRESHOLDS,
     COLA_THUMOS_THRESHOLDS,
     detect_with_mapping,
     detection_map_on_videos,
@@ -222,7 +221,7 @@ class LocalizationModule(L.LightningModule):
     def detect(
         self, batch: dict[str, Any], reference: tuple[Tensor, Tensor | None], model: nn.Module | None = None
     ) -> np.ndarray:
-        """Detections ``[start_s, end_s, score, class]`` of one test video; ``reference`` from :meth:`class_reference`."""
+        """Detections ``[start_s, end_s, score, class]`` of one test video (``reference``: :meth:`class_reference`)."""
         mapping, centroids = reference
         features = batch["features"].to(self.device)
         output = self.localize(features, model)
