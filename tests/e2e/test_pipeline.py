@@ -36,7 +36,7 @@ def test_baseline_then_evaluate(tiny, tmp_path, capsys):
     pred = tmp_path / "pred.json"
     assert main(["baseline", "--root", str(tiny), "--out", str(pred)]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert 0.0 <= report["train_cluster/nmi"] <= 1.0
+    assert report["pooling"] == "deviation" and report["subtract_background"] is True
     results = json.loads(pred.read_text())["results"]
     index = read_dataset(DatasetLayout(tiny))
     assert list(results) == index.test_ids
@@ -66,3 +66,47 @@ def test_baseline_then_evaluate(tiny, tmp_path, capsys):
     assert printed == pytest.approx(expected)
     # a label-free detector localizes something on this easy preset
     assert printed["0.1"] > 0.05
+
+
+def _baseline(root, tmp_path, capsys, *flags) -> tuple[dict, dict]:
+    """``utal baseline`` with these flags, then ``utal evaluate``: (its report, its mAP)."""
+    pred = tmp_path / f"pred{'_'.join(flags).replace('-', '')}.json"
+    assert main(["baseline", "--root", str(root), "--out", str(pred), *flags]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--gt", str(root / "gt.json"), "--pred", str(pred), "--preset", "thumos"]) == 0
+    return report, json.loads(capsys.readouterr().out)
+
+
+def test_the_label_free_poolings_rank_as_they_should(small, tmp_path, capsys):
+    # small: actions stand out from the mean snippet. Pooling over them clusters better than the mean of every
+    # snippet, and the oracle (the true action snippets) bounds both.
+    mean, mean_map = _baseline(small, tmp_path, capsys, "--pooling", "mean")
+    deviation, deviation_map = _baseline(small, tmp_path, capsys)
+    oracle, _ = _baseline(small, tmp_path, capsys, "--pooling", "oracle")
+    nmi = {k: r["train_cluster/nmi"] for k, r in (("mean", mean), ("deviation", deviation), ("oracle", oracle))}
+    assert nmi["deviation"] > nmi["mean"] + 0.2 and nmi["oracle"] >= nmi["deviation"] - 0.02, nmi
+    assert deviation_map["0.5"] > mean_map["0.5"] + 0.1, (deviation_map["0.5"], mean_map["0.5"])
+    assert deviation["train_label_free_auc"] > 0.8
+
+
+def test_the_baseline_runs_the_inference_of_a_model_config(small, tmp_path, capsys):
+    from utal_lightning.baseline import baseline_settings
+    from utal_lightning.eval.detect import DetectionSettings
+    from utal_lightning.utils import read_configs
+
+    settings = baseline_settings(read_configs(["thumos_feel", "lite/thumos_feel"]))
+    detection = settings["detection"]
+    assert isinstance(detection, DetectionSettings)
+    assert detection.nms_iou == 0.7 and len(detection.actionness_thresholds) == 33 and detection.class_threshold == 0.2
+    assert settings["num_segments"] == 750 and settings["subtract_background"] is True
+    copl = baseline_settings(read_configs(["anet_copl"]))
+    assert copl["detection"].actionness_thresholds == () and copl["detection"].class_threshold == 0.1
+    assert copl["detection"].proposal_scoring == "unthresholded" and copl["num_segments"] == 50
+    # a config's settings change the detections (here NMS and the proposal sources)
+    _, default_map = _baseline(small, tmp_path, capsys, "--num-segments", "64")
+    _, feel_map = _baseline(small, tmp_path, capsys, "--config", "thumos_feel", "--num-segments", "64")
+    assert default_map != feel_map
+    with pytest.raises(SystemExit) as info:
+        main(["baseline", "--root", str(small), "--out", str(tmp_path / "x.json"), "--config", "no_such_config"])
+    assert info.value.code == 2
+    assert "no_such_config: config file not found" in capsys.readouterr().err
