@@ -24,7 +24,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/utal synth --preset small --out $(DATA) --seed $(SEED) --overwrite
 	$(BIN)/utal check --root $(DATA)
-	$(BIN)/utal baseline --root $(DATA) --out $(RUN)/detections.json --seed $(SEED)
+	$(BIN)/utal baseline --root $(DATA) --out $(RUN)/detections.json --config configs/synthetic_copl.yaml --seed $(SEED)
 	$(BIN)/utal evaluate --gt $(DATA)/gt.json --pred $(RUN)/detections.json --subset test --preset thumos --out $(RUN)/map.json
 	for config in $(CONFIGS); do $(BIN)/utal fit --config $$config --data.init_args.root $(DATA) --trainer.enable_progress_bar=false --overwrite || exit 1; done
 

@@ -37,7 +37,6 @@ from utal_lightning.pseudo.has import has_pool
 from utal_lightning.pseudo.pooling import (
     background_subtracted_pool,
     deviation_actionness,
-    mean_snippet,
     minmax_over_time,
     top_fraction_weights,
 )
@@ -107,7 +106,7 @@ def run_baseline(
     train = FeatureStore.from_index(index, layout.train_split)
     test = FeatureStore.from_index(index, layout.test_split)
     k = num_clusters or index.num_classes
-    reference = mean_snippet(train.features)
+    reference = train.mean_snippet()
 
     def pooled_and_auc(store: FeatureStore, i: int, grid_size: int | None) -> tuple[Tensor, float, Tensor, Tensor]:
         grid, x = _grid_features(store, i, grid_size)
@@ -170,6 +169,7 @@ def baseline_settings(config: dict) -> dict[str, object]:
         settings["num_segments"] = int(data["num_segments"])
     if "test_grid" in data:
         settings["test_grid"] = data["test_grid"]
+
     if "deviation_fraction" in strategy:
         settings["fraction"] = None if strategy["deviation_fraction"] is None else float(strategy["deviation_fraction"])
     if "subtract_background" in strategy:

@@ -188,3 +188,33 @@ def test_test_videos_one_at_a_time_on_the_test_grid(root):
     # 0.64 s per snippet (the CoLA layout): a grid step spans L / T snippets of a long video
     assert short["seconds_per_step"] == pytest.approx(0.64)
     assert long["seconds_per_step"] == pytest.approx(0.64 * 11 / T)
+
+
+def test_video_backgrounds_are_subtracted_from_every_batch_and_the_label_free_actionness_is_kept(root):
+    # data.subtract_video_background: training, pooling and test features lose each video's label-free background,
+    # and the label-free actionness of a pooling batch is that of the features as read.
+    from utal_lightning.pseudo.pooling import deviation_actionness, label_free_background
+
+    plain, shifted = _datamodule(root), _datamodule(root, subtract_video_background=True)
+    as_read = torch.cat([plain.train_store.video(i) for i in range(len(plain.train_store))]).double().mean(0).float()
+    for a, b in zip(plain.pooling_batches(), shifted.pooling_batches(), strict=True):
+        index, lengths = a["video_index"], a["lengths"]
+        backgrounds = torch.stack([label_free_background(plain.train_store.video(i), as_read) for i in index.tolist()])
+        valid = (torch.arange(a["features"].shape[1])[None] < lengths[:, None])[..., None]
+        torch.testing.assert_close(b["features"], (a["features"] - backgrounds[:, None]) * valid)
+        torch.testing.assert_close(
+            deviation_actionness(b["features"], shifted.label_free_reference(index), lengths),
+            deviation_actionness(a["features"], plain.label_free_reference(index), lengths),
+        )
+    test = shifted.test_videos()[1]
+    torch.testing.assert_close(
+        test["features"][0],
+        plain.test_videos()[1]["features"][0] - label_free_background(plain.test_store.video(1), as_read),
+    )
+    for dm in (plain, shifted):
+        _label(dm, selected=list(range(len(LENGTHS))))
+    for a, b in zip(_epoch(plain), _epoch(shifted), strict=True):  # the same seeded samples, backgrounds off
+        backgrounds = torch.stack(
+            [label_free_background(plain.train_store.video(i), as_read) for i in a["video_index"].tolist()]
+        )
+        torch.testing.assert_close(b["features"], a["features"] - backgrounds[:, None])

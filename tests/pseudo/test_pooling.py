@@ -11,7 +11,7 @@ import torch
 from utal_lightning.pseudo.pooling import (
     background_subtracted_pool,
     deviation_actionness,
-    mean_snippet,
+    label_free_background,
     top_fraction_weights,
 )
 
@@ -35,11 +35,6 @@ def test_deviation_actionness_is_the_distance_from_the_reference_on_real_positio
                 sum((float(x) - float(r)) ** 2 for x, r in zip(features[b, t], reference, strict=True))
             )
             assert out[b, t].item() == pytest.approx(expected if t < lengths[b] else 0.0, rel=1e-12, abs=1e-12)
-
-
-def test_mean_snippet_is_the_mean_of_every_row():
-    rows = torch.tensor([[1.0, 2.0], [3.0, 6.0], [5.0, 1.0]])
-    torch.testing.assert_close(mean_snippet(rows), torch.tensor([3.0, 3.0]))
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 1.0])
@@ -97,3 +92,12 @@ def test_background_subtracted_pool_cancels_a_per_video_offset():
     torch.testing.assert_close(
         background_subtracted_pool(base + offset, weights), background_subtracted_pool(base, weights)
     )
+
+
+def test_label_free_background_weighs_each_snippet_by_one_minus_its_rescaled_deviation():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [4.0, 3.0], [0.0, 1.0]], dtype=torch.float64)
+    reference = torch.zeros(2, dtype=torch.float64)
+    # distances 0, 1, 5, 1 -> rescaled 0, 0.2, 1, 0.2 -> background weights 1, 0.8, 0, 0.8
+    expected = (1.0 * x[0] + 0.8 * x[1] + 0.8 * x[3]) / 2.6
+    torch.testing.assert_close(label_free_background(x, reference), expected)
+    torch.testing.assert_close(label_free_background(x[:1].repeat(3, 1), reference), x[0])  # all alike: the mean

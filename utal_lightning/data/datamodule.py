@@ -29,7 +29,6 @@ from utal_lightning.data.layout import DatasetLayout, read_dataset
 from utal_lightning.data.sampling import shard, train_positions_from_uniform
 from utal_lightning.data.store import STORE_DTYPES, FeatureStore, check_same_widths, scan_split
 from utal_lightning.errors import DatasetError
-from utal_lightning.pseudo.pooling import mean_snippet
 
 STORE_PLACEMENTS = ("auto", "device", "host")
 
@@ -142,6 +141,8 @@ class UTALDataModule(L.LightningDataModule):
             with ``loop.test_iterations: none`` set it False.
         test_grid: a test video's positions: "sampled" (docs/method.md sec. 1.2's T evenly spread, all snippets when
             L <= T) or "all" (every snippet: the networks are fully convolutional; sec. 5.3).
+        subtract_video_background: every snippet minus its video's label-free background (docs/method.md sec. 4.3),
+            for training, pooling and test alike; off: the features as read (the papers).
         pool_batch_size: videos per batch of the pseudolabel stage's no-grad pass.
         seed: seeds the training samplers (with the iteration and epoch).
         store_dtype: dtype the training features are kept in: "float32", "float16" or "bfloat16"
@@ -174,6 +175,7 @@ class UTALDataModule(L.LightningDataModule):
         feature_window: int = 16,
         default_fps: float = 30.0,
         test_grid: Literal["sampled", "all"] = "sampled",
+        subtract_video_background: bool = False,
         pool_batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
@@ -222,6 +224,7 @@ class UTALDataModule(L.LightningDataModule):
         if test_grid not in ("sampled", "all"):
             raise ValueError(f"test_grid must be sampled or all, got {test_grid!r}")
         self.test_grid = test_grid
+        self.subtract_video_background = subtract_video_background
         self.batch_size = batch_size
         self.pool_batch_size = pool_batch_size
         self.num_workers = num_workers
@@ -287,12 +290,18 @@ class UTALDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ data
     def setup(self, stage: str | None = None) -> None:
-        if self.train_store is None and stage in (None, "fit"):
+        # The video backgrounds of either split are found from the training features' mean snippet.
+        if self.train_store is None and (stage in (None, "fit") or self.subtract_video_background):
             store = FeatureStore.from_index(self.index, self.layout.train_split, self.store_dtype)
-            self.train_store = self._place(store, self._root_device())
+            self._as_read_reference = store.mean_snippet()
+            self.train_store = self._place(self._without_backgrounds(store), self._root_device())
         if self.test_store is None:
             # Test videos go one at a time through the test loop: host memory is enough.
-            self.test_store = FeatureStore.from_index(self.index, self.layout.test_split)
+            self.test_store = self._without_backgrounds(FeatureStore.from_index(self.index, self.layout.test_split))
+
+    def _without_backgrounds(self, store: FeatureStore) -> FeatureStore:
+        """``store`` with each video's label-free background subtracted, with ``subtract_video_background``."""
+        return store.without_backgrounds(self._as_read_reference) if self.subtract_video_background else store
 
     def _root_device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -438,13 +447,18 @@ class UTALDataModule(L.LightningDataModule):
                 "lengths": torch.minimum(lengths, grid.new_tensor(self.num_segments)),
             }
 
-    @property
-    def reference_snippet(self) -> Tensor:
-        """(D,) the mean training snippet, on the store's device: the reference of the label-free actionness
-        (docs/method.md sec. 3.1.1). Every rank reads the whole training store, so every rank has the same one."""
+    def label_free_reference(self, video_index: Tensor) -> Tensor:
+        """(B, D) the reference of the label-free actionness (docs/method.md sec. 3.1.1) for these training videos'
+        features as :meth:`pooling_batches` gives them: the mean training snippet as read, less each video's
+        subtracted background (``subtract_video_background``), so the actionness is that of the features as read.
+        Every rank reads the whole training store, so every rank has the same one."""
+        store = self.train_store
         if self._reference_snippet is None:
-            self._reference_snippet = mean_snippet(self.train_store.features)
-        return self._reference_snippet
+            self._reference_snippet = store.with_video_offsets(None).mean_snippet()
+        reference = self._reference_snippet[None].expand(len(video_index), -1)
+        if store.video_offsets is None:
+            return reference
+        return reference - store.video_offsets[video_index.to(store.video_offsets.device)].float()
 
     def train_action_mask(self, video_index: Tensor, positions: Tensor) -> Tensor | None:
         """(B, T) bool: which ``positions`` of these training videos lie in a ground-truth action segment (snippet

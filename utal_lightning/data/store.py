@@ -23,6 +23,7 @@ from torch import Tensor
 from utal_lightning.data.layout import COLA_CLOCK, MODALITIES, DatasetIndex, DatasetLayout, FeatureClock
 from utal_lightning.data.sampling import position_to_seconds, test_positions
 from utal_lightning.errors import DatasetError
+from utal_lightning.pseudo.pooling import label_free_background
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -146,9 +147,13 @@ class FeatureStore:
         lengths: Tensor,
         rgb_dim: int,
         clocks: Sequence[FeatureClock] | None = None,
+        video_offsets: Tensor | None = None,
     ) -> None:
         if features.ndim != 2 or int(lengths.sum()) != features.shape[0]:
             raise ValueError("features must be (sum of lengths, D)")
+        if video_offsets is not None and video_offsets.shape != (len(video_ids), features.shape[1]):
+            raise ValueError("video_offsets must be (videos, D)")
+        self.video_offsets = video_offsets
         self.video_ids = list(video_ids)
         self.features = features
         self.lengths = lengths.to(torch.int64)
@@ -198,16 +203,40 @@ class FeatureStore:
         return self.features.device
 
     def to(self, device: torch.device | str) -> FeatureStore:
+        offsets = None if self.video_offsets is None else self.video_offsets.to(device)
         return FeatureStore(
-            self.video_ids, self.features.to(device), self.lengths.to(device), self.rgb_dim, self.clocks
+            self.video_ids, self.features.to(device), self.lengths.to(device), self.rgb_dim, self.clocks, offsets
         )
 
     def pin_memory(self) -> FeatureStore:
         """The same store in page-locked host memory (asynchronous host-to-device copies)."""
-        return FeatureStore(self.video_ids, self.features.pin_memory(), self.lengths, self.rgb_dim, self.clocks)
+        offsets = None if self.video_offsets is None else self.video_offsets.pin_memory()
+        return FeatureStore(
+            self.video_ids, self.features.pin_memory(), self.lengths, self.rgb_dim, self.clocks, offsets
+        )
+
+    def with_video_offsets(self, offsets: Tensor | None) -> FeatureStore:
+        """The same features, with ``offsets`` (videos, D) subtracted from every snippet of each video by
+        :meth:`gather` (the data stay as read)."""
+        return FeatureStore(self.video_ids, self.features, self.lengths, self.rgb_dim, self.clocks, offsets)
+
+    def without_backgrounds(self, reference: Tensor) -> FeatureStore:
+        """This store with each video's label-free background (:func:`~utal_lightning.pseudo.pooling.
+        label_free_background` from ``reference``, the mean training snippet as read) subtracted by :meth:`gather`
+        (docs/method.md sec. 4.3)."""
+        reference = reference.to(self.features.device)
+        backgrounds = [label_free_background(self.video(i).float(), reference) for i in range(len(self))]
+        return self.with_video_offsets(torch.stack(backgrounds) if backgrounds else None)
+
+    def mean_snippet(self) -> Tensor:
+        """(D,) the mean of every snippet as :meth:`gather` returns it (offsets subtracted), accumulated in float64."""
+        mean = self.features.double().mean(0)
+        if self.video_offsets is not None:
+            mean = mean - (self.lengths.to(mean) / self.lengths.sum()) @ self.video_offsets.double()
+        return mean.float()
 
     def video(self, index: int) -> Tensor:
-        """All snippets of one video, (L, D)."""
+        """All snippets of one video as read, (L, D) (without :attr:`video_offsets`)."""
         start = int(self.offsets[index])
         return self.features[start : start + int(self.lengths[index])]
 
@@ -215,8 +244,11 @@ class FeatureStore:
         """Features at ``positions`` (B, T) of videos ``video_index`` (B,): (B, T, D) float32, one
         indexing op on the store's device."""
         device = self.features.device
-        flat = self.offsets.to(device)[video_index.to(device)][:, None] + positions.to(device)
-        return self.features[flat].float()
+        video_index = video_index.to(device)
+        flat = self.offsets.to(device)[video_index][:, None] + positions.to(device)
+        if self.video_offsets is None:
+            return self.features[flat].float()
+        return self.features[flat].float() - self.video_offsets[video_index][:, None].float()
 
     def test_grid(self, index: int, num_segments: int) -> Tensor:
         """Deterministic test positions (T_used,) of docs/method.md sec. 1.2 for one video."""

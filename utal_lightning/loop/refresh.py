@@ -275,7 +275,7 @@ class PseudoLabelRefresh(L.Callback):
         """One batch's global video features (B, D); with ``diagnostics``, two more columns: the per-video AUC of
         the pooling attention and of the label-free actionness (NaN without ground truth)."""
         features, lengths = batch["features"], batch["lengths"]
-        label_free = deviation_actionness(features, datamodule.reference_snippet, lengths)
+        label_free = deviation_actionness(features, datamodule.label_free_reference(batch["video_index"]), lengths)
         weights = self.strategy.pooling_weights(output, features, batch["video_index"], lengths, label_free)
         pooled = self.strategy.pool(features, weights, lengths).float()
         if not self.diagnostics:

@@ -49,9 +49,10 @@ def deviation_actionness(features: Tensor, reference: Tensor, lengths: Tensor | 
     """Label-free actionness (docs/method.md sec. 3.1.1): ``||x_t - r||``, each snippet's Euclidean distance from
     ``reference`` (the mean training snippet). Background fills most of an untrimmed video, so the mean
     snippet is mostly background and snippets far from it are more often actions. ``features`` (B, T, D),
-    ``reference`` (D,); returns (B, T), 0 at padded positions (``lengths``)."""
+    ``reference`` (D,) or one per video (B, D); returns (B, T), 0 at padded positions (``lengths``)."""
     valid = valid_mask(features.shape[:2], lengths, features.device)
-    distance = (features - reference.to(features.device, features.dtype)).norm(dim=2)
+    reference = reference.to(features.device, features.dtype)
+    distance = (features - (reference[:, None] if reference.dim() == 2 else reference)).norm(dim=2)
     return torch.where(valid, distance, torch.zeros_like(distance))
 
 
@@ -73,12 +74,6 @@ def top_fraction_weights(scores: Tensor, fraction: float, lengths: Tensor | None
     return (valid & (rank < k[:, None])).to(scores.dtype)
 
 
-def mean_snippet(features: Tensor) -> Tensor:
-    """(D,) mean of all rows of a ``(sum L, D)`` store, accumulated in float64: the reference of
-    :func:`deviation_actionness`."""
-    return features.double().mean(0).float()
-
-
 def background_subtracted_pool(features: Tensor, weights: Tensor, lengths: Tensor | None = None) -> Tensor:
     """docs/method.md sec. 3.1.2: ``F = L2Norm(mean_w(x) - mean_{1-w}(x))``, the attention-weighted mean of a video's
     snippets minus the mean of the rest weighted by ``1 - w``, with ``w`` rescaled to [0, 1] over the video
@@ -98,3 +93,14 @@ def background_subtracted_pool(features: Tensor, weights: Tensor, lengths: Tenso
     mean = valid / valid.sum(1, keepdim=True).clamp(min=1)
     pooled = torch.einsum("bt,btd->bd", torch.where(fallback, mean, contrast), features)
     return torch.nn.functional.normalize(pooled, dim=1)
+
+
+def label_free_background(features: Tensor, reference: Tensor) -> Tensor:
+    """(D,) one video's label-free background (docs/method.md sec. 4.3): the mean of its snippets ``features`` (L, D)
+    weighted by ``1 - w``, ``w`` the :func:`deviation_actionness` from ``reference`` rescaled to [0, 1] over the
+    video (its most action-like snippet weighs 0); the plain mean when every snippet is as far."""
+    w = minmax_over_time(deviation_actionness(features[None], reference))[0]
+    rest = 1 - w
+    if float(rest.sum()) <= 0 or float(w.max()) <= 0:
+        return features.mean(0)
+    return (rest[:, None] * features).sum(0) / rest.sum()
