@@ -154,7 +154,7 @@ def test_the_paper_fragments_restore_the_papers_form(config, fragment, capsys):
     expected = [
         "initial_pooling: mean",
         "subtract_background: false",
-        "center_input: false",
+        "subtract_video_background: false",
         "class_scores: network",
         "localization: class_map",
         "test_grid: sampled",
@@ -171,4 +171,4 @@ def test_the_paper_fragments_restore_the_papers_form(config, fragment, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(CONFIGS / config), "--print_config"])
     shipped = capsys.readouterr().out
-    assert " initial_pooling: deviation\n" in shipped and " center_input: true\n" in shipped
+    assert " initial_pooling: deviation\n" in shipped and " subtract_video_background: true\n" in shipped
