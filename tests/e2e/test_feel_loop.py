@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.fit import fit
+from tests.helpers.fit import baseline, fit
 from tests.helpers.paths import CONFIGS
 from utal_lightning.cli import main
 from utal_lightning.data.synthetic import PRESETS, write_synthetic_dataset
@@ -22,16 +22,18 @@ def feel_run(small, tmp_path_factory) -> tuple[dict, Path]:
     return fit("synthetic_feel.yaml", small, root), root
 
 
-def test_feel_improves_clustering_and_selects_reliable_videos(feel_run):
+def test_feel_learns_its_attention_and_selects_reliable_videos(feel_run):
     summary, root = feel_run
     iterations = summary["iterations"]
     assert [h["iteration"] for h in iterations] == list(range(1, len(iterations) + 1)) and len(iterations) >= 3
     first, last = iterations[0], iterations[-1]
-    # the learned attention pools better video features than the mean pooling of iteration 1
-    assert last["nmi"] > first["nmi"] + 0.05, [h["nmi"] for h in iterations]
-    # early iterations select videos whose pseudolabels are more accurate than the whole set's
-    for h in iterations[:2]:
-        assert h["accuracy_selected"] > h["accuracy"] + 0.03, h
+    # the learned attention finds the annotated actions better than the label-free signal iteration 1 pools by
+    assert last["attention_auc"] > last["label_free_auc"] + 0.01, [h["attention_auc"] for h in iterations]
+    assert first["attention_auc"] == pytest.approx(first["label_free_auc"], abs=1e-6)
+    # early iterations select videos whose pseudolabels are more accurate than the whole set's: P holds at
+    # most 60% of the whole set's error rate (iteration 1's label-free clusters are already ~95% right)
+    for h in iterations[:3]:
+        assert 1 - h["accuracy_selected"] < 0.6 * (1 - h["accuracy"]), h
     # the selected fraction grows to everything (IIS); adaptive epochs: E_max = 100 epochs over P_i,
     # in batches of 16, i.e. the batches follow |P_i|
     fractions = [h["selected_fraction"] for h in iterations]
@@ -40,8 +42,7 @@ def test_feel_improves_clustering_and_selects_reliable_videos(feel_run):
     checkpoint = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == sum(100 * -(-h["num_selected"] // 16) for h in iterations)
     for h in iterations:
-        assert 0.0 <= h["test"]["0.5"] <= 1.0 and "average_mAP" in h["test"]
-        assert 0.0 <= h["purity_selected"] <= 1.0 and -1.0 <= h["ari_selected"] <= 1.0
+        assert "0.5" in h["test"] and "average_mAP" in h["test"]
     # P is every video at the end: its ARI and purity are the whole set's
     assert (last["ari_selected"], last["purity_selected"]) == (last["ari"], last["purity"])
     # ... and are logged beside the selected set's NMI and accuracy, once per iteration
@@ -52,6 +53,15 @@ def test_feel_improves_clustering_and_selects_reliable_videos(feel_run):
         assert logged == pytest.approx([h[key] for h in iterations]), key
     assert summary["final"]["iteration"] == last["iteration"]
     assert (root / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_feel_beats_the_label_free_baselines(feel_run, small, tmp_path):
+    summary, _ = feel_run
+    strong = baseline(small, tmp_path / "strong", "synthetic_feel.yaml")
+    mean = baseline(small, tmp_path / "mean", "synthetic_feel.yaml", "--pooling", "mean")
+    final = summary["final"]["test"]
+    assert final["0.5"] > strong["0.5"] + 0.05 and final["average_mAP"] > strong["average_mAP"] + 0.05
+    assert final["0.5"] > mean["0.5"] + 0.3
 
 
 def test_fixed_batch_budget_without_adaptive_epochs(small, tmp_path):

@@ -68,3 +68,18 @@ def signal_at_step(signum: int, step: int = SIGNAL_STEP) -> str:
     return "--trainer.callbacks+=" + json.dumps(
         {"class_path": "tests.helpers.callbacks.SignalAtStep", "init_args": {"step": step, "signum": signum}}
     )
+
+
+def baseline(data: Path, out: Path, config: str, *flags: str) -> dict:
+    """``utal baseline --config configs/<config>`` on ``data`` (its inference and grids), scored by ``utal evaluate``
+    on the test subset: the detections' mAP report (keys "0.5", "average_mAP", ...)."""
+    import contextlib
+    import io
+
+    detections = out / "detections.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(["baseline", "--root", str(data), "--out", str(detections), "--config", str(CONFIGS / config), *flags])
+        report = out / "map.json"
+        gt = ["--gt", str(data / "gt.json"), "--pred", str(detections), "--subset", "test", "--preset", "thumos"]
+        main(["evaluate", *gt, "--out", str(report)])
+    return json.loads(report.read_text())

@@ -185,3 +185,41 @@ def test_the_network_is_built_from_the_arguments():
     assert module.training_model is module.model  # no compile unless asked
     assert module.hparams["dropout"] == 0.3  # saved for checkpoints
     assert _iocnet(shift_channels=10_000).shift_channels == D  # at most every channel
+
+
+def test_centroid_reference_pools_the_training_videos_of_p_with_the_inference_model():
+    # docs/method.md sec. 5.2: centroid k = L2Norm(mean over P's videos of pseudo-class k of their pooled features),
+    # each pooled with the inference model's class-agnostic actionness, minus the rest of the video.
+    from utal_lightning.pseudo.pooling import background_subtracted_pool
+
+    module = _iocnet(class_scores="centroids")
+    generator = torch.Generator().manual_seed(3)
+    batches = [
+        {"features": torch.randn(3, T, D, generator=generator), "lengths": torch.tensor([T, 9, 5])},
+        {"features": torch.randn(2, T, D, generator=generator), "lengths": torch.tensor([12, T])},
+    ]
+    for b in batches:  # pooling batches zero the padding
+        b["features"] *= (torch.arange(T)[None] < b["lengths"][:, None])[..., None]
+    labels, selected = torch.tensor([0, 2, 0, 1, 2]), torch.tensor([True, True, False, True, True])
+    datamodule = SimpleNamespace(
+        labels=labels,
+        selected=selected,
+        num_clusters=K,
+        pooling_batches=lambda: iter(batches),
+        index=SimpleNamespace(
+            train_ids=[f"v{i}" for i in range(5)], class_targets=lambda ids: [0, 1, 0, 2, 1], num_classes=K
+        ),
+    )
+    mapping, centroids = module.class_reference(datamodule)
+    pooled = []
+    for b in batches:
+        with torch.no_grad():
+            out = module.teacher.module.eval()(b["features"], b["lengths"])
+        pooled.append(background_subtracted_pool(b["features"], out.agnostic_attention, b["lengths"]))
+    pooled = torch.cat(pooled)
+    for k, members in ((0, [0]), (1, [3]), (2, [1, 4])):  # video 2 (cluster 0) is in U: left out
+        expected = torch.nn.functional.normalize(pooled[members].mean(0), dim=0)
+        torch.testing.assert_close(centroids[k], expected)
+    assert mapping.shape == (K, K)
+    network = _iocnet()
+    assert network.class_reference(datamodule)[1] is None  # the papers' class scores need no centroids

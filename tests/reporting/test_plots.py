@@ -280,14 +280,28 @@ def test_wandb_fragment_logs_into_the_run_directory(tmp_path, monkeypatch):
 
 def test_progress_figure_draws_nmi_selection_and_map_per_iteration():
     history = [dict(HISTORY[0], test={"0.5": 0.2, "average_mAP": 0.15}), dict(HISTORY[1])]  # iteration 2 not tested
+    history[0].update(attention_auc=0.7, label_free_auc=0.9)
+    history[1].update(attention_auc=0.95, label_free_auc=0.9)
     fig = plots.progress_figure(history)
     (ax,) = fig.axes
     lines = {line.get_label(): line.get_ydata() for line in ax.get_lines()}
-    assert list(lines) == ["NMI", "|P| / N", "test mAP@0.5", "test mAP avg"]
+    assert list(lines) == [
+        "NMI",
+        "accuracy of P",
+        "accuracy of U",
+        "|P| / N",
+        "attention AUC",
+        "label-free AUC",
+        "test mAP@0.5",
+        "test mAP avg",
+    ]
     assert np.allclose(lines["NMI"], [0.4, 0.6]) and np.allclose(lines["|P| / N"], [0.3, 1.0])
+    assert np.allclose(lines["attention AUC"], [0.7, 0.95]) and np.allclose(lines["label-free AUC"], [0.9, 0.9])
+    assert lines["accuracy of U"][0] == 0.4 and np.isnan(lines["accuracy of U"][1])  # U empty at iteration 2
     assert lines["test mAP@0.5"][0] == 0.2 and np.isnan(lines["test mAP@0.5"][1])
-    # no test at all: no mAP lines
-    assert [line.get_label() for line in plots.progress_figure(HISTORY).axes[0].get_lines()] == ["NMI", "|P| / N"]
+    # no test and no diagnostics at all: none of their lines
+    labels = [line.get_label() for line in plots.progress_figure(HISTORY).axes[0].get_lines()]
+    assert labels == ["NMI", "accuracy of P", "accuracy of U", "|P| / N"]
 
 
 def test_attention_figure_draws_the_top_detections():
