@@ -58,12 +58,13 @@ def test_ddp_two_processes_agree_and_cover_every_video(tmp_path):
     supervised = {v for r in ranks for v, s in r["epoch0"] if s}
     assert len(supervised) == summary["iterations"][0]["num_selected"]
 
-    # iteration 1 pools by the mean: sharded pooling + gather gives exactly the single-process clustering
+    # iteration 1 pools without a model: sharded pooling + gather gives exactly the single-process clustering
     first_ddp, first_single = ranks[0]["history"][0], single["history"][0]
     for key in ("nmi", "ari", "accuracy", "selected_fraction", "accuracy_P", "accuracy_U", "num_selected"):
         assert first_ddp[key] == pytest.approx(first_single[key], abs=1e-6), key
-    # test mAP was computed once over all test videos (gathered shards)
-    assert 0.0 <= summary["iterations"][-1]["test"]["average_mAP"] <= 1.0
+    # test mAP was computed once over all test videos (gathered shards): what rank 0 recorded is the summary's
+    assert summary["iterations"][-1]["test"] == ranks[0]["history"][-1]["test"]
+    assert summary["iterations"][-1]["test"]["0.5"] > 0
 
     # issue 12: the project's own seeded sharding (Lightning's DistributedSampler off) makes a 2-rank fit
     # repeatable: the same command again gives the same summary (wall times aside)

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
+from utal_lightning.pseudo.pooling import minmax_over_time
 from utal_lightning.reporting import plots
 
 _CLUSTER_KEYS = (
@@ -178,7 +179,10 @@ def attention_figure(datamodule: Any, pl_module: Any, num_videos: int = 3) -> Fi
             {
                 "video_id": vid,
                 "seconds": (batch["seconds_offset"] + steps * batch["seconds_per_step"]).numpy(),
-                "attention": output.attention[0].float().cpu().numpy(),
+                # the class-agnostic actionness that pools the videos and finds the centroids (CoLA: sum_k CAS; IOCNet:
+                # A_ca), rescaled over the video; IOCNet's A_cs = sigmoid(sum_k CAS logits) can sit near 0 throughout
+                "attention": minmax_over_time(output.actionness().float())[0].cpu().numpy(),
+                "attention_label": "actionness (rescaled)",
                 "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
                 "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
                 "labels": list(annotation.labels) if annotation is not None else [],

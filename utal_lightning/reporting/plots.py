@@ -314,7 +314,8 @@ def embedding_figure(
 def attention_figure(videos: Sequence[Mapping[str, Any]], max_detections: int = 8) -> Figure:
     """One row per video: attention over time with the ground-truth segments as shaded spans.
 
-    Each video is a dict with ``video_id``, ``seconds`` (T,), ``attention`` (T,) in [0, 1],
+    Each video is a dict with ``video_id``, ``seconds`` (T,), ``attention`` (T,) in [0, 1] (its legend
+    ``attention_label``, default "attention"),
     ``segments`` (n, 2) ground truth in seconds with ``labels`` (n,) names, optionally the top
     classes' CAS as ``cas`` (T, k) with ``cas_names`` (k,) (or ``cas`` as a ``{name: (T,)}`` dict), and
     optionally ``detections``: ``(start, end, score, name)`` tuples, drawn as bars above the curves (the
@@ -348,7 +349,7 @@ def attention_figure(videos: Sequence[Mapping[str, Any]], max_detections: int = 
                 label=None if label in shown else f"GT {label}",
             )
             shown.add(label)
-        ax.plot(seconds, attention, color="black", linewidth=1.3, label="attention")
+        ax.plot(seconds, attention, color="black", linewidth=1.3, label=video.get("attention_label", "attention"))
         top = 1.05  # CAS may exceed 1 (CoLA's is non-negative, not bounded)
         cas = video.get("cas")
         if cas is not None:
