@@ -15,7 +15,9 @@ SHORT = ("--loop.max_iterations=2", "--loop.epochs_per_iteration=1", "--loop.tes
 def runs(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("diagnostics")
     deviation = fit("synthetic_feel.yaml", tiny, root / "deviation", *SHORT)
-    mean = fit("synthetic_feel.yaml", tiny, root / "mean", *SHORT, "--loop.strategy.init_args.initial_pooling=mean")
+    # the papers' input and pooling: raw snippets, each video's mean
+    paper = ("--loop.strategy.init_args.initial_pooling=mean", "--data.init_args.subtract_video_background=false")
+    mean = fit("synthetic_feel.yaml", tiny, root / "mean", *SHORT, *paper)
     return {"deviation": (deviation, root / "deviation"), "mean": (mean, root / "mean")}
 
 
