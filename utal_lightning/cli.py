@@ -141,10 +141,53 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# The shipped configs whose subset names `utal check` tries when none are given (one per dataset).
+SUBSET_CONFIGS = ("thumos_copl", "anet_copl")
+
+
+def with_shipped_subsets(layout):
+    """``layout`` with the train / test subsets (and ignored labels, when none are given) of the first shipped
+    config whose subsets both name videos of the annotation file, and that config's name; ``layout`` and None
+    when every split has a split file or a subset already. Two matching configs: a one-line error."""
+    from dataclasses import replace
+
+    from utal_lightning.data.layout import quoted, read_annotations, resolve_layout, subset_matches, subset_names
+    from utal_lightning.utils import read_configs
+
+    layout = resolve_layout(layout)
+    needed = [s for s in (layout.train_split, layout.test_split) if layout.subset_of(s) is None]
+    if not any(not layout.split_path(s).is_file() for s in needed) or not layout.gt_path.is_file():
+        return layout, None
+    present = {a.subset for a in read_annotations(layout.gt_path, layout.ignored_labels).values()}
+    matches = []
+    for name in SUBSET_CONFIGS:
+        data = read_configs([name])["data"]["init_args"]
+        train, test = subset_names(data["train_subset"]), subset_names(data["test_subset"])
+        if all(any(subset_matches(p, names) for p in present) for names in (train, test)):
+            ignored = layout.ignored_labels or tuple(data.get("ignored_labels") or ())
+            matches.append((name, replace(layout, train_subset=train, test_subset=test, ignored_labels=ignored)))
+    if len(matches) > 1:
+        raise DatasetError(
+            f"{layout.gt_path}: its subsets ({quoted(sorted(map(str, present)))}) fit the configs "
+            f"{quoted(n for n, _ in matches)}; choose with --train-subset and --test-subset"
+        )
+    return (matches[0][1], matches[0][0]) if matches else (layout, None)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from utal_lightning.data.summary import check_dataset, format_summary
 
-    summary = check_dataset(_layout(args), require_test_annotations=not args.no_test_annotations)
+    layout, config = with_shipped_subsets(_layout(args))
+    if config is not None:
+        from utal_lightning.data.layout import quoted
+
+        print(
+            f"subsets of {config}: train {quoted(layout.train_subset)}, test {quoted(layout.test_subset)}"
+            + (f", ignoring {quoted(layout.ignored_labels)}" if layout.ignored_labels else "")
+            + " (--train-subset / --test-subset to choose others)",
+            file=sys.stderr,
+        )
+    summary = check_dataset(layout, require_test_annotations=not args.no_test_annotations)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 import yaml
 
 from tests.helpers.paths import CONFIGS
+from utal_lightning.cli import main
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.data.layout import DatasetLayout, read_dataset, resolve_layout
 from utal_lightning.data.summary import check_dataset
@@ -179,3 +181,24 @@ def test_shipped_thumos_configs_fit_on_either_layout_with_only_the_root(tmp_path
     summary = json.loads((run / "summary.json").read_text())
     (record,) = summary["iterations"]
     assert record["num_selected"] + record["num_unselected"] == 24 and 0.0 <= record["test"]["0.5"] <= 1.0
+
+
+def test_check_on_an_actionformer_root_needs_no_flag_and_names_its_annotation_file(tmp_path, both_layouts, capsys):
+    _, actionformer = both_layouts
+    assert main(["check", "--root", str(actionformer), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "subsets of thumos_copl" in err
+    cola_summary = check_dataset(DatasetLayout(both_layouts[0]))
+    assert json.loads(out)["splits"]["test"]["videos"] == cola_summary["splits"]["test"]["videos"]
+    # subsets no shipped config knows: the error names the layout's annotation file, not a split file
+    root = tmp_path / "renamed"
+    shutil.copytree(actionformer, root)
+    path = root / "annotations" / "thumos14.json"
+    gt = json.loads(path.read_text())
+    for entry in gt["database"].values():
+        entry["subset"] = "part_" + entry["subset"]
+    path.write_text(json.dumps(gt))
+    with pytest.raises(SystemExit):
+        main(["check", "--root", str(root)])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "annotations/thumos14.json" in err and "split_" not in err, err

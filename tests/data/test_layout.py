@@ -105,6 +105,13 @@ def _gt(root: Path) -> dict:
     return json.loads((root / "gt.json").read_text())
 
 
+def _rename_subsets(root: Path, names: dict[str, str]) -> None:
+    gt = json.loads((root / "gt.json").read_text())
+    for entry in gt["database"].values():
+        entry["subset"] = names.get(entry["subset"], entry["subset"])
+    (root / "gt.json").write_text(json.dumps(gt))
+
+
 BAD_INPUTS = {
     "missing feature file": (
         lambda r: _feature(r, "video_validation_2", "flow").unlink(),
@@ -200,7 +207,10 @@ BAD_INPUTS = {
         lambda r: (r / "split_train.txt").write_text("video_validation_1\nvideo_test_1\n"),
         ["video_test_1", "both"],
     ),
-    "missing split file": (lambda r: (r / "split_train.txt").unlink(), ["split_train.txt", "not found"]),
+    "missing split file, subsets no shipped config knows": (
+        lambda r: (r / "split_train.txt").unlink() or _rename_subsets(r, {"validation": "holdout"}),
+        ["split_train.txt", "not found", '"holdout"'],
+    ),
     "missing gt.json": (lambda r: (r / "gt.json").unlink(), ["gt.json", "not found"]),
 }
 
@@ -366,3 +376,35 @@ def test_float64_values_beyond_float32_range_are_an_error(tmp_path, capsys):
         main(["check", "--root", str(root)])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "video_test_2" in err and "float32's range" in err and "snippet 1, channel 2" in err
+
+
+@pytest.mark.parametrize(
+    "subsets, config, train_ids",
+    [
+        ({"train": "validation", "test": "test"}, "thumos_copl", ["video_validation_1", "video_validation_2"]),
+        ({"train": "training", "test": "validation"}, "anet_copl", ["video_validation_1", "video_validation_2"]),
+    ],
+)
+def test_check_without_split_files_or_subset_flags_uses_a_shipped_configs_subsets(
+    tmp_path, capsys, subsets, config, train_ids
+):
+    root = write_dataset(tmp_path / "d", subsets=subsets, write_splits=False)
+    assert main(["check", "--root", str(root), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert f"subsets of {config}: train " in err and f'"{subsets["train"]}"' in err, err
+    summary = json.loads(out)
+    assert summary["splits"]["train"]["videos"] == len(train_ids)
+    assert summary["splits"]["test"]["videos"] == 2
+
+
+def test_check_refuses_to_guess_between_shipped_configs(tmp_path, capsys):
+    root = write_dataset(tmp_path / "d", subsets={"train": "train", "test": "test"}, write_splits=False)
+    # "train" / "test" fit THUMOS'14's names; with one video in "validation", "train" / "validation" fit ActivityNet's
+    gt = json.loads((root / "gt.json").read_text())
+    gt["database"]["video_x"] = {"subset": "validation", "duration": 1.0, "annotations": []}
+    (root / "gt.json").write_text(json.dumps(gt))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--root", str(root)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and '"thumos_copl", "anet_copl"' in err and "--train-subset" in err, err

@@ -476,7 +476,16 @@ def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, Vid
                 f"subsets present: {quoted(present)}"
             )
     else:
-        raise DatasetError(f"{path}: file not found (and no gt.json subset is configured for the {split} split)")
+        present = quoted(sorted({str(a.subset) for a in annotations.values()}))
+        if layout.kind == "actionformer":  # split files are not part of this layout: name its annotation file
+            raise DatasetError(
+                f"{layout.gt_path}: no subset is configured for the {split} split "
+                f"(data.{split}_subset, utal check --{split}-subset; subsets present: {present})"
+            )
+        raise DatasetError(
+            f"{path}: file not found, and no gt.json subset is configured for the {split} split "
+            f"(data.{split}_subset; subsets present: {present})"
+        )
     if not ids:
         raise DatasetError(f"{path}: the {split} split has no videos")
     return ids
