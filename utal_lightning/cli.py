@@ -17,7 +17,9 @@ Bad input exits with status 2 and one line ``error: <file or video>: <problem>``
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -354,6 +356,29 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``utal`` (``argv`` None: the command line) or, from Python, ``utal <argv>`` in this process."""
+    if argv is not None:
+        return _main(argv)
+    # The command line ends in os._exit once the atexit hooks (W&B's upload among them) have run: Python's own
+    # teardown after them first restores every signal's default action, and a signal then would kill a finished
+    # run without a word. Registered before Lightning is imported, so it runs after Lightning's hooks.
+    status = [1]  # an uncaught exception: 1, as Python's
+
+    def exit_now() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status[0])
+
+    atexit.register(exit_now)
+    try:
+        status[0] = _main(None)
+    except SystemExit as e:
+        status[0] = e.code if isinstance(e.code, int) else int(e.code is not None)  # a message: 1, as Python's
+        raise
+    return status[0]
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:

@@ -27,6 +27,7 @@ from utal_lightning.loop.preemption import (
     PreemptionCheckpoint,
     early_signal_handlers,
     hpc_checkpoints,
+    newest_checkpoint,
     resolve_resume_path,
     resume_hint,
     slurm_plugins,
@@ -181,6 +182,9 @@ class LogConfigCallback(SaveConfigCallback):
 
 class UTALCLI(LightningCLI):
     command_args: Sequence[str] = ()  # the command line, for the resume hint after a signal
+    # Where a fit stands, for the message of a signal outside the training loop (run() resets both):
+    fit_dirs: tuple[Path, list[Path]] | None = None  # its run directory and checkpoint folders, once set up
+    fit_finished = False  # the fit returned without a signal's stop
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> Any:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -235,11 +239,20 @@ class UTALCLI(LightningCLI):
         config["ckpt_path"] = resolve_resume_path(self.trainer, config.get("ckpt_path"))
         if config["ckpt_path"] is None:
             self._refuse_or_clear_earlier_run(bool(config.get("overwrite")))
+        dirs = [Path(cb.dirpath) for cb in self.trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+        UTALCLI.fit_dirs = (Path(self.trainer.default_root_dir), dirs)
 
     def after_fit(self) -> None:
         # A signal stopped the run after saving a checkpoint: say how to resume, exit 128 + signal (0 if requeued).
-        for callback in self.trainer.callbacks:
-            if isinstance(callback, PreemptionCheckpoint) and callback.stopping:
+        callbacks = [cb for cb in self.trainer.callbacks if isinstance(cb, PreemptionCheckpoint)]
+        UTALCLI.fit_finished = not any(cb.stopping for cb in callbacks)
+        for callback in callbacks:
+            if callback.requested and not callback.stopping and self.trainer.is_global_zero:
+                # the preemption signal came after the last training step: the run completed regardless
+                received = callback.received.name if callback.received else "a signal"
+                print(f"{received} arrived after the last training step: the run is complete", file=sys.stderr)
+        for callback in callbacks:
+            if callback.stopping:
                 status = callback.exit_status()
                 if self.trainer.is_global_zero:
                     how = (
@@ -376,17 +389,19 @@ def run(argv: Sequence[str] | None) -> None:
         noisy = logging.getLogger(name)
         if not any(isinstance(f, _DropAdvertisements) for f in noisy.filters):
             noisy.addFilter(_DropAdvertisements())
+    UTALCLI.fit_dirs, UTALCLI.fit_finished = None, False
+    given = list(sys.argv[1:] if argv is None else argv)
     try:
-        given = list(sys.argv[1:] if argv is None else argv)
         args = with_saved_config(with_shipped_configs(given))
         UTALCLI.command_args = given
-        with early_signal_handlers("SIGUSR1"):  # until the training loop installs its own: a clean stop
+        # until the training loop installs its own: a clean stop; for the command line, to the process's end
+        until_exit = (lambda: interrupted_where(given)) if argv is None else None
+        with early_signal_handlers("SIGUSR1", until_exit=until_exit):
             _run_cli(
                 None if argv is None and args == given else args
             )  # Lightning warns when given args and sys.argv both
     except Interrupted as e:
-        where = "before the training loop started or after it ended: nothing was saved by it"
-        print(f"error: stopped by {e.signum.name} {where} (rerun the command)", file=sys.stderr)
+        print(f"error: stopped by {e.signum.name} {interrupted_where(given)}", file=sys.stderr)
         raise SystemExit(128 + int(e.signum)) from None
     except ArgumentError as e:
         if "WandbLogger" in str(e):  # without wandb the parser cannot take the logger's arguments
@@ -397,6 +412,16 @@ def run(argv: Sequence[str] | None) -> None:
         if user_error is None:
             raise
         raise user_error from None
+
+
+def interrupted_where(args: Sequence[str]) -> str:
+    """Where a stop signal outside the training loop found the command, and what to do, in one line."""
+    if UTALCLI.fit_finished:
+        return f"after the fit finished: {UTALCLI.fit_dirs[0] if UTALCLI.fit_dirs else 'its run'} holds its results"
+    newest = newest_checkpoint(existing_checkpoints(*UTALCLI.fit_dirs)) if UTALCLI.fit_dirs else None
+    if newest is not None:
+        return f"outside the training loop; resume from its newest checkpoint with: {resume_hint(args, newest)}"
+    return "before anything was saved (rerun the command)"
 
 
 def _run_cli(argv: Sequence[str] | None) -> None:

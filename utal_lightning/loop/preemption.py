@@ -60,9 +60,10 @@ import re
 import shlex
 import signal as signal_module
 import subprocess
+import sys
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -132,11 +133,18 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 class early_signal_handlers:
     """Within the block, SIGTERM, SIGINT and ``signals`` raise :class:`Interrupted` (the CLI turns it into one
     line and exit status 128 + signal); on exit the earlier handlers come back. Outside the main thread: no-op.
-    :class:`PreemptionCheckpoint` replaces these with its flag-setting handlers while the training loop runs."""
+    :class:`PreemptionCheckpoint` replaces these with its flag-setting handlers while the training loop runs.
 
-    def __init__(self, *signals: str | int | signal_module.Signals) -> None:
+    ``until_exit``: the block is the rest of the process (the command line's ``utal``): on exit, instead of the
+    earlier handlers (the default action would kill the process without a word while it shuts down), these
+    signals print ``error: stopped by <SIGNAL> <until_exit()>`` and end the process with 128 + signal at once."""
+
+    def __init__(
+        self, *signals: str | int | signal_module.Signals, until_exit: Callable[[], str] | None = None
+    ) -> None:
         self.signals = sorted({signal_module.SIGTERM, signal_module.SIGINT, *(parse_signal(s) for s in signals)})
         self.previous: dict[signal_module.Signals, Any] = {}
+        self.until_exit = until_exit
 
     def __enter__(self) -> early_signal_handlers:
         if threading.current_thread() is threading.main_thread():
@@ -146,8 +154,18 @@ class early_signal_handlers:
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self.previous.items():
+            if self.until_exit is not None:
+                handler = self._exit_now
             signal_module.signal(signum, handler if handler is not None else signal_module.SIG_DFL)
         self.previous.clear()
+
+    def _exit_now(self, signum: int, frame: FrameType | None) -> None:
+        assert self.until_exit is not None
+        sys.stdout.flush()
+        print(
+            f"error: stopped by {signal_module.Signals(signum).name} {self.until_exit()}", file=sys.stderr, flush=True
+        )
+        os._exit(128 + signum)  # no unwinding through an interpreter that is shutting down
 
 
 class PreemptionCheckpoint(L.Callback):
@@ -206,7 +224,8 @@ class PreemptionCheckpoint(L.Callback):
         self.saved_path: Path | None = None  # the checkpoint this run saved (local roots)
         self.requeue_returncode: int | None = None
         self._pending = False  # the ranks agreed, waiting for an accumulation boundary
-        self._previous_handler: Any = None
+        self._previous_handler: Any = None  # chained from ours
+        self._restore_handler: Any = None  # put back by uninstall
         self._installed = False
         self._previous_stop_handlers: dict[signal_module.Signals, Any] = {}
 
@@ -256,6 +275,7 @@ class PreemptionCheckpoint(L.Callback):
             rank_zero_warn(f"PreemptionCheckpoint: not in the main thread, no {self.signum.name} handler installed")
             return
         previous = signal_module.getsignal(self.signum)
+        self._restore_handler = previous  # whatever it is: in force again after the fit (the CLI's, say)
         # never chain a bound handler of another PreemptionCheckpoint (a second fit in the same process)
         owner = getattr(previous, "__self__", None)
         # nor the CLI's early handler (it would turn the flag into an immediate stop)
@@ -268,9 +288,9 @@ class PreemptionCheckpoint(L.Callback):
     def uninstall(self) -> None:
         if not self._installed or threading.current_thread() is not threading.main_thread():
             return
-        previous = self._previous_handler
+        previous = self._restore_handler
         signal_module.signal(self.signum, previous if previous is not None else signal_module.SIG_DFL)
-        self._previous_handler, self._installed = None, False
+        self._previous_handler, self._restore_handler, self._installed = None, None, False
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
