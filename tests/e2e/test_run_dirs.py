@@ -157,3 +157,23 @@ def test_predict_runs_on_test_videos_without_annotations(fitted, tmp_path):
         tmp_path, "test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.init_args.root", str(bare)
     )
     assert done.returncode == 2 and "has no annotation entry" in _errors(done)[0]
+
+
+@pytest.mark.parametrize("config", ["synthetic_copl.yaml", "synthetic_feel.yaml"])
+def test_a_finished_run_resumed_with_more_iterations_trains_them(tiny, tmp_path, config):
+    """`utal fit --ckpt_path <run>/checkpoints/last.ckpt --loop.max_iterations 3` after a 2-iteration run goes on
+    from the last finished iteration: its model pseudolabels iteration 3, which trains its epochs."""
+    import torch
+
+    from tests.helpers.fit import fit
+
+    run = tmp_path / "run"
+    short = ("--loop.epochs_per_iteration=2", "--loop.adaptive_epochs=false", "--loop.test_iterations=none")
+    first = fit(config, tiny, run, "--loop.max_iterations=2", *short)
+    steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    last = run / "checkpoints" / "last.ckpt"
+    more = fit(config, tiny, run, "--loop.max_iterations=3", *short, "--ckpt_path", str(last))
+    assert [h["iteration"] for h in more["iterations"]] == [1, 2, 3]
+    assert more["iterations"][:2] == first["iterations"][:2]  # the finished iterations as they were
+    assert more["iterations"][2]["epochs"] == 2
+    assert torch.load(last, weights_only=False)["global_step"] == steps + steps // 2  # two more epochs' steps

@@ -104,6 +104,8 @@ class PseudoLabelRefresh(L.Callback):
             raise ValueError(f"progress_every_n_epochs must be >= 0 or None, got {progress_every_n_epochs}")
         self.progress_every_n_epochs = progress_every_n_epochs
         self._restored_epoch: int | None = None
+        self._restored_epochs_done: int | None = None
+        self._clear_optimizer_state = False
         self._progress_mark: tuple[float, int] | None = None  # (time, epoch) of the last progress line
 
     # ------------------------------------------------------------------ hooks
@@ -113,11 +115,27 @@ class PseudoLabelRefresh(L.Callback):
             self._relabel(trainer, pl_module, use_model=False)
         elif self._restored_epoch is not None:
             self._check_consistency(datamodule, self._restored_epoch)
+            if (
+                self._restored_epochs_done == datamodule.iteration_end_epoch
+                and datamodule.iteration < self.max_iterations
+            ):
+                # A finished run resumed with a larger max_iterations: its model pseudolabels the next iteration,
+                # as the end of its last iteration would have.
+                rank_zero_info(
+                    f"the checkpoint ends outer iteration {datamodule.iteration}; going on to {self.max_iterations}"
+                )
+                self._relabel(trainer, pl_module, use_model=True)
+                if self.restart_each_iteration:
+                    pl_module.reset_weights(self.restart_seed(datamodule.seed, datamodule.iteration))
+                    self._clear_optimizer_state = True  # once Lightning has restored it (after this hook)
         trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        # current_epoch still reads 0 in on_fit_start of a resumed run: remember the checkpoint's epoch.
+        # current_epoch still reads 0 in on_fit_start of a resumed run: remember the checkpoint's epoch, and how
+        # many epochs it had finished (all of its schedule's, for a finished run's last checkpoint).
         self._restored_epoch = int(checkpoint["epoch"])
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        self._restored_epochs_done = progress.get("processed")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if preemption_requested(trainer):  # a partial epoch before a preemption stop: the resumed run redoes it
@@ -251,6 +269,10 @@ class PseudoLabelRefresh(L.Callback):
         if states:
             set_rng_states(states[trainer.global_rank] if len(states) == trainer.world_size else states[0])
         self._rng_to_restore = None
+        if self._clear_optimizer_state:  # restarted weights: forget Adam's moments too
+            for optimizer in trainer.optimizers:
+                optimizer.state.clear()
+            self._clear_optimizer_state = False
 
     # ------------------------------------------------------------------ stages
     @staticmethod
