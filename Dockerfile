@@ -18,9 +18,10 @@ WORKDIR /opt/utal-lightning
 COPY pyproject.toml README.md ./
 COPY utal_lightning ./utal_lightning
 # Keep the base image's torch: pin it to the installed version (pyproject allows torch>=2.3,<3),
-# so pip installs the other dependencies and never pulls a second torch build.
+# so pip installs the other dependencies and never pulls a second torch build; the wandb extra for
+# configs/wandb.yaml.
 RUN python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > /tmp/torch-constraint.txt \
- && pip install --constraint /tmp/torch-constraint.txt . \
+ && pip install --constraint /tmp/torch-constraint.txt '.[wandb]' \
  && rm -rf /tmp/torch-constraint.txt /opt/utal-lightning/build \
  && python -c "import torch, lightning, utal_lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)" \
  && utal --help > /dev/null

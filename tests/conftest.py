@@ -1,8 +1,10 @@
 import os
 
-# Tests are offline and CPU-only.
+# Tests are offline, and CPU-only unless UTAL_TEST_CUDA=1 (benchmarks/gpu_suite.sh sets it): then the tests
+# marked `gpu` run on the machine's CUDA device (they skip where there is none).
 os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+if os.environ.get("UTAL_TEST_CUDA") != "1":
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 import pytest

@@ -74,7 +74,8 @@ def test_dockerfile_installs_the_package_and_runs_utal():
     copied = {src for args in copies for src in args[:-1]}
     assert {"pyproject.toml", "README.md", "utal_lightning", "configs"} <= copied  # README: pyproject's readme
     runs = " ".join(arg for k, arg in instructions if k == "RUN")
-    assert re.search(r"pip install\b[^&]*\s\.(\s|$)", runs), "the package is installed with `pip install .`"
+    # the package with the wandb extra (configs/wandb.yaml needs it)
+    assert re.search(r"pip install\b[^&]*\s'\.\[wandb\]'(\s|$)", runs), "installed with `pip install '.[wandb]'`"
     # the base image's torch is kept: pip gets it as a constraint
     assert "--constraint" in runs and "torch.__version__" in runs
     workdirs = [arg for k, arg in instructions if k == "WORKDIR"]

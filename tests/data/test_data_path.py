@@ -148,7 +148,8 @@ def test_placement_on_a_gpu(many_videos, monkeypatch, store_device, free, expect
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (UTAL_TEST_CUDA=1)")
 @pytest.mark.parametrize("store_device", ["device", "host"])
 def test_cuda_batches_equal_cpu_batches(many_videos, store_device):
     cpu = batches_of(labelled(many_videos))

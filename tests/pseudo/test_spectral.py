@@ -265,7 +265,8 @@ def test_auto_picks_as_documented(monkeypatch):
     assert calls == [3]  # K >= N / 10, N <= 100, explicit eigh: no arpack
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (UTAL_TEST_CUDA=1)")
 def test_arpack_on_cuda_returns_to_the_device():
     x, _ = _blobs(200, 4, 8, 3.0, 1.0, 0)
     w, _ = gaussian_affinity(x)
