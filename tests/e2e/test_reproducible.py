@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from tests.helpers.datasets import write_dataset
-from tests.helpers.fit import run_utal, short_copl_args, signal_at_step
+from tests.helpers.fit import fit_args, run_utal, short_copl_args
 from tests.helpers.trainer import trainer_stub
+from utal_lightning.cli import main
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.loop.preemption import PreemptionCheckpoint
 
@@ -105,28 +106,51 @@ def _strip(summary: dict) -> list[dict]:
     return [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in summary["iterations"]]
 
 
+def _fit_until_stopped(args: list[str]) -> None:
+    """`utal fit` in this process; a signal's stop ends it with SystemExit(138) after saving."""
+    try:
+        main(args)
+    except SystemExit as stop:
+        assert stop.code == 138, stop.code
+
+
+def _signal_callback(name: str, **init_args: int) -> str:
+    spec = {"class_path": f"tests.helpers.callbacks.{name}", "init_args": {**init_args, "signum": int(signal.SIGUSR1)}}
+    return "--trainer.callbacks+=" + json.dumps(spec)
+
+
 @pytest.mark.slow
-def test_a_mid_epoch_stop_and_resume_equals_the_uninterrupted_run(tiny, tmp_path):
-    """SIGUSR1 in the middle of an epoch (tiny: 2 batches per epoch; signalled after step 5, i.e. inside
-    epoch 2), then `utal fit --ckpt_path hpc_ckpt_1.ckpt`: the same summary and the same weights, exactly."""
-    full = run_utal(short_copl_args(tiny, tmp_path / "full"))
-    assert full.returncode == 0, full.stderr[-3000:]
-    stopped = run_utal(short_copl_args(tiny, tmp_path / "stopped", signal_at_step(signal.SIGUSR1)))
-    assert stopped.returncode == 138, stopped.stderr[-3000:]
-    hpc = torch.load(tmp_path / "stopped" / "hpc_ckpt_1.ckpt", weights_only=True)
-    assert hpc["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] == 1  # mid-epoch
-    resumed = run_utal(
-        short_copl_args(tiny, tmp_path / "stopped", "--ckpt_path", str(tmp_path / "stopped" / "hpc_ckpt_1.ckpt"))
+@pytest.mark.parametrize("config", ["synthetic_copl.yaml", "synthetic_feel.yaml"])
+def test_a_stop_after_any_step_or_in_any_test_pass_resumes_to_the_uninterrupted_run(tiny, tmp_path, config):
+    """The preemption signal after every optimizer step in turn, and during each in-loop test pass, then
+    `utal fit --ckpt_path hpc_ckpt_1.ckpt`: the same summary.json (times aside) and the same weights, bit for bit.
+    Short runs of `tiny` (2 iterations x 2 epochs of 2 batches; FEEL's adaptive batches train fewer)."""
+    short = (
+        "--loop.max_iterations=2",
+        "--loop.epochs_per_iteration=2",  # steps 1-7 of COPL: mid-epoch, epoch ends, the iteration boundary
+        "--loop.test_iterations=all",
+        "--trainer.logger=false",
+        "--preemption.auto_resume=false",
     )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("full", "stopped")]
-    assert _strip(summaries[0]) == _strip(summaries[1])
-    weights = [
-        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True) for run in ("full", "stopped")
-    ]
-    assert weights[0]["global_step"] == weights[1]["global_step"]
-    for name, tensor in weights[0]["state_dict"].items():
-        assert torch.equal(tensor, weights[1]["state_dict"][name]), name
+    full = tmp_path / "full"
+    main(fit_args(config, tiny, full, *short))
+    expected = _strip(json.loads((full / "summary.json").read_text()))
+    weights = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    stops = [("SignalAtStep", {"step": step}) for step in range(1, weights["global_step"])]
+    stops += [("SignalDuringTest", {"iteration": i}) for i in (1, 2)]
+    for name, where in stops:
+        run = tmp_path / f"{name}-{'-'.join(map(str, where.values()))}"
+        _fit_until_stopped(fit_args(config, tiny, run, *short, _signal_callback(name, **where)))
+        saved = list(run.glob("hpc_ckpt_*.ckpt"))
+        if saved:
+            main(fit_args(config, tiny, run, *short, "--ckpt_path", str(saved[0])))
+        else:  # the last iteration's test pass comes after the last step: that run completed
+            assert (name, where) == ("SignalDuringTest", {"iteration": 2}), (name, where)
+        assert _strip(json.loads((run / "summary.json").read_text())) == expected, (name, where)
+        resumed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+        assert resumed["global_step"] == weights["global_step"], (name, where)
+        for key, tensor in weights["state_dict"].items():
+            assert torch.equal(tensor, resumed["state_dict"][key]), (name, where, key)
 
 
 @pytest.mark.slow

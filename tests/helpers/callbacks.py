@@ -110,3 +110,22 @@ class SignalAtStep(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class SignalDuringTest(L.Callback):
+    """Test only: this process sends itself ``signum`` from inside the in-loop test pass of outer iteration
+    ``iteration`` (as its first test video is detected)."""
+
+    def __init__(self, iteration: int, signum: int) -> None:
+        self.iteration, self.signum, self.sent = iteration, signum, False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        detect_videos = pl_module.detect_videos
+
+        def signalling(*args: Any, **kwargs: Any) -> Any:
+            if trainer.datamodule.iteration == self.iteration and not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), self.signum)
+            return detect_videos(*args, **kwargs)
+
+        pl_module.detect_videos = signalling

@@ -314,6 +314,8 @@ class PreemptionCheckpoint(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.uninstall_stop_handlers()
+        if self.stopping:  # ModelCheckpoint also saves a last.ckpt when training ends (it runs after this hook)
+            self._keep_checkpoints_from_saving(trainer)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
@@ -325,7 +327,9 @@ class PreemptionCheckpoint(L.Callback):
         self.uninstall()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._poll(trainer, at_boundary=True)
+        # Agree on the flag here, save at the epoch's first batch: Lightning resets the batch progress between the
+        # two, and a checkpoint taken before that reset resumes as if this epoch had already run.
+        self._poll(trainer, at_boundary=False)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -336,15 +340,19 @@ class PreemptionCheckpoint(L.Callback):
         self._poll(trainer, at_boundary=batch_idx % max(1, trainer.accumulate_grad_batches) == 0)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.stopping:
-            return
-        # This epoch ended early because we stopped it: keep ModelCheckpoint (it runs after this hook)
-        # from writing a last.ckpt that claims the partial epoch complete. Its own guard is "already
-        # saved at this global step".
+        if self.stopping:
+            self._keep_checkpoints_from_saving(trainer)
+
+    @staticmethod
+    def _keep_checkpoints_from_saving(trainer: L.Trainer) -> None:
+        """This epoch ended early because we stopped it: keep ModelCheckpoint (it runs after our hooks) from
+        writing a last.ckpt that claims the partial epoch complete, at the epoch's end (its guard: "already
+        saved at this global step") and when training ends (its guard: "a last checkpoint was saved")."""
         for callback in trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint):
-                if hasattr(callback, "_last_global_step_saved"):
+                if hasattr(callback, "_last_global_step_saved") and hasattr(callback, "_last_checkpoint_saved"):
                     callback._last_global_step_saved = trainer.global_step
+                    callback._last_checkpoint_saved = callback._last_checkpoint_saved or "(stopped: not saved)"
                 else:  # a future Lightning: say so instead of failing silently
                     rank_zero_warn("PreemptionCheckpoint: could not keep ModelCheckpoint from saving the partial epoch")
 

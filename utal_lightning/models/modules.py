@@ -153,6 +153,11 @@ class LocalizationModule(L.LightningModule):
                 "outer", float(self.trainer.datamodule.iteration), prog_bar=True, logger=False, batch_size=batch_size
             )
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        # A stop requested before this batch (a preemption checkpoint was just saved at its start) ends the epoch
+        # here: the batch is the resumed run's, and training it now would move the weights past the checkpoint.
+        return -1 if self.trainer.should_stop else None
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
