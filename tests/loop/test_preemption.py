@@ -295,7 +295,7 @@ def test_ddp_one_signalled_rank_makes_every_rank_save_and_stop_at_the_same_step(
     ranks = [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert all(r["stopping"] and r["saved_path"] == str(root / "hpc_ckpt_1.ckpt") for r in ranks), ranks
-    assert ranks[0]["global_step"] == ranks[1]["global_step"] == step + 1  # the saving batch still trained
+    assert ranks[0]["global_step"] == ranks[1]["global_step"] == step  # the batch after the save is the resumed run's
     assert [p.name for p in root.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_1.ckpt"]
     assert torch.load(root / "hpc_ckpt_1.ckpt", weights_only=True)["global_step"] == step
     assert marker.read_text().splitlines() == [JOB_ID]
