@@ -292,3 +292,27 @@ def test_ema_warmup_decay_values():
 
     got = ema_warmup_decay(torch.tensor([0.0, 8.0, 80.0, 1000.0]), 0.9)
     torch.testing.assert_close(got, torch.tensor([0.1, 0.5, 0.9, 0.9]))  # (1+n)/(10+n), capped at d
+
+
+def test_reversed_actionness_is_the_network_with_negated_agnostic_heads():
+    """sigmoid(-z) = 1 - sigmoid(z): reading A_ca reversed equals a network whose class-agnostic heads are negated,
+    down to h_cs, its top-l snippets and the video scores (docs/method.md sec. 4.2.2); A_cs reads 1 - A_cs."""
+    torch.manual_seed(3)
+    net = randomize_agnostic_heads(IOCNet(num_classes=4, feature_dim=12, rgb_dim=5, hidden_dim=8, h_beta=0.5)).eval()
+    negated = IOCNet(num_classes=4, feature_dim=12, rgb_dim=5, hidden_dim=8, h_beta=0.5).eval()
+    negated.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        for head in (negated.attention_rgb, negated.attention_flow):
+            head.weight.neg_()
+            head.bias.neg_()
+    x = torch.randn(3, 16, 12)
+    with torch.no_grad():
+        reversed_output, expected = net.reverse_actionness(net(x)), negated(x)
+    for name in ("agnostic_rgb", "agnostic_flow", "agnostic_attention", "h_cs", "video_logits", "video_scores", "cas"):
+        torch.testing.assert_close(getattr(reversed_output, name), getattr(expected, name), msg=name)
+    assert torch.equal(reversed_output.top_l_index, expected.top_l_index)
+    torch.testing.assert_close(reversed_output.attention, 1 - expected.attention)
+    # reading it reversed twice is the network as it is
+    with torch.no_grad():
+        twice = net.reverse_actionness(reversed_output)
+    torch.testing.assert_close(twice.h_cs, net(x).h_cs)

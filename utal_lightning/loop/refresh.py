@@ -24,7 +24,7 @@ from torch import Tensor
 from utal_lightning.distributed import gather_objects, gather_rows, shard
 from utal_lightning.eval.actionness import snippet_auc
 from utal_lightning.loop.preemption import preemption_requested
-from utal_lightning.pseudo.pooling import deviation_actionness
+from utal_lightning.pseudo.pooling import deviation_actionness, orientation_sign, within_video_correlation
 from utal_lightning.pseudo.select import iteration_epochs
 from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 from utal_lightning.reporting import iteration as report
@@ -142,6 +142,9 @@ class PseudoLabelRefresh(L.Callback):
             return
         datamodule = trainer.datamodule
         self._progress_line(trainer, datamodule)
+        iteration_done = trainer.current_epoch + 1 == datamodule.iteration_end_epoch
+        if self.strategy.observes_epochs or iteration_done:  # the network is read below
+            self._orient(trainer, pl_module, record=iteration_done)
         if self.strategy.observes_epochs:
             started = time.perf_counter()
             index, rows = self._pass(
@@ -152,7 +155,7 @@ class PseudoLabelRefresh(L.Callback):
             pl_module.log(
                 "time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True
             )  # mean of the ranks
-        if trainer.current_epoch + 1 != datamodule.iteration_end_epoch:
+        if not iteration_done:
             return
         last = datamodule.iteration == self.max_iterations
         if self.test_iterations == "all" or (self.test_iterations == "last" and last):
@@ -292,6 +295,30 @@ class PseudoLabelRefresh(L.Callback):
             index.append(batch["video_index"])
             rows.append(row_fn(output, batch))
         return torch.cat(index), torch.cat(rows)
+
+    def _orient(self, trainer: L.Trainer, pl_module: L.LightningModule, record: bool) -> None:
+        """With ``orient_actionness``: read the network's actionness the way the label-free actionness runs on the
+        training videos (docs/method.md sec. 4.2.2); with ``record``, say so in the iteration's record."""
+        if not getattr(pl_module, "orient_actionness", False):
+            return
+        datamodule = trainer.datamodule
+        pl_module.actionness_sign.fill_(1.0)  # measure the network as trained
+
+        def correlation(output: Any, batch: dict[str, Tensor]) -> Tensor:
+            reference = datamodule.label_free_reference(batch["video_index"])
+            label_free = deviation_actionness(batch["features"], reference, batch["lengths"])
+            return within_video_correlation(output.actionness(), label_free, batch["lengths"])[:, None].float()
+
+        index, rows = self._pass(trainer, pl_module, correlation)
+        sign = orientation_sign(gather_rows(trainer, index, rows, len(datamodule.labels))[:, 0])
+        pl_module.actionness_sign.fill_(float(sign))
+        if record:
+            datamodule.history[-1]["actionness_reversed"] = sign < 0
+            if sign < 0:
+                rank_zero_info(
+                    f"outer iteration {datamodule.iteration}: the trained actionness runs against the label-free one "
+                    "on the training videos; read reversed (docs/method.md sec. 4.2.2)"
+                )
 
     def _pooled_row(self, datamodule: Any, output: Any, batch: dict[str, Tensor]) -> Tensor:
         """One batch's global video features (B, D); with ``diagnostics``, two more columns: the per-video AUC of

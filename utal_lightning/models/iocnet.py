@@ -140,24 +140,41 @@ class IOCNet(nn.Module):
         emb_f = self.embed_flow(x[:, self.rgb_dim :])
         a_r = torch.sigmoid(self.attention_rgb(self.dropout(emb_r))).squeeze(1)  # (B, T)
         a_f = torch.sigmoid(self.attention_flow(self.dropout(emb_f))).squeeze(1)
-        a_ca = (a_r + a_f) / 2
         a_cs = torch.sigmoid(cas.sum(dim=2))
+        return self._output(cas, a_cs, a_r, a_f, emb.transpose(1, 2), emb_r.transpose(1, 2), emb_f.transpose(1, 2))
 
+    def _output(
+        self, cas: Tensor, a_cs: Tensor, a_r: Tensor, a_f: Tensor, emb: Tensor, emb_r: Tensor, emb_f: Tensor
+    ) -> IOCNetOutput:
+        """Eq. 13-14 and the top-l video scores from the branch outputs."""
+        a_ca = (a_r + a_f) / 2
         h_cs = self.h_beta * torch.softmax(cas, dim=2) + (1.0 - self.h_beta) * a_ca.unsqueeze(2)
-        top_l_index = h_cs.topk(self.top_l(T), dim=1).indices  # (B, l, K)
+        top_l_index = h_cs.topk(self.top_l(cas.shape[1]), dim=1).indices  # (B, l, K)
         video_logits = cas.gather(1, top_l_index).mean(dim=1)  # (B, K)
-
         return IOCNetOutput(
             cas=cas,
             attention=a_cs,
             video_scores=torch.softmax(video_logits, dim=1),
-            embeddings=emb.transpose(1, 2),
+            embeddings=emb,
             agnostic_attention=a_ca,
             video_logits=video_logits,
             h_cs=h_cs,
             agnostic_rgb=a_r,
             agnostic_flow=a_f,
-            embeddings_rgb=emb_r.transpose(1, 2),
-            embeddings_flow=emb_f.transpose(1, 2),
+            embeddings_rgb=emb_r,
+            embeddings_flow=emb_f,
             top_l_index=top_l_index,
+        )
+
+    def reverse_actionness(self, output: IOCNetOutput) -> IOCNetOutput:
+        """``output`` read with both actionness branches reversed (docs/method.md sec. 4.2.2): ``1 - A_ca^m``,
+        ``1 - A_cs``, and ``h_cs``, its top-l snippets and the video scores recomputed from them (Eq. 13-14)."""
+        return self._output(
+            output.cas,
+            1 - output.attention,
+            1 - output.agnostic_rgb,
+            1 - output.agnostic_flow,
+            output.embeddings,
+            output.embeddings_rgb,
+            output.embeddings_flow,
         )

@@ -447,6 +447,10 @@ class IOCNetModule(LocalizationModule):
             paper: off).
         zero_init_agnostic_heads: the class-agnostic heads start at zero (``A_ca = 0.5``, docs/method.md sec.
             4.2.1), or at PyTorch's default init (AICL's code).
+        orient_actionness: whenever the loop reads the network (pooling, HAS votes, tests), first compare its
+            ``A_ca`` with the label-free actionness on the training videos and, where they run against each other,
+            read both actionness branches reversed (:attr:`actionness_sign`, docs/method.md sec. 4.2.2); False:
+            as trained (the paper).
         asl_q: q of L_asl (0.7). ci_mu1, ci_mu2: L_CI weights (5, 0.1).
         lambda_c: weight of L_C (0.01). lambda_co: weight of L_CO (10 THUMOS, 1 ActivityNet).
         use_ci, use_c, use_co: loss ablations (COPL Table 7).
@@ -466,6 +470,7 @@ class IOCNetModule(LocalizationModule):
         dropout: float = 0.0,
         center_input: bool = False,
         zero_init_agnostic_heads: bool = True,
+        orient_actionness: bool = True,
         asl_q: float = 0.7,
         ci_mu1: float = 5.0,
         ci_mu2: float = 0.1,
@@ -506,6 +511,9 @@ class IOCNetModule(LocalizationModule):
             use_co=use_co,
         )
         self.shift_channels = min(shift_channels, feature_dim)
+        self.orient_actionness = orient_actionness
+        # -1: the inference reads the actionness branches reversed (set by the loop, saved in checkpoints).
+        self.register_buffer("actionness_sign", torch.ones(()))
 
     @property
     def inference_model(self) -> nn.Module:
@@ -516,6 +524,16 @@ class IOCNetModule(LocalizationModule):
 
     def forward(self, features: Tensor) -> LocalizationOutput:
         return self.model(features)
+
+    @torch.no_grad()
+    def localize(
+        self, features: Tensor, model: nn.Module | None = None, lengths: Tensor | None = None
+    ) -> LocalizationOutput:
+        """:meth:`LocalizationModule.localize`, read reversed where :attr:`actionness_sign` says so."""
+        output = super().localize(features, model, lengths)
+        if self.actionness_sign < 0:
+            output = (model or self.inference_model).reverse_actionness(output)
+        return output
 
     def class_map(self, output: LocalizationOutput) -> Tensor:
         """COPL localizes with the action selection function h_cs (docs/method.md sec. 5).

@@ -104,3 +104,24 @@ def label_free_background(features: Tensor, reference: Tensor) -> Tensor:
     if float(rest.sum()) <= 0 or float(w.max()) <= 0:
         return features.mean(0)
     return (rest[:, None] * features).sum(0) / rest.sum()
+
+
+def within_video_correlation(scores: Tensor, reference: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """(B,) Pearson correlation of ``scores`` and ``reference`` (B, T) over each video's real positions
+    (``lengths``); NaN for a video where either is constant (docs/method.md sec. 4.2.2)."""
+    valid = valid_mask(scores.shape, lengths, scores.device).double()
+    n = valid.sum(1).clamp(min=1)
+    x, y = scores.double() * valid, reference.double() * valid
+    x = (x - x.sum(1, keepdim=True) / n[:, None]) * valid
+    y = (y - y.sum(1, keepdim=True) / n[:, None]) * valid
+    denominator = (x.square().sum(1) * y.square().sum(1)).sqrt()
+    correlation = (x * y).sum(1) / denominator.clamp(min=1e-300)
+    return torch.where(denominator > 1e-12, correlation, torch.full_like(correlation, float("nan")))
+
+
+def orientation_sign(correlations: Tensor) -> int:
+    """Label-free orientation of a trained actionness (docs/method.md sec. 4.2.2): -1 when its per-video correlations
+    with the label-free actionness (:func:`within_video_correlation`) are negative on average, else +1 (also when
+    none is defined: nothing says the network runs backwards)."""
+    defined = correlations[~torch.isnan(correlations)]
+    return -1 if defined.numel() and float(defined.double().mean()) < 0 else 1

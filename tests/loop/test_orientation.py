@@ -1,0 +1,107 @@
+"""The loop's label-free orientation of IOCNet's actionness (docs/method.md sec. 4.2.2) on the tiny preset: what the
+loop reads does not depend on which way the class-agnostic heads were trained, and the paper's form reads them as
+they are."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.helpers.models import randomize_agnostic_heads
+from utal_lightning.data.datamodule import UTALDataModule
+from utal_lightning.loop.refresh import PseudoLabelRefresh
+from utal_lightning.models.modules import IOCNetModule
+from utal_lightning.pseudo.strategies import COPLStrategy
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _loop(tiny):
+    datamodule = UTALDataModule(tiny, num_segments=16)
+    datamodule.setup("fit")
+    datamodule.history = [{"iteration": 1}]
+    trainer = SimpleNamespace(datamodule=datamodule, global_rank=0, world_size=1)
+    return trainer, PseudoLabelRefresh(strategy=COPLStrategy())
+
+
+def _module(datamodule, seed: int, **kwargs) -> IOCNetModule:
+    torch.manual_seed(seed)
+    module = IOCNetModule(
+        num_classes=datamodule.num_clusters,
+        feature_dim=datamodule.feature_dim,
+        rgb_dim=datamodule.rgb_dim,
+        hidden_dim=16,
+        use_co=False,
+        **kwargs,
+    )
+    randomize_agnostic_heads(module.model, std=2.0)
+    return module
+
+
+def _negate_agnostic_heads(module: IOCNetModule) -> None:
+    with torch.no_grad():
+        for head in (module.model.attention_rgb, module.model.attention_flow):
+            head.weight.neg_()
+            head.bias.neg_()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_what_the_loop_reads_does_not_depend_on_the_heads_sign(tiny, seed):
+    trainer, loop = _loop(tiny)
+    module = _module(trainer.datamodule, seed)
+    batch = next(iter(trainer.datamodule.pooling_batches()))
+    loop._orient(trainer, module, record=True)
+    first_sign, first = float(module.actionness_sign), module.localize(batch["features"], lengths=batch["lengths"])
+    assert trainer.datamodule.history[-1]["actionness_reversed"] == (first_sign < 0)
+    _negate_agnostic_heads(module)  # the same network trained "the other way round": A_ca -> 1 - A_ca
+    loop._orient(trainer, module, record=True)
+    second = module.localize(batch["features"], lengths=batch["lengths"])
+    assert float(module.actionness_sign) == -first_sign
+    assert trainer.datamodule.history[-1]["actionness_reversed"] == (first_sign > 0)
+    for name in ("agnostic_attention", "h_cs", "video_scores"):
+        torch.testing.assert_close(getattr(second, name), getattr(first, name), msg=name)
+    torch.testing.assert_close(second.attention, 1 - first.attention)  # A_cs is not the heads': reversed with them
+
+
+def test_the_oriented_actionness_runs_with_the_label_free_one(tiny):
+    trainer, loop = _loop(tiny)
+    module = _module(trainer.datamodule, 0)
+    for flip in (False, True):
+        if flip:
+            _negate_agnostic_heads(module)
+        loop._orient(trainer, module, record=False)
+        total = []  # the slow way: Pearson per training video over its real positions, then the mean
+        for batch in trainer.datamodule.pooling_batches():
+            output = module.localize(batch["features"], lengths=batch["lengths"])
+            reference = trainer.datamodule.label_free_reference(batch["video_index"])
+            distance = (batch["features"] - reference[:, None]).norm(dim=2)
+            for a, d, n in zip(output.agnostic_attention, distance, batch["lengths"].tolist(), strict=True):
+                a, d = a[:n].double() - a[:n].double().mean(), d[:n].double() - d[:n].double().mean()
+                total.append(float((a * d).sum() / (a.norm() * d.norm())))
+        assert sum(total) / len(total) >= 0
+
+
+def test_the_papers_form_reads_the_network_as_trained(tiny):
+    trainer, loop = _loop(tiny)
+    module = _module(trainer.datamodule, 0, orient_actionness=False)
+    batch = next(iter(trainer.datamodule.pooling_batches()))
+    before = module.localize(batch["features"], lengths=batch["lengths"])
+    for flip in (False, True):
+        if flip:
+            _negate_agnostic_heads(module)
+        loop._orient(trainer, module, record=True)
+        assert float(module.actionness_sign) == 1.0
+        assert "actionness_reversed" not in trainer.datamodule.history[-1]
+    after = module.localize(batch["features"], lengths=batch["lengths"])
+    torch.testing.assert_close(after.agnostic_attention, 1 - before.agnostic_attention)
+
+
+def test_the_reading_is_saved_with_the_weights(tiny):
+    trainer, _ = _loop(tiny)
+    module = _module(trainer.datamodule, 1)
+    module.actionness_sign.fill_(-1.0)
+    restored = _module(trainer.datamodule, 2)
+    restored.load_state_dict(module.state_dict())
+    assert float(restored.actionness_sign) == -1.0
