@@ -105,3 +105,15 @@ def test_the_reading_is_saved_with_the_weights(tiny):
     restored = _module(trainer.datamodule, 2)
     restored.load_state_dict(module.state_dict())
     assert float(restored.actionness_sign) == -1.0
+
+
+def test_a_checkpoint_from_before_the_orientation_reads_the_network_as_trained(tiny, tmp_path):
+    trainer, _ = _loop(tiny)
+    module = _module(trainer.datamodule, 1)
+    state = {k: v for k, v in module.state_dict().items() if k != "actionness_sign"}
+    path = tmp_path / "old.ckpt"
+    checkpoint = {"state_dict": state, "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.6"}
+    torch.save(checkpoint, path)
+    restored = IOCNetModule.load_from_checkpoint(path, weights_only=False)
+    assert float(restored.actionness_sign) == 1.0
+    torch.testing.assert_close(restored.model.attention_rgb.weight, module.model.attention_rgb.weight)

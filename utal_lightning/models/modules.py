@@ -535,6 +535,10 @@ class IOCNetModule(LocalizationModule):
             output = (model or self.inference_model).reverse_actionness(output)
         return output
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint written before the orientation existed read the network as trained.
+        checkpoint["state_dict"].setdefault("actionness_sign", torch.ones(()))
+
     def class_map(self, output: LocalizationOutput) -> Tensor:
         """COPL localizes with the action selection function h_cs (docs/method.md sec. 5).
 
