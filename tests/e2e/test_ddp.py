@@ -39,7 +39,7 @@ def run_fit(data: Path, run_dir: Path, *extra: str, command_name: str = "fit") -
 @pytest.mark.slow
 def test_ddp_two_processes_agree_and_cover_every_video(tmp_path):
     data = write_synthetic_dataset("small", tmp_path / "data", seed=0)
-    run_fit(data, tmp_path / "ddp", "--trainer.strategy=ddp", "--trainer.devices=2")
+    ddp = run_fit(data, tmp_path / "ddp", "--trainer.strategy=ddp", "--trainer.devices=2")
     run_fit(data, tmp_path / "single", "--trainer.devices=1")
     ranks = [json.loads((tmp_path / "ddp" / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
     (single,) = [json.loads((tmp_path / "single" / "probe_rank0.json").read_text())]
@@ -66,13 +66,9 @@ def test_ddp_two_processes_agree_and_cover_every_video(tmp_path):
     assert summary["iterations"][-1]["test"] == ranks[0]["history"][-1]["test"]
     assert summary["iterations"][-1]["test"]["0.5"] > 0
 
-    # issue 12: the project's own seeded sharding (Lightning's DistributedSampler off) makes a 2-rank fit
-    # repeatable: the same command again gives the same summary (wall times aside)
-    again = run_fit(data, tmp_path / "ddp_again", "--trainer.strategy=ddp", "--trainer.devices=2")
-    repeated = json.loads((tmp_path / "ddp_again" / "summary.json").read_text())
-    strip = lambda s: [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in s["iterations"]]  # noqa: E731
-    assert strip(repeated) == strip(summary)
-    assert "sync_dist" not in again.stderr and "deprecated" not in again.stderr, again.stderr[-3000:]
+    # A 2-rank fit is repeatable (issue 12: the project's own seeded sharding): tests/e2e/test_reproducible.py
+    # compares 2-rank runs resumed from every step with an uninterrupted one, bit for bit.
+    assert "sync_dist" not in ddp.stderr and "deprecated" not in ddp.stderr, ddp.stderr[-3000:]
     # predict under 2 ranks: every test video once, in one file written by rank zero
     out = tmp_path / "detections.json"
     run_fit(
