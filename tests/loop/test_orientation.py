@@ -117,3 +117,20 @@ def test_a_checkpoint_from_before_the_orientation_reads_the_network_as_trained(t
     restored = IOCNetModule.load_from_checkpoint(path, weights_only=False)
     assert float(restored.actionness_sign) == 1.0
     torch.testing.assert_close(restored.model.attention_rgb.weight, module.model.attention_rgb.weight)
+
+
+@pytest.mark.parametrize("orient", [True, False])
+def test_the_epochs_observation_is_that_of_the_network_as_read(tiny, orient):
+    """The HAS votes see the network as :meth:`IOCNetModule.localize` reads it after the orientation, though the
+    loop takes both readings from one forward pass."""
+    trainer, loop = _loop(tiny)
+    module = _module(trainer.datamodule, 0, orient_actionness=orient)
+    for flip in (False, True):
+        if flip:
+            _negate_agnostic_heads(module)
+        observation = loop._orient(trainer, module, record=False, observe=True)
+        expected = [
+            loop.strategy.epoch_observation(module.localize(b["features"], lengths=b["lengths"]), b["lengths"])
+            for b in trainer.datamodule.pooling_batches()
+        ]
+        torch.testing.assert_close(observation, torch.cat(expected), rtol=0, atol=0)

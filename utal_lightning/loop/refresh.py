@@ -143,15 +143,13 @@ class PseudoLabelRefresh(L.Callback):
         datamodule = trainer.datamodule
         self._progress_line(trainer, datamodule)
         iteration_done = trainer.current_epoch + 1 == datamodule.iteration_end_epoch
+        started = time.perf_counter()
+        observation = None
         if self.strategy.observes_epochs or iteration_done:  # the network is read below
-            self._orient(trainer, pl_module, record=iteration_done)
-        if self.strategy.observes_epochs:
-            started = time.perf_counter()
-            index, rows = self._pass(
-                trainer, pl_module, lambda output, batch: self.strategy.epoch_observation(output, batch["lengths"])
-            )
-            self.strategy.observe(gather_rows(trainer, index, rows, len(datamodule.labels)))
-            # HAS voting belongs to the pseudolabel stage's cost, paid every epoch.
+            observation = self._orient(trainer, pl_module, iteration_done, observe=self.strategy.observes_epochs)
+        if observation is not None:
+            self.strategy.observe(observation)
+            # HAS voting (with the orientation read in the same pass) belongs to the pseudolabel stage's cost.
             pl_module.log(
                 "time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True
             )  # mean of the ranks
@@ -285,7 +283,7 @@ class PseudoLabelRefresh(L.Callback):
     ) -> tuple[Tensor, Tensor]:
         """No-grad pass over this rank's shard of the training videos on their fixed grid:
         ``row_fn(output or None, batch)`` per batch (features on the module's device, video_index,
-        lengths) -> (video indices, rows)."""
+        lengths) -> a dict of row tensors; returns (video indices, each entry's rows)."""
         datamodule = trainer.datamodule
         videos = shard(len(datamodule.labels), trainer.global_rank, trainer.world_size)
         index, rows = [], []
@@ -294,37 +292,61 @@ class PseudoLabelRefresh(L.Callback):
             output = pl_module.localize(batch["features"], lengths=batch["lengths"]) if use_model else None
             index.append(batch["video_index"])
             rows.append(row_fn(output, batch))
-        return torch.cat(index), torch.cat(rows)
+        return torch.cat(index), {key: torch.cat([r[key] for r in rows]) for key in rows[0]}
 
-    def _orient(self, trainer: L.Trainer, pl_module: L.LightningModule, record: bool) -> None:
-        """With ``orient_actionness``: read the network's actionness the way the label-free actionness runs on the
-        training videos (docs/method.md sec. 4.2.2); with ``record``, say so in the iteration's record."""
-        if not getattr(pl_module, "orient_actionness", False):
-            return
+    @staticmethod
+    def _label_free(datamodule: Any, batch: dict[str, Tensor]) -> Tensor:
+        """(B, T) the label-free actionness of a batch of training videos (docs/method.md sec. 3.1.1)."""
+        reference = datamodule.label_free_reference(batch["video_index"])
+        return deviation_actionness(batch["features"], reference, batch["lengths"])
+
+    def _orient(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, record: bool, observe: bool = False
+    ) -> Tensor | None:
+        """One no-grad pass that reads the network over the training videos. With ``orient_actionness``: the way its
+        actionness runs against the label-free one (docs/method.md sec. 4.2.2; with ``record``, said in the
+        iteration's record). With ``observe``: the strategy's observation of this epoch's network so read, gathered
+        (else None); both readings are taken from the same forward pass, the reversed one recomputed from it."""
+        orient = pl_module.orient_actionness
+        if not (orient or observe):
+            return None
         datamodule = trainer.datamodule
-        pl_module.actionness_sign.fill_(1.0)  # measure the network as trained
+        if orient:
+            pl_module.actionness_sign.fill_(1.0)  # measure the network as trained
 
-        def correlation(output: Any, batch: dict[str, Tensor]) -> Tensor:
-            reference = datamodule.label_free_reference(batch["video_index"])
-            label_free = deviation_actionness(batch["features"], reference, batch["lengths"])
-            return within_video_correlation(output.actionness(), label_free, batch["lengths"])[:, None].float()
+        def read(output: Any, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+            lengths, rows = batch["lengths"], {}
+            if orient:
+                label_free = self._label_free(datamodule, batch)
+                rows["correlation"] = within_video_correlation(output.actionness(), label_free, lengths).float()
+            if observe:
+                rows["as_trained"] = self.strategy.epoch_observation(output, lengths)
+                if orient:
+                    reversed_output = pl_module.inference_model.reverse_actionness(output)
+                    rows["reversed"] = self.strategy.epoch_observation(reversed_output, lengths)
+            return rows
 
-        index, rows = self._pass(trainer, pl_module, correlation)
-        sign = orientation_sign(gather_rows(trainer, index, rows, len(datamodule.labels))[:, 0])
-        pl_module.actionness_sign.fill_(float(sign))
-        if record:
-            datamodule.history[-1]["actionness_reversed"] = sign < 0
-            if sign < 0:
-                rank_zero_info(
-                    f"outer iteration {datamodule.iteration}: the trained actionness runs against the label-free one "
-                    "on the training videos; read reversed (docs/method.md sec. 4.2.2)"
-                )
+        index, rows = self._pass(trainer, pl_module, read)
+        n = len(datamodule.labels)
+        reading = "as_trained"
+        if orient:
+            sign = orientation_sign(gather_rows(trainer, index, rows["correlation"], n))
+            pl_module.actionness_sign.fill_(float(sign))
+            reading = "reversed" if sign < 0 else reading
+            if record:
+                datamodule.history[-1]["actionness_reversed"] = sign < 0
+                if sign < 0:
+                    rank_zero_info(
+                        f"outer iteration {datamodule.iteration}: the trained actionness runs against the label-free "
+                        "one on the training videos; read reversed (docs/method.md sec. 4.2.2)"
+                    )
+        return gather_rows(trainer, index, rows[reading], n) if observe else None
 
     def _pooled_row(self, datamodule: Any, output: Any, batch: dict[str, Tensor]) -> Tensor:
         """One batch's global video features (B, D); with ``diagnostics``, two more columns: the per-video AUC of
         the pooling attention and of the label-free actionness (NaN without ground truth)."""
         features, lengths = batch["features"], batch["lengths"]
-        label_free = deviation_actionness(features, datamodule.label_free_reference(batch["video_index"]), lengths)
+        label_free = self._label_free(datamodule, batch)
         weights = self.strategy.pooling_weights(output, features, batch["video_index"], lengths, label_free)
         pooled = self.strategy.pool(features, weights, lengths).float()
         if not self.diagnostics:
@@ -344,9 +366,12 @@ class PseudoLabelRefresh(L.Callback):
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
         index, rows = self._pass(
-            trainer, pl_module, lambda output, batch: self._pooled_row(datamodule, output, batch), use_model=use_model
+            trainer,
+            pl_module,
+            lambda output, batch: {"pooled": self._pooled_row(datamodule, output, batch)},
+            use_model=use_model,
         )
-        rows = gather_rows(trainer, index, rows, len(datamodule.labels))
+        rows = gather_rows(trainer, index, rows["pooled"], len(datamodule.labels))
         # The last two columns are the diagnostics' per-video AUCs (see _pooled_row).
         video_features, aucs = (rows[:, :-2], rows[:, -2:]) if self.diagnostics else (rows, None)
         pool_seconds = time.perf_counter() - started

@@ -64,6 +64,7 @@ class LocalizationModule(L.LightningModule):
     """
 
     uses_unlabeled = False  # True: the DataModule also serves the unlabeled set U (see its train_dataloader)
+    orient_actionness = False  # True: the loop orients the actionness before reading it (IOCNetModule, sec. 4.2.2)
 
     def __init__(
         self,
