@@ -28,14 +28,15 @@ demo: $(STAMP)
 	$(BIN)/utal evaluate --gt $(DATA)/gt.json --pred $(RUN)/detections.json --subset test --preset thumos --out $(RUN)/map.json
 	for config in $(CONFIGS); do $(BIN)/utal fit --config $$config --data.init_args.root $(DATA) --trainer.enable_progress_bar=false --overwrite || exit 1; done
 
-# Lint (ruff check + format check, configured in pyproject.toml) first, then the tests; --durations keeps
-# the slow ones visible.
+# Lint (ruff check + format check, configured in pyproject.toml) first, then the tests: one pytest-xdist
+# worker per core, each test file on one worker (its module fixtures built once); --durations keeps the
+# slow ones visible.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25
 
 clean:
 	rm -rf $(VENV) data runs

@@ -5,6 +5,10 @@ import os
 os.environ.setdefault("WANDB_MODE", "disabled")
 if os.environ.get("UTAL_TEST_CUDA") != "1":
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Under pytest-xdist (`make test`: one worker per core) each worker, and every `utal` process it starts,
+# runs one intra-op thread: workers with a thread per core each would oversubscribe the cores many times.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 import pytest

@@ -1,5 +1,5 @@
-"""benchmarks/bench_quality.py's bookkeeping: sample std, ratios, checks that fail on a missing method, and --keep
-refusing rows of another commit."""
+"""benchmarks/bench_quality.py's bookkeeping: sample std, ratios, checks that fail on a missing method, --keep
+refusing rows of another commit, and --jobs running every method once with one thread each."""
 
 from __future__ import annotations
 
@@ -71,3 +71,37 @@ def test_rows_of_another_commit_are_refused_or_marked(tmp_path):
     kept = bench.load_kept(out, "def", other_commits=True)
     table, _ = bench.report(kept, ["thumos-lite"], list(bench.METHODS), commit="def")
     assert "(kept from abc)" in next(line for line in table.splitlines() if "| copl |" in line)
+
+
+def test_jobs_run_every_method_once_with_one_thread_and_give_the_same_rows(tmp_path, monkeypatch):
+    runs = []
+
+    def fake_run(args, preset, seed, data, method, run_dir):
+        # what the method's process would get: bench.run's environment for its subprocess
+        runs.append((preset, seed, method, bench.THREADS_ENV.get("OMP_NUM_THREADS")))
+        value = 0.1 * seed + 0.01 * bench.METHODS.index(method)
+        return {"nmi_first": value, "nmi_last": value, "map_50": value, "map_avg": value}
+
+    monkeypatch.setattr(bench, "run_fit", fake_run)
+    monkeypatch.setattr(bench, "run_baseline", fake_run)
+    monkeypatch.setattr(bench, "dataset_dir", lambda args, preset, seed: tmp_path)
+    monkeypatch.setattr(bench, "current_commit", lambda: "abc")
+    monkeypatch.setattr(bench, "THREADS_ENV", {})
+    rows = {}
+    for jobs in (1, 3):
+        runs.clear()
+        out = tmp_path / f"quality-{jobs}.json"
+        argv = ["bench_quality.py", "--presets", "thumos-lite", "anet-lite", "--seeds", "0", "1"]
+        monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out), "--jobs", str(jobs)])
+        bench.main()
+        expected = {(p, s, m) for p in ("thumos-lite", "anet-lite") for s in (0, 1) for m in bench.METHODS}
+        assert sorted(r[:3] for r in runs) == sorted(expected)  # each once
+        assert {r[3] for r in runs} == ({None} if jobs == 1 else {"1"})
+        saved = json.loads(out.read_text())
+        rows[jobs] = {
+            (p, m, s): {k: v for k, v in row.items() if k != "seconds"}
+            for p, methods in saved.items()
+            for m, seeds in methods.items()
+            for s, row in seeds.items()
+        }
+    assert rows[1] == rows[3] and len(rows[1]) == 2 * 2 * len(bench.METHODS)
