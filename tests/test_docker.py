@@ -1,4 +1,5 @@
-"""The Dockerfile, .dockerignore and the README's docker commands agree (no Docker engine needed)."""
+"""The Dockerfile, .dockerignore and the documented docker commands (docs/clusters.md) agree (no Docker engine
+needed)."""
 
 import fnmatch
 import json
@@ -46,9 +47,9 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     return False
 
 
-def _readme_docker_commands() -> list[list[str]]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("### Docker", 1)[1].split("\n## ", 1)[0]
+def _documented_docker_commands() -> list[list[str]]:
+    text = (REPO / "docs" / "clusters.md").read_text()
+    section = text.split("## Docker", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
     commands = []
     for block in blocks:
@@ -105,8 +106,8 @@ def test_dockerignore_excludes_local_state_but_not_what_the_image_copies():
         assert not _ignored(path, patterns), path
 
 
-def test_readme_docker_commands_match_the_dockerfile():
-    commands = _readme_docker_commands()
+def test_documented_docker_commands_match_the_dockerfile():
+    commands = _documented_docker_commands()
     builds = [c for c in commands if c[1] == "build"]
     run_commands = [c for c in commands if c[1] == "run"]
     assert builds and run_commands
