@@ -257,7 +257,9 @@ def test_wandb_fragment_logs_into_the_run_directory(tmp_path, monkeypatch):
     )
     import wandb
 
-    wandb.finish()  # what the end of the `utal` process does: flush the run
+    # What the end of the `utal` process does (W&B's atexit hook): finish the run and wait until the W&B service has
+    # written it. finish() alone returned before the record was written once under pytest-xdist.
+    wandb.teardown()
     (offline,) = list((run / "wandb").glob("offline-run-*"))
     (record,) = list(offline.glob("*.wandb"))
     written = record.read_bytes()
