@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,8 +13,7 @@ import pytest
 import torch
 
 from tests.helpers.datasets import write_dataset
-from tests.helpers.fit import environment_outside_slurm, fit_args, run_utal, short_copl_args
-from tests.helpers.paths import REPO
+from tests.helpers.fit import fit_args, run_utal, run_utal_ddp, short_copl_args
 from tests.helpers.trainer import trainer_stub
 from utal_lightning.cli import main
 from utal_lightning.data.datamodule import UTALDataModule
@@ -156,15 +153,6 @@ def test_a_stop_after_any_step_or_in_any_test_pass_resumes_to_the_uninterrupted_
             assert torch.equal(tensor, resumed["state_dict"][key]), (name, where, key)
 
 
-def _ddp_fit(args: list[str]) -> subprocess.CompletedProcess:
-    """`utal fit` on 2 CPU processes (gloo) as a subprocess: the DDP launcher re-executes the module's command line."""
-    env = environment_outside_slurm()
-    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    ddp = ("--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2")
-    command = [sys.executable, "-m", "utal_lightning.cli", *args, *ddp]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow
 def test_under_ddp_a_stop_after_any_step_or_in_any_test_pass_resumes_to_the_uninterrupted_run(tiny, tmp_path):
     """The property above on 2 ranks, for COPL (its state is FEEL's plus the EMA teacher, the HAS votes and P + U
@@ -181,7 +169,7 @@ def test_under_ddp_a_stop_after_any_step_or_in_any_test_pass_resumes_to_the_unin
         "--preemption.check_every_n_steps=1",
     )
     full = tmp_path / "full"
-    done = _ddp_fit(fit_args(config, tiny, full, *short))
+    done = run_utal_ddp(fit_args(config, tiny, full, *short))
     assert done.returncode == 0, done.stderr[-3000:]
     expected = _strip(json.loads((full / "summary.json").read_text()))
     weights = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
@@ -190,11 +178,11 @@ def test_under_ddp_a_stop_after_any_step_or_in_any_test_pass_resumes_to_the_unin
     assert len(stops) >= 4, stops
     for name, where in stops:
         run = tmp_path / f"{name}-{'-'.join(map(str, where.values()))}"
-        stopped = _ddp_fit(fit_args(config, tiny, run, *short, _signal_callback(name, **where)))
+        stopped = run_utal_ddp(fit_args(config, tiny, run, *short, _signal_callback(name, **where)))
         saved = list(run.glob("hpc_ckpt_*.ckpt"))
         if saved:
             assert stopped.returncode == 138, (name, where, stopped.returncode, stopped.stderr[-3000:])
-            resumed_run = _ddp_fit(fit_args(config, tiny, run, *short, "--ckpt_path", str(saved[0])))
+            resumed_run = run_utal_ddp(fit_args(config, tiny, run, *short, "--ckpt_path", str(saved[0])))
             assert resumed_run.returncode == 0, (name, where, resumed_run.stderr[-3000:])
         else:  # the last iteration's test pass comes after the last step: that run completed
             assert (name, where) == ("SignalDuringTest", {"iteration": 2}), (name, where, stopped.stderr[-3000:])

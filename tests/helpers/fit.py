@@ -63,6 +63,16 @@ def run_utal(args: list[str], prelude: str = "", timeout: float = 600) -> subpro
     )
 
 
+def run_utal_ddp(args: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """`utal <args>` on 2 CPU processes (gloo, one thread each) as ``python -m utal_lightning.cli``: the DDP launcher
+    re-executes this command line for the second rank (``run_utal``'s ``python -c`` cannot be); ``env``: more
+    environment variables."""
+    environment = {**environment_outside_slurm(), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **env}
+    ddp = ("--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2")
+    command = [sys.executable, "-m", "utal_lightning.cli", *args, *ddp]
+    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
 def signal_at_step(signum: int, step: int = SIGNAL_STEP) -> str:
     """The argument that adds a Callback sending this process ``signum`` after training step ``step``."""
     return "--trainer.callbacks+=" + json.dumps(

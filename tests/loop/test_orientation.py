@@ -52,11 +52,11 @@ def test_what_the_loop_reads_does_not_depend_on_the_heads_sign(tiny, seed):
     trainer, loop = _loop(tiny)
     module = _module(trainer.datamodule, seed)
     batch = next(iter(trainer.datamodule.pooling_batches()))
-    loop._orient(trainer, module, record=True)
+    loop._read_network(trainer, module, record=True)
     first_sign, first = float(module.actionness_sign), module.localize(batch["features"], lengths=batch["lengths"])
     assert trainer.datamodule.history[-1]["actionness_reversed"] == (first_sign < 0)
     _negate_agnostic_heads(module)  # the same network trained "the other way round": A_ca -> 1 - A_ca
-    loop._orient(trainer, module, record=True)
+    loop._read_network(trainer, module, record=True)
     second = module.localize(batch["features"], lengths=batch["lengths"])
     assert float(module.actionness_sign) == -first_sign
     assert trainer.datamodule.history[-1]["actionness_reversed"] == (first_sign > 0)
@@ -71,7 +71,7 @@ def test_the_oriented_actionness_runs_with_the_label_free_one(tiny):
     for flip in (False, True):
         if flip:
             _negate_agnostic_heads(module)
-        loop._orient(trainer, module, record=False)
+        loop._read_network(trainer, module, record=False)
         total = []  # the slow way: Pearson per training video over its real positions, then the mean
         for batch in trainer.datamodule.pooling_batches():
             output = module.localize(batch["features"], lengths=batch["lengths"])
@@ -91,7 +91,7 @@ def test_the_papers_form_reads_the_network_as_trained(tiny):
     for flip in (False, True):
         if flip:
             _negate_agnostic_heads(module)
-        loop._orient(trainer, module, record=True)
+        loop._read_network(trainer, module, record=True)
         assert float(module.actionness_sign) == 1.0
         assert "actionness_reversed" not in trainer.datamodule.history[-1]
     after = module.localize(batch["features"], lengths=batch["lengths"])
@@ -128,7 +128,7 @@ def test_the_epochs_observation_is_that_of_the_network_as_read(tiny, orient):
     for flip in (False, True):
         if flip:
             _negate_agnostic_heads(module)
-        observation = loop._orient(trainer, module, record=False, observe=True)
+        observation = loop._read_network(trainer, module, record=False, observe=True)
         expected = [
             loop.strategy.epoch_observation(module.localize(b["features"], lengths=b["lengths"]), b["lengths"])
             for b in trainer.datamodule.pooling_batches()

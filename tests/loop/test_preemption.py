@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,9 +19,8 @@ from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnv
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.helpers.callbacks import SignalAt
-from tests.helpers.fit import SHORT, environment_outside_slurm, fit_args
+from tests.helpers.fit import SHORT, fit_args, run_utal_ddp
 from tests.helpers.fit import fit as fit_config
-from tests.helpers.paths import REPO
 from utal_lightning.data.synthetic import write_synthetic_dataset
 from utal_lightning.loop.preemption import (
     PreemptionCheckpoint,
@@ -272,18 +270,10 @@ def test_ddp_one_signalled_rank_makes_every_rank_save_and_stop_at_the_same_step(
     is written, rank 0 alone requeues, and both exit (no hang: a timeout fails the test)."""
     data = write_synthetic_dataset("small", tmp_path / "data", seed=0)
     root, marker = tmp_path / "run", tmp_path / "requeued.txt"
-    env = environment_outside_slurm()  # Lightning must not see SLURM here: only the job id, for the requeue
-    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1", SLURM_JOB_ID=JOB_ID)
     requeue = _append_job_id(marker)
     step = 5  # 120 videos / 2 ranks / 16 per batch = 4 batches per rank and epoch: inside epoch 1
-    command = [
-        sys.executable,
-        "-m",
-        "utal_lightning.cli",
+    args = [
         *fit_args("synthetic_copl.yaml", data, root),
-        "--trainer.accelerator=cpu",
-        "--trainer.strategy=ddp",
-        "--trainer.devices=2",
         "--loop.max_iterations=1",
         "--loop.epochs_per_iteration=3",
         "--loop.test_iterations=none",
@@ -292,7 +282,8 @@ def test_ddp_one_signalled_rank_makes_every_rank_save_and_stop_at_the_same_step(
         f"--preemption.requeue_command={requeue}",
         "--preemption.check_every_n_steps=1",  # agree at every batch here
     ]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    # Lightning must not see SLURM here: only the job id, for the requeue
+    proc = run_utal_ddp(args, SLURM_JOB_ID=JOB_ID)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]

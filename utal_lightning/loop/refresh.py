@@ -146,7 +146,7 @@ class PseudoLabelRefresh(L.Callback):
         started = time.perf_counter()
         observation = None
         if self.strategy.observes_epochs or iteration_done:  # the network is read below
-            observation = self._orient(trainer, pl_module, iteration_done, observe=self.strategy.observes_epochs)
+            observation = self._read_network(trainer, pl_module, iteration_done, observe=self.strategy.observes_epochs)
         if observation is not None:
             self.strategy.observe(observation)
             # HAS voting (with the orientation read in the same pass) belongs to the pseudolabel stage's cost.
@@ -300,7 +300,7 @@ class PseudoLabelRefresh(L.Callback):
         reference = datamodule.label_free_reference(batch["video_index"])
         return deviation_actionness(batch["features"], reference, batch["lengths"])
 
-    def _orient(
+    def _read_network(
         self, trainer: L.Trainer, pl_module: L.LightningModule, record: bool, observe: bool = False
     ) -> Tensor | None:
         """One no-grad pass that reads the network over the training videos. With ``orient_actionness``: the way its
