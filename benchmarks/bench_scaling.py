@@ -14,7 +14,7 @@ strategy's ``assign``), split in three timed stages and built from the package's
            same forward + ``has_attention`` pass produces each epoch.)
   cluster  COPL: ``spectral_clustering(features, K, seed, n_init, affinity, n_neighbors)``
   select   COPL: ``plri_confidence`` (affinity form) + ``plri_split(delta=0)`` + ``rank_within_clusters``
-           of the confidence, as ``COPLStrategy.assign`` does.
+           of the confidence, as ``PLRISelector.select`` does.
 
 With ``--methods copl,feel`` also FEEL on the same features: pool = the same forward + ``attention_pool``
 (FEEL Eq. 1 with the class-agnostic attention), cluster = ``kmeans`` (``--feel-n-init`` restarts),
@@ -173,7 +173,7 @@ def copl_cluster(features: torch.Tensor, k: int, seed: int, args: argparse.Names
 
 
 def copl_select(affinity: Any, labels: torch.Tensor) -> torch.Tensor:
-    """``COPLStrategy.assign`` after the clustering: PLRI confidence (moved to the labels' device, as
+    """``PLRISelector.select`` after the clustering: PLRI confidence (moved to the labels' device, as
     the strategy does for the host-side kNN affinity), split, ranking."""
     confidence = plri_confidence(affinity, labels, form="affinity").to(labels.device)
     selected = plri_split(confidence, labels, 0.0)

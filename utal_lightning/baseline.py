@@ -159,19 +159,19 @@ def run_baseline(
 def baseline_settings(config: dict) -> dict[str, object]:
     """What :func:`run_baseline` takes from a model config (a ``utal fit`` YAML, merged): the detection settings
     of ``model.init_args``, the grids ``data.init_args.num_segments`` and ``test_grid``, and the label-free
-    pooling of ``loop.strategy.init_args`` (``deviation_fraction``, ``subtract_background``), each where the
-    config has it."""
+    pooling of the pseudolabeler's first pooler (``loop.pseudolabeler.init_args.first_pooler.init_args``:
+    ``fraction``, ``subtract_background``), each where the config has it."""
     model = (config.get("model") or {}).get("init_args") or {}
     data = (config.get("data") or {}).get("init_args") or {}
-    strategy = ((config.get("loop") or {}).get("strategy") or {}).get("init_args") or {}
+    pseudolabeler = ((config.get("loop") or {}).get("pseudolabeler") or {}).get("init_args") or {}
+    first_pooler = (pseudolabeler.get("first_pooler") or {}).get("init_args") or {}
     settings: dict[str, object] = {"detection": DetectionSettings.from_config(model)}
     if "num_segments" in data:
         settings["num_segments"] = int(data["num_segments"])
     if "test_grid" in data:
         settings["test_grid"] = data["test_grid"]
-
-    if "deviation_fraction" in strategy:
-        settings["fraction"] = None if strategy["deviation_fraction"] is None else float(strategy["deviation_fraction"])
-    if "subtract_background" in strategy:
-        settings["subtract_background"] = bool(strategy["subtract_background"])
+    if "fraction" in first_pooler:
+        settings["fraction"] = None if first_pooler["fraction"] is None else float(first_pooler["fraction"])
+    if "subtract_background" in first_pooler:
+        settings["subtract_background"] = bool(first_pooler["subtract_background"])
     return settings

@@ -213,7 +213,8 @@ class UTALCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         # The outer loop and checkpointing are top-level config groups (`loop:`, `checkpoint:`), so
-        # `--loop.strategy.use_cci false` works from the command line; both are added as callbacks.
+        # `--loop.pseudolabeler.init_args.selector.init_args.mu 1.03` works from the command line; both are added
+        # as callbacks.
         parser.add_lightning_class_args(PseudoLabelRefresh, "loop")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # Preemption (SIGUSR1): flag in the handler, save + requeue + stop at the next batch (loop/preemption.py).
@@ -341,6 +342,26 @@ def condense_parser_error(message: str) -> str:
     return " ".join(kept)
 
 
+# Config keys of earlier versions, and where they went: (a fragment of the parser's error, what to do).
+OUTDATED_KEYS = (
+    (
+        ("loop.strategy", "option 'strategy"),
+        "loop.strategy (FEELStrategy, COPLStrategy, GroundTruthLabels) became loop.pseudolabeler, a pipeline of "
+        "parts (pooler, clusterer, refiner, selector): copy the loop.pseudolabeler block of the shipped config of "
+        "your method (utal fit --config thumos_feel --print_config) and docs/architecture.md's table of the old keys",
+    ),
+)
+
+
+def outdated_config_hint(message: str) -> str | None:
+    """One line on how to update a config written for an earlier version, if the parser's error is about one of
+    its keys (:data:`OUTDATED_KEYS`)."""
+    for fragments, hint in OUTDATED_KEYS:
+        if any(fragment in message for fragment in fragments):
+            return f"outdated config: {hint}"
+    return None
+
+
 def _user_error_in_chain(error: BaseException) -> DatasetError | None:
     """The DatasetError behind ``error`` (jsonargparse wraps what a constructor raises), or a
     ValueError raised by one of our constructors (a config value it rejects) as a DatasetError."""
@@ -406,7 +427,7 @@ def run(argv: Sequence[str] | None) -> None:
     except ArgumentError as e:
         if "WandbLogger" in str(e):  # without wandb the parser cannot take the logger's arguments
             require_logger_extra("lightning.pytorch.loggers.WandbLogger")
-        raise DatasetError(condense_parser_error(str(e))) from None
+        raise DatasetError(outdated_config_hint(str(e)) or condense_parser_error(str(e))) from None
     except Exception as e:
         user_error = _user_error_in_chain(e)
         if user_error is None:

@@ -167,15 +167,18 @@ def test_short_videos_are_pooled_and_voted_on_their_own_snippets(many_videos):
     # median, top-k (k from L) and vote use only those; a model's output there equals its output on the
     # video alone (IOCNet's k=3 conv zero-pads the sequence end like the batch padding).
     from utal_lightning.models.iocnet import IOCNet
+    from utal_lightning.pseudo.clusterers import KMeansClusterer, SpectralClusterer
     from utal_lightning.pseudo.has import has_attention, has_pool
-    from utal_lightning.pseudo.strategies import COPLStrategy, FEELStrategy
+    from utal_lightning.pseudo.poolers import AttentionPooler, HASPooler, MeanPooler
+    from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
 
     dm = UTALDataModule(many_videos, num_segments=T, batch_size=4)
     dm.setup("fit")
     store = dm.train_store
     torch.manual_seed(0)
     net = IOCNet(num_classes=2, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim, hidden_dim=8).eval()
-    copl, feel = COPLStrategy(has_gamma=2, subtract_background=False), FEELStrategy(initial_pooling="mean")
+    copl = PseudoLabeler(HASPooler(gamma=2, subtract_background=False), SpectralClusterer())
+    feel = PseudoLabeler(AttentionPooler(), KMeansClusterer(), first_pooler=MeanPooler())
     checked = 0
     with torch.no_grad():
         for batch in dm.pooling_batches():

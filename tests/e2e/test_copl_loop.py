@@ -73,7 +73,7 @@ def test_checkpoint_holds_teacher_and_votes(copl_run):
     assert any(k.startswith("teacher.") for k in checkpoint["state_dict"])
     assert int(checkpoint["state_dict"]["teacher.n_averaged"]) > 0
     (loop_state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("PseudoLabelRefresh")]
-    votes = loop_state["strategy"]["votes"]
+    votes = loop_state["pseudolabeler"]["votes"]
     assert votes.shape == (120, 64) and float(votes.sum()) > 0
 
 
@@ -120,10 +120,10 @@ def test_crossings_run(small, tmp_path, config):
 @pytest.mark.parametrize(
     "switch",
     [
-        "--loop.strategy.init_args.has_branch=cs",
-        "--loop.strategy.init_args.has_filter=false",
-        "--loop.strategy.init_args.has_voting=false",
-        "--loop.strategy.init_args.spectral_affinity=knn",
+        "--loop.pseudolabeler.init_args.pooler.init_args.branch=cs",
+        "--loop.pseudolabeler.init_args.pooler.init_args.use_filter=false",
+        "--loop.pseudolabeler.init_args.pooler.init_args.voting=false",
+        "--loop.pseudolabeler.init_args.clusterer.init_args.affinity=knn",
     ],
 )
 def test_has_ablations_run(small, tmp_path, switch):
@@ -144,7 +144,7 @@ def test_copl_configs_resolve(config, capsys):
         main(["fit", "--config", str(CONFIGS / config), "--print_config"])
     assert info.value.code == 0
     printed = capsys.readouterr().out
-    assert "COPLStrategy" in printed and "IOCNetModule" in printed
+    assert "HASPooler" in printed and "IOCNetModule" in printed
 
 
 @pytest.mark.parametrize("config,preset", [("thumos_copl.yaml", "thumos"), ("anet_copl.yaml", "anet")])

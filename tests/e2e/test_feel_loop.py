@@ -119,7 +119,7 @@ def test_configs_resolve(config, capsys):
         main(["fit", "--config", str(CONFIGS / config), "--print_config"])
     assert info.value.code == 0
     printed = capsys.readouterr().out
-    assert "FEELStrategy" in printed and "CoLAModule" in printed
+    assert "CCIRefiner" in printed and "CoLAModule" in printed
 
 
 @pytest.mark.parametrize("config,preset", [("thumos_feel.yaml", "thumos"), ("anet_feel.yaml", "anet")])
@@ -191,5 +191,11 @@ def test_ablation_fragment_merges(capsys):
             ]
         )
     printed = capsys.readouterr().out
-    assert "use_cci: false" in printed and "iis_schedule: none" in printed and "adaptive_epochs: false" in printed
-    assert "cci_k1: 20" in printed  # the rest of the strategy's arguments survive the merge
+    loop = printed[printed.index("\nloop:") : printed.index("\n  max_iterations:")]
+    assert "refiner: null" in loop and "utal_lightning.pseudo.selectors.SelectAll" in loop
+    assert "adaptive_epochs: false" in printed
+    # the rest of the pseudolabeler's parts survive the merge
+    assert (
+        "utal_lightning.pseudo.poolers.AttentionPooler" in loop
+        and "utal_lightning.pseudo.poolers.DeviationPooler" in loop
+    )

@@ -39,7 +39,7 @@ def test_a_shipped_config_prints_by_name_outside_the_repository(installed, tmp_p
     done = _utal(installed, tmp_path, "fit", "--config", "thumos_copl", "--print_config")
     assert done.returncode == 0, done.stderr
     assert f"from {installed}" in done.stderr  # the installed copy, not the checkout
-    assert "IOCNetModule" in done.stdout and "COPLStrategy" in done.stdout
+    assert "IOCNetModule" in done.stdout and "HASPooler" in done.stdout
     lite = _utal(
         installed, tmp_path, "fit", "--config", "thumos_copl", "--config", "lite/thumos_copl", "--print_config"
     )

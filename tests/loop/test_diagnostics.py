@@ -16,7 +16,10 @@ def runs(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("diagnostics")
     deviation = fit("synthetic_feel.yaml", tiny, root / "deviation", *SHORT)
     # the papers' input and pooling: raw snippets, each video's mean
-    paper = ("--loop.strategy.init_args.initial_pooling=mean", "--data.init_args.subtract_video_background=false")
+    paper = (
+        "--loop.pseudolabeler.init_args.first_pooler=utal_lightning.pseudo.poolers.MeanPooler",
+        "--data.init_args.subtract_video_background=false",
+    )
     mean = fit("synthetic_feel.yaml", tiny, root / "mean", *SHORT, *paper)
     return {"deviation": (deviation, root / "deviation"), "mean": (mean, root / "mean")}
 

@@ -13,7 +13,9 @@ from tests.helpers.models import randomize_agnostic_heads
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.loop.refresh import PseudoLabelRefresh
 from utal_lightning.models.modules import IOCNetModule
-from utal_lightning.pseudo.strategies import COPLStrategy
+from utal_lightning.pseudo.clusterers import SpectralClusterer
+from utal_lightning.pseudo.poolers import HASPooler
+from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,7 +25,7 @@ def _loop(tiny):
     datamodule.setup("fit")
     datamodule.history = [{"iteration": 1}]
     trainer = SimpleNamespace(datamodule=datamodule, global_rank=0, world_size=1)
-    return trainer, PseudoLabelRefresh(strategy=COPLStrategy())
+    return trainer, PseudoLabelRefresh(pseudolabeler=PseudoLabeler(HASPooler(), SpectralClusterer()))
 
 
 def _module(datamodule, seed: int, **kwargs) -> IOCNetModule:
@@ -130,7 +132,7 @@ def test_the_epochs_observation_is_that_of_the_network_as_read(tiny, orient):
             _negate_agnostic_heads(module)
         observation = loop._read_network(trainer, module, record=False, observe=True)
         expected = [
-            loop.strategy.epoch_observation(module.localize(b["features"], lengths=b["lengths"]), b["lengths"])
+            loop.pseudolabeler.epoch_observation(module.localize(b["features"], lengths=b["lengths"]), b["lengths"])
             for b in trainer.datamodule.pooling_batches()
         ]
         torch.testing.assert_close(observation, torch.cat(expected), rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""PseudoLabelRefresh, the outer loop's *when*, in a real Trainer with a recording strategy: labels at fit
+"""PseudoLabelRefresh, the outer loop's *when*, in a real Trainer with a recording pseudolabeler: labels at fit
 start and at each iteration's last epoch, the epochs of each iteration, weight restarts, test passes only
 where asked, refusal to resume on stale labels, and the RNG states it checkpoints."""
 
@@ -19,7 +19,9 @@ from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.loop.refresh import PseudoLabelRefresh, rng_states, set_rng_states
 from utal_lightning.models.cola import CoLA
 from utal_lightning.models.modules import CoLAModule
-from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
+from utal_lightning.pseudo.parts import Clusterer, PseudoLabels
+from utal_lightning.pseudo.poolers import MeanPooler
+from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,15 +32,24 @@ VIDEOS["video_test_1"] = ("test", 9, [{"segment": [0.0, 2.0], "label": "Walk"}])
 VIDEOS["video_test_2"] = ("test", 12, [{"segment": [1.0, 4.0], "label": "Swim"}])
 
 
-class RecordingStrategy(PseudoLabelStrategy):
+class RecordingPooler(MeanPooler):
+    """The mean, recording each call."""
+
+    def __init__(self, calls: list[tuple]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def weights(self, output, features, video_index, lengths=None, label_free=None):
+        self.calls.append(("video_features", output is None))
+        return None
+
+
+class RecordingLabeler(PseudoLabeler):
     """Mean pooling; P grows by two videos per iteration; every call is recorded."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
-
-    def pooling_weights(self, output, features, video_index, lengths=None, label_free=None):
-        self.calls.append(("video_features", output is None))
-        return None  # the mean
+        super().__init__(RecordingPooler(self.calls), Clusterer(), first_pooler=RecordingPooler(self.calls))
 
     def assign(self, video_features, num_clusters, iteration, max_iterations, seed, ground_truth=None):
         self.calls.append(("assign", iteration, len(video_features), seed, ground_truth is None))
@@ -82,8 +93,8 @@ def root(tmp_path_factory) -> Path:
 
 
 def _fit(root: Path, run: Path, seed: int = 5, **refresh) -> SimpleNamespace:
-    strategy, watch = RecordingStrategy(), Watch()
-    callback = PseudoLabelRefresh(strategy, **{"max_iterations": 3, "epochs_per_iteration": 2, **refresh})
+    pseudolabeler, watch = RecordingLabeler(), Watch()
+    callback = PseudoLabelRefresh(pseudolabeler, **{"max_iterations": 3, "epochs_per_iteration": 2, **refresh})
     datamodule = UTALDataModule(root, num_segments=T, batch_size=4, seed=seed)
     module = CoLAModule(num_classes=datamodule.num_clusters, feature_dim=datamodule.feature_dim, hidden_dim=8)
     trainer = L.Trainer(
@@ -100,7 +111,9 @@ def _fit(root: Path, run: Path, seed: int = 5, **refresh) -> SimpleNamespace:
         default_root_dir=run,
     )
     trainer.fit(module, datamodule=datamodule)
-    return SimpleNamespace(strategy=strategy, watch=watch, datamodule=datamodule, trainer=trainer, module=module)
+    return SimpleNamespace(
+        pseudolabeler=pseudolabeler, watch=watch, datamodule=datamodule, trainer=trainer, module=module
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +122,12 @@ def run(root, tmp_path_factory) -> SimpleNamespace:
 
 
 def test_labels_at_fit_start_and_after_each_iterations_last_epoch(run):
-    assigns = [c for c in run.strategy.calls if c[0] == "assign"]
+    assigns = [c for c in run.pseudolabeler.calls if c[0] == "assign"]
     # iteration i is labelled with seed = data seed + i, on all N videos, with no ground truth (unsupervised)
     assert assigns == [("assign", i, N, 5 + i, True) for i in (1, 2, 3)]
-    assert [c[0] for c in run.strategy.calls].count("start_iteration") == 3
+    assert [c[0] for c in run.pseudolabeler.calls].count("start_iteration") == 3
     # iteration 1 pools without a model (its features), later ones with the model's output
-    pooled = [c[1] for c in run.strategy.calls if c[0] == "video_features"]  # one call per pooling batch
+    pooled = [c[1] for c in run.pseudolabeler.calls if c[0] == "video_features"]  # one call per pooling batch
     assert pooled[0] is True and pooled[-1] is False
     iterations = [e["iteration"] for e in run.watch.epochs]
     assert iterations == [1, 1, 2, 2, 3, 3]  # adaptive epochs: E_max = 2 epochs every iteration
@@ -181,9 +194,9 @@ def test_a_checkpoint_from_another_iteration_is_refused(epoch, stale):
 
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="test_iterations"):
-        PseudoLabelRefresh(RecordingStrategy(), test_iterations="some")
+        PseudoLabelRefresh(RecordingLabeler(), test_iterations="some")
     with pytest.raises(ValueError, match="progress_every_n_epochs"):
-        PseudoLabelRefresh(RecordingStrategy(), progress_every_n_epochs=-1)
+        PseudoLabelRefresh(RecordingLabeler(), progress_every_n_epochs=-1)
 
 
 def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):

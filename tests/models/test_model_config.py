@@ -152,7 +152,7 @@ def test_the_paper_fragments_restore_the_papers_form(config, fragment, capsys):
     assert info.value.code == 0
     printed = capsys.readouterr().out
     expected = [
-        "initial_pooling: mean",
+        "class_path: utal_lightning.pseudo.poolers.MeanPooler",  # iteration 1
         "subtract_background: false",
         "subtract_video_background: false",
         "class_scores: network",
@@ -163,12 +163,15 @@ def test_the_paper_fragments_restore_the_papers_form(config, fragment, capsys):
         expected += ["attention: sigmoid", "glorot_fans: pytorch"]
     else:
         gamma = "20.0" if "thumos" in config else "2.0"  # a float argument
-        expected += [f"has_gamma: {gamma}", "has_branch: both", "has_filter: true", "plri_cohesion: size"]
+        expected += [f"gamma: {gamma}", "branch: both", "use_filter: true", "cohesion: size"]
         expected += ["zero_init_agnostic_heads: false"]
     for line in expected:
         assert f" {line}\n" in printed, line
+    loop = printed[printed.index("\nloop:") : printed.index("\n  max_iterations:")]
+    assert " subtract_background: true\n" not in loop  # neither pooler
     # ... and the shipped config alone has the project's defaults
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(CONFIGS / config), "--print_config"])
     shipped = capsys.readouterr().out
-    assert " initial_pooling: deviation\n" in shipped and " subtract_video_background: true\n" in shipped
+    assert " class_path: utal_lightning.pseudo.poolers.DeviationPooler\n" in shipped
+    assert " subtract_video_background: true\n" in shipped

@@ -129,8 +129,13 @@ def test_feel_pools_with_minmax_actionness_by_default():
     # CoLA's actionness sum_k CAS is >> 1 on every snippet: sigmoid(.) is ~1 everywhere (Eq. 1 as
     # written pools like the mean); rescaled to [0, 1] per video, the background snippet gets weight 0.
     from utal_lightning.models.outputs import LocalizationOutput
+    from utal_lightning.pseudo.clusterers import KMeansClusterer
+    from utal_lightning.pseudo.poolers import AttentionPooler
     from utal_lightning.pseudo.pooling import background_subtracted_pool
-    from utal_lightning.pseudo.strategies import FEELStrategy
+    from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
+
+    def feel(**pooling):
+        return PseudoLabeler(pooler=AttentionPooler(**pooling), clusterer=KMeansClusterer())
 
     features = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
     cas = torch.tensor([[[10.0, 2.0], [3.0, 3.0], [20.0, 1.0]]])  # actionness 12, 6, 21
@@ -139,41 +144,45 @@ def test_feel_pools_with_minmax_actionness_by_default():
     )
     weights = torch.tensor([[6 / 15, 0.0, 1.0]])
     expected = torch.nn.functional.normalize(torch.einsum("bt,btd->bd", weights, features), dim=1)
-    paper_pooling = FEELStrategy(subtract_background=False)
+    paper_pooling = feel(subtract_background=False)
     torch.testing.assert_close(paper_pooling.video_features(output, features, torch.tensor([0])), expected)
-    as_written = FEELStrategy(attention="sigmoid", subtract_background=False).video_features(
+    as_written = feel(attention="sigmoid", subtract_background=False).video_features(
         output, features, torch.tensor([0])
     )
     torch.testing.assert_close(as_written, attention_pool(features, torch.sigmoid(cas.sum(2))))
     # the default subtracts the (1 - w)-weighted rest of the video (docs/method.md sec. 3.1.2)
     torch.testing.assert_close(
-        FEELStrategy().video_features(output, features, torch.tensor([0])),
+        feel().video_features(output, features, torch.tensor([0])),
         background_subtracted_pool(features, weights),
     )
     with pytest.raises(ValueError, match="attention"):
-        FEELStrategy(attention="softmax")
+        AttentionPooler(attention="softmax")
 
 
-@pytest.mark.parametrize("strategy", ["FEELStrategy", "COPLStrategy"])
-def test_iteration_one_pools_by_the_label_free_actionness_or_the_mean(strategy):
-    from utal_lightning.pseudo import strategies
+@pytest.mark.parametrize("pooler", ["AttentionPooler", "HASPooler"])
+def test_iteration_one_pools_by_the_label_free_actionness_or_the_mean(pooler):
+    from utal_lightning.pseudo import poolers
+    from utal_lightning.pseudo.clusterers import KMeansClusterer
     from utal_lightning.pseudo.pooling import background_subtracted_pool, top_fraction_weights
+    from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
+
+    def labeler(first_pooler=None):
+        return PseudoLabeler(getattr(poolers, pooler)(), KMeansClusterer(), first_pooler=first_pooler)
 
     features = torch.rand((2, 9, 3), generator=torch.Generator().manual_seed(0))
     label_free = torch.rand((2, 9), generator=torch.Generator().manual_seed(1))
     lengths = torch.tensor([9, 6])
-    cls = getattr(strategies, strategy)
-    pooled = cls().video_features(None, features, torch.arange(2), lengths, label_free)
+    pooled = labeler().video_features(None, features, torch.arange(2), lengths, label_free)
     torch.testing.assert_close(pooled, background_subtracted_pool(features, label_free, lengths))
-    top = cls(deviation_fraction=0.3, subtract_background=False).video_features(
+    top = labeler(poolers.DeviationPooler(fraction=0.3, subtract_background=False)).video_features(
         None, features, torch.arange(2), lengths, label_free
     )
     weights = top_fraction_weights(label_free, 0.3, lengths)  # 2 of 9, 1 of 6 snippets
     assert weights.sum(1).tolist() == [2.0, 1.0]
     torch.testing.assert_close(top, attention_pool(features, weights, lengths))
-    mean = cls(initial_pooling="mean").video_features(None, features, torch.arange(2), lengths, label_free)
+    mean = labeler(poolers.MeanPooler()).video_features(None, features, torch.arange(2), lengths, label_free)
     torch.testing.assert_close(mean, attention_pool(features, lengths=lengths))
     with pytest.raises(ValueError, match="label-free"):
-        cls().video_features(None, features, torch.arange(2), lengths)
-    with pytest.raises(ValueError, match="initial_pooling"):
-        cls(initial_pooling="median")
+        labeler().video_features(None, features, torch.arange(2), lengths)
+    with pytest.raises(ValueError, match="fraction"):
+        poolers.DeviationPooler(fraction=1.5)

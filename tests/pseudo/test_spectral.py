@@ -278,22 +278,22 @@ def test_arpack_on_cuda_returns_to_the_device():
     torch.testing.assert_close(dense.cpu(), ref, atol=1e-7 * float(ref.abs().max()), rtol=0)
 
 
-def test_copl_strategy_plumbs_the_eigen_solver(monkeypatch):
-    import utal_lightning.pseudo.strategies as strategies
+def test_the_spectral_clusterer_plumbs_the_eigen_solver(monkeypatch):
+    import utal_lightning.pseudo.clusterers as clusterers
 
-    assert strategies.COPLStrategy().spectral_eigen_solver == "auto"
+    assert clusterers.SpectralClusterer().eigen_solver == "auto"
     with pytest.raises(ValueError):
-        strategies.COPLStrategy(spectral_eigen_solver="lobpcg")
+        clusterers.SpectralClusterer(eigen_solver="lobpcg")
     with pytest.raises(ValueError):
-        strategies.COPLStrategy(spectral_affinity="knn", spectral_eigen_solver="eigh")
+        clusterers.SpectralClusterer(affinity="knn", eigen_solver="eigh")
     seen = []
-    real = strategies.spectral_clustering
+    real = clusterers.spectral_clustering
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("eigen_solver"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(strategies, "spectral_clustering", spy)
+    monkeypatch.setattr(clusterers, "spectral_clustering", spy)
     x, y = _blobs(120, 3, 8, 4.0, 1.0, 0)
-    out = strategies.COPLStrategy(spectral_eigen_solver="arpack").assign(x.float(), 3, 1, 2, seed=0)
+    out = clusterers.SpectralClusterer(eigen_solver="arpack").cluster(x.float(), 3, seed=0)
     assert seen == ["arpack"] and adjusted_rand_score(y.numpy(), out.labels.numpy()) == 1.0

@@ -1,6 +1,6 @@
 """The outer loop (docs/method.md sec. 2) as a Callback: it decides *when* to relabel.
 
-The strategy decides *how*; ``reporting/`` records and draws what happened.
+The pseudolabeler decides *how*; ``reporting/`` records and draws what happened.
 
 One ``fit`` runs every iteration: the Callback labels the videos at the start of a fresh run and
 again when an iteration's epochs are done, hands labels and P to the DataModule (which rebuilds the
@@ -24,9 +24,10 @@ from torch import Tensor
 from utal_lightning.distributed import gather_objects, gather_rows, shard
 from utal_lightning.eval.actionness import snippet_auc
 from utal_lightning.loop.preemption import preemption_requested
+from utal_lightning.pseudo.parts import PseudoLabels
 from utal_lightning.pseudo.pooling import deviation_actionness, orientation_sign, within_video_correlation
+from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
 from utal_lightning.pseudo.select import iteration_epochs
-from utal_lightning.pseudo.strategies import PseudoLabels, PseudoLabelStrategy
 from utal_lightning.reporting import iteration as report
 from utal_lightning.reporting import plots
 from utal_lightning.reporting.summary import write_summary
@@ -61,7 +62,8 @@ class PseudoLabelRefresh(L.Callback):
     """Relabel at fit start (fresh runs) and at every iteration boundary.
 
     Args:
-        strategy: how to pool, cluster, refine and select (e.g. ``FEELStrategy``).
+        pseudolabeler: how to pool, cluster, refine and select (a
+            :class:`~utal_lightning.pseudo.pseudolabeler.PseudoLabeler`, a pipeline of parts).
         max_iterations: I_max, outer iterations.
         epochs_per_iteration: E_max, the baseline's epochs per iteration (over all N videos).
         adaptive_epochs: FEEL's adaptive epochs: E_max epochs over P_i, about |P_i| / N of the
@@ -82,7 +84,7 @@ class PseudoLabelRefresh(L.Callback):
 
     def __init__(
         self,
-        strategy: PseudoLabelStrategy,
+        pseudolabeler: PseudoLabeler,
         max_iterations: int = 10,
         epochs_per_iteration: int = 20,
         adaptive_epochs: bool = True,
@@ -92,7 +94,7 @@ class PseudoLabelRefresh(L.Callback):
         diagnostics: bool = True,
     ) -> None:
         self.diagnostics = diagnostics
-        self.strategy = strategy
+        self.pseudolabeler = pseudolabeler
         self.max_iterations = max_iterations
         self.epochs_per_iteration = epochs_per_iteration
         self.adaptive_epochs = adaptive_epochs
@@ -145,10 +147,12 @@ class PseudoLabelRefresh(L.Callback):
         iteration_done = trainer.current_epoch + 1 == datamodule.iteration_end_epoch
         started = time.perf_counter()
         observation = None
-        if self.strategy.observes_epochs or iteration_done:  # the network is read below
-            observation = self._read_network(trainer, pl_module, iteration_done, observe=self.strategy.observes_epochs)
+        if self.pseudolabeler.observes_epochs or iteration_done:  # the network is read below
+            observation = self._read_network(
+                trainer, pl_module, iteration_done, observe=self.pseudolabeler.observes_epochs
+            )
         if observation is not None:
-            self.strategy.observe(observation)
+            self.pseudolabeler.observe(observation)
             # HAS voting (with the orientation read in the same pass) belongs to the pseudolabel stage's cost.
             pl_module.log(
                 "time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True
@@ -249,10 +253,11 @@ class PseudoLabelRefresh(L.Callback):
         # so every rank resumes its own dropout / mining stream.
         trainer = getattr(self, "_fit_trainer", None)
         states = gather_objects(trainer, rng_states()) if trainer is not None else [rng_states()]
-        return {"strategy": self.strategy.state_dict(), "rng": states}
+        return {"pseudolabeler": self.pseudolabeler.state_dict(), "rng": states}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.strategy.load_state_dict(state.get("strategy", {}))
+        # "strategy": the key of checkpoints written before the pseudolabeler was a pipeline of parts
+        self.pseudolabeler.load_state_dict(state.get("pseudolabeler", state.get("strategy", {})))
         states = state.get("rng")
         if states is None:  # a checkpoint of an earlier version: one CPU state
             states = [
@@ -305,7 +310,7 @@ class PseudoLabelRefresh(L.Callback):
     ) -> Tensor | None:
         """One no-grad pass that reads the network over the training videos. With ``orient_actionness``: the way its
         actionness runs against the label-free one (docs/method.md sec. 4.2.2; with ``record``, said in the
-        iteration's record). With ``observe``: the strategy's observation of this epoch's network so read, gathered
+        iteration's record). With ``observe``: the pseudolabeler's observation of this epoch's network so read, gathered
         (else None); both readings are taken from the same forward pass, the reversed one recomputed from it."""
         orient = pl_module.orient_actionness
         if not (orient or observe):
@@ -320,10 +325,10 @@ class PseudoLabelRefresh(L.Callback):
                 label_free = self._label_free(datamodule, batch)
                 rows["correlation"] = within_video_correlation(output.actionness(), label_free, lengths).float()
             if observe:
-                rows["as_trained"] = self.strategy.epoch_observation(output, lengths)
+                rows["as_trained"] = self.pseudolabeler.epoch_observation(output, lengths)
                 if orient:
                     reversed_output = pl_module.inference_model.reverse_actionness(output)
-                    rows["reversed"] = self.strategy.epoch_observation(reversed_output, lengths)
+                    rows["reversed"] = self.pseudolabeler.epoch_observation(reversed_output, lengths)
             return rows
 
         index, rows = self._pass(trainer, pl_module, read)
@@ -347,8 +352,9 @@ class PseudoLabelRefresh(L.Callback):
         the pooling attention and of the label-free actionness (NaN without ground truth)."""
         features, lengths = batch["features"], batch["lengths"]
         label_free = self._label_free(datamodule, batch)
-        weights = self.strategy.pooling_weights(output, features, batch["video_index"], lengths, label_free)
-        pooled = self.strategy.pool(features, weights, lengths).float()
+        pooler = self.pseudolabeler.pooler_for(output)
+        weights = pooler.weights(output, features, batch["video_index"], lengths, label_free)
+        pooled = pooler.pool(features, weights, lengths).float()
         if not self.diagnostics:
             return pooled
         action = datamodule.train_action_mask(batch["video_index"], batch["positions"])
@@ -383,7 +389,7 @@ class PseudoLabelRefresh(L.Callback):
         )
         result, epochs, record = trainer.strategy.broadcast(decision, src=0)
         datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
-        self.strategy.start_iteration()
+        self.pseudolabeler.start_iteration()
         for logger in trainer.loggers:
             logger.log_metrics(report.pseudolabel_metrics(record, iteration), step=trainer.global_step)
         rank_zero_info(report.pseudolabel_line(record, iteration, self.max_iterations))
@@ -401,14 +407,14 @@ class PseudoLabelRefresh(L.Callback):
         """Rank 0: cluster, refine, select; the epoch count and the iteration's record (with the
         seconds of the pooling pass, of clustering + refinement + selection, and of the whole stage)."""
         ground_truth = None
-        if self.strategy.needs_ground_truth:  # weak supervision: training labels by design
+        if self.pseudolabeler.needs_ground_truth:  # weak supervision: training labels by design
             ids = datamodule.index.train_ids
             ground_truth = (
                 torch.as_tensor(datamodule.index.class_targets(ids)),
                 torch.as_tensor(datamodule.index.multi_hot_labels(ids)),
             )
         assign_started = time.perf_counter()
-        result = self.strategy.assign(
+        result = self.pseudolabeler.assign(
             video_features,
             datamodule.num_clusters,
             iteration,
