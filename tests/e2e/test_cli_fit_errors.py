@@ -54,6 +54,12 @@ CASES = {
     "config typo": (lambda root: None, ("--model.init_args.hiden_dim=3",), ["hiden_dim", "not accepted"]),
     "rejected value": (lambda root: None, ("--data.init_args.store_dtype=float8",), ["store_dtype", "float8"]),
     "wrong type": (lambda root: None, ("--loop.max_iterations=many",), ["loop.max_iterations"]),
+    # a config key of an earlier version: where it went, not the parser's "does not accept"
+    "outdated key": (
+        lambda root: None,
+        ("--loop.strategy.init_args.use_cci=false",),
+        ["outdated config", "loop.pseudolabeler", "docs/architecture.md"],
+    ),
 }
 
 
