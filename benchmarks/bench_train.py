@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -239,12 +238,11 @@ def measure_bound(
     data_args = dict(config["data"].get("init_args", {}))
     data_args["root"] = str(data_dir)
     dm = UTALDataModule(**data_args)  # header scan only: width, rgb width, K (what the CLI links)
-    model_cfg = config["model"]
-    module_name, _, class_name = model_cfg["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    from utal_lightning.lightning_cli import instantiate_model
+
     torch.manual_seed(seed)
-    module = cls(
-        **model_cfg.get("init_args", {}), num_classes=dm.num_clusters, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim
+    module = instantiate_model(
+        config["model"], num_classes=dm.num_clusters, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim
     )
     module.log_progress = lambda *args, **kwargs: None  # training_step's self.log needs a Trainer
     module.to(device).train()
@@ -299,7 +297,7 @@ def measure_bound(
         "batch": [b, t, d],
         "num_clusters": k,
         "num_train": len(dm.index.train_ids),
-        "uses_unlabeled": bool(getattr(cls, "uses_unlabeled", False)),
+        "uses_unlabeled": bool(module.uses_unlabeled),
         "memory": memory,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -14,7 +15,7 @@ from typing import Any
 
 import lightning as L
 import yaml
-from jsonargparse import ActionYesNo
+from jsonargparse import ActionYesNo, ArgumentParser
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
@@ -353,12 +354,41 @@ OUTDATED_KEYS = (
 )
 
 
+# The LightningModules' arguments of earlier versions that moved into the injected network, loss and optimizer.
+MOVED_MODEL_KEYS = {
+    **dict.fromkeys(
+        ("hidden_dim", "dropout", "embed_kernel", "cls_kernel", "cls_depthwise_kernel", "cls_depthwise_dilation"),
+        "model.init_args.network.init_args",
+    ),
+    **dict.fromkeys(
+        ("r_easy", "center_input", "glorot_fans", "h_beta", "top_l_divisor", "zero_init_agnostic_heads"),
+        "model.init_args.network.init_args",
+    ),
+    **dict.fromkeys(
+        ("r_hard", "m", "M", "drop_rate", "hard_threshold", "cls_loss", "lambda_ctr", "temperature"),
+        "model.init_args.loss",
+    ),
+    **dict.fromkeys(
+        ("asl_q", "ci_mu1", "ci_mu2", "lambda_c", "lambda_co", "use_ci", "use_c", "use_co"), "model.init_args.loss"
+    ),
+    **dict.fromkeys(("lr", "weight_decay"), "model.init_args.optimizer.init_args"),
+}
+
+
 def outdated_config_hint(message: str) -> str | None:
     """One line on how to update a config written for an earlier version, if the parser's error is about one of
-    its keys (:data:`OUTDATED_KEYS`)."""
+    its keys (:data:`OUTDATED_KEYS`, :data:`MOVED_MODEL_KEYS`)."""
     for fragments, hint in OUTDATED_KEYS:
         if any(fragment in message for fragment in fragments):
             return f"outdated config: {hint}"
+    moved = re.search(r"Parser key \"model\".*Option '(\w+)' is not accepted", message, re.S)
+    if moved and moved.group(1) in MOVED_MODEL_KEYS:
+        key = moved.group(1)
+        return (
+            f"outdated config: model.init_args.{key} moved to {MOVED_MODEL_KEYS[key]}.{key} (the network, its loss "
+            "and the optimizer are given apart now: copy the model block of the shipped config of your method, "
+            "utal fit --config thumos_feel --print_config, and see docs/architecture.md's table of the old keys)"
+        )
     return None
 
 
@@ -382,6 +412,17 @@ def _user_error_in_chain(error: BaseException) -> DatasetError | None:
                 return DatasetError(f"invalid config: {current}")
         current = current.__cause__ or current.__context__
     return None
+
+
+def instantiate_model(model_config: dict[str, Any], **linked: Any) -> LocalizationModule:
+    """The LightningModule a config's ``model`` block builds, as ``utal fit`` builds it (the network, loss and
+    optimizer injected), with what the CLI links from the data given in ``linked`` (``num_classes``,
+    ``feature_dim``, ``rgb_dim``). For scripts and benchmarks that drive a module without the CLI."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LocalizationModule, "model")
+    init_args = {**(model_config.get("init_args") or {}), **linked}
+    parsed = parser.parse_object({"model": {**model_config, "init_args": init_args}})
+    return parser.instantiate(parsed).model
 
 
 def require_logger_extra(class_path: str | None) -> None:

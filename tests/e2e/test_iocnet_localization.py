@@ -12,6 +12,7 @@ the test videos.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from tests.helpers.paths import CONFIGS
 from utal_lightning.cli import main
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.data.synthetic import PRESETS, write_synthetic_dataset
+from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.modules import IOCNetModule
 
 T = 128
@@ -66,15 +68,18 @@ def test_weak_iocnet_attention_is_high_on_actions_not_between_them(thumos_shaped
             "--data.init_args.num_segments",
             str(T),
             "--data.init_args.batch_size=8",
-            "--model.init_args.hidden_dim=32",
+            "--model.init_args.network.init_args.hidden_dim=32",
             "--model.init_args.shift_channels=64",
-            "--model.init_args.lr=0.001",
+            "--model.init_args.optimizer.init_args.lr=0.001",
             "--loop.epochs_per_iteration=30",
             "--loop.test_iterations=none",
         ]
     )
     module = IOCNetModule.load_from_checkpoint(
-        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+        tmp_path / "checkpoints" / "last.ckpt",
+        network=partial(IOCNet, hidden_dim=32),
+        map_location="cpu",
+        weights_only=False,
     )
     # the input the network was trained on (the shipped config subtracts each video's background)
     dm = UTALDataModule(thumos_shaped, num_segments=T, subtract_video_background=True)

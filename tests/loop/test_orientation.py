@@ -4,14 +4,16 @@ they are."""
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from tests.helpers.models import randomize_agnostic_heads
+from tests.helpers.models import iocnet_module, randomize_agnostic_heads
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.loop.refresh import PseudoLabelRefresh
+from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.modules import IOCNetModule
 from utal_lightning.pseudo.clusterers import SpectralClusterer
 from utal_lightning.pseudo.poolers import HASPooler
@@ -30,7 +32,7 @@ def _loop(tiny):
 
 def _module(datamodule, seed: int, **kwargs) -> IOCNetModule:
     torch.manual_seed(seed)
-    module = IOCNetModule(
+    module = iocnet_module(
         num_classes=datamodule.num_clusters,
         feature_dim=datamodule.feature_dim,
         rgb_dim=datamodule.rgb_dim,
@@ -116,7 +118,7 @@ def test_a_checkpoint_from_before_the_orientation_reads_the_network_as_trained(t
     path = tmp_path / "old.ckpt"
     checkpoint = {"state_dict": state, "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.6"}
     torch.save(checkpoint, path)
-    restored = IOCNetModule.load_from_checkpoint(path, weights_only=False)
+    restored = IOCNetModule.load_from_checkpoint(path, network=partial(IOCNet, hidden_dim=16), weights_only=False)
     assert float(restored.actionness_sign) == 1.0
     torch.testing.assert_close(restored.model.attention_rgb.weight, module.model.attention_rgb.weight)
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from tests.helpers.datasets import write_dataset
+from tests.helpers.models import cola_module
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.loop.refresh import PseudoLabelRefresh, rng_states, set_rng_states
 from utal_lightning.models.cola import CoLA
-from utal_lightning.models.modules import CoLAModule
 from utal_lightning.pseudo.parts import Clusterer, PseudoLabels
 from utal_lightning.pseudo.poolers import MeanPooler
 from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
@@ -96,7 +96,7 @@ def _fit(root: Path, run: Path, seed: int = 5, **refresh) -> SimpleNamespace:
     pseudolabeler, watch = RecordingLabeler(), Watch()
     callback = PseudoLabelRefresh(pseudolabeler, **{"max_iterations": 3, "epochs_per_iteration": 2, **refresh})
     datamodule = UTALDataModule(root, num_segments=T, batch_size=4, seed=seed)
-    module = CoLAModule(num_classes=datamodule.num_clusters, feature_dim=datamodule.feature_dim, hidden_dim=8)
+    module = cola_module(num_classes=datamodule.num_clusters, feature_dim=datamodule.feature_dim, hidden_dim=8)
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=-1,
@@ -168,7 +168,7 @@ def test_restart_each_iteration_rebuilds_the_network_and_forgets_adams_moments(r
     first_of_two = next(e for e in done.watch.epochs if e["iteration"] == 2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PseudoLabelRefresh.restart_seed(5, 2))
-        fresh = CoLA(**done.module.model_args)
+        fresh = CoLA(num_classes=done.module.num_classes, feature_dim=done.module.feature_dim, hidden_dim=8)
     for name, tensor in fresh.state_dict().items():
         assert torch.equal(first_of_two["weights"][name], tensor), name
     assert first_of_two["optimizer_state"] == 0

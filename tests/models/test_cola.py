@@ -13,9 +13,12 @@ from utal_lightning.models import cola as cola_module
 from utal_lightning.models import losses as losses_module
 from utal_lightning.models.cola import CoLA, glorot_uniform_
 from utal_lightning.models.losses import (
+    CoLALoss,
     cola_classification_loss,
     cola_cross_entropy_loss,
     cola_loss,
+    cola_mine,
+    cola_training_loss,
     snippet_contrastive_loss,
 )
 from utal_lightning.models.mining import MinedSnippets, mine_snippets
@@ -74,14 +77,14 @@ def test_cross_entropy_loss_zero_row_and_underflow_are_finite():
 
 
 @pytest.mark.parametrize("cls_loss,reference", [("bce", cola_classification_loss), ("ce", cola_cross_entropy_loss)])
-def test_model_loss_uses_its_classification_loss(cls_loss, reference):
-    model = _model(3, cls_loss=cls_loss).eval()
+def test_training_loss_uses_its_classification_loss(cls_loss, reference):
+    model = _model(3).eval()
     out = model(torch.randn(2, 30, 16))
     labels = torch.tensor([[1, 0, 0], [0, 1, 1]])
-    _, parts = model.loss(out, labels)
+    _, parts = cola_training_loss(out, labels, model.r_easy, CoLALoss(cls_loss=cls_loss), training=False)
     assert parts["cls"].item() == pytest.approx(reference(out.video_scores, labels).item(), rel=1e-6)
     with pytest.raises(ValueError):
-        CoLA(num_classes=2, feature_dim=4, hidden_dim=4, cls_loss="focal")
+        CoLALoss(cls_loss="focal")
 
 
 def _ref_nce(q, k, negs, tau):
@@ -197,12 +200,12 @@ def test_cola_loss_composition():
     assert parts["ctr"].item() > 0
 
 
-def test_method_equals_pure_composition():
+def test_training_loss_is_mining_then_the_loss():
     model = _model(3).eval()
     x = torch.randn(2, 30, 16)
     labels = torch.tensor([[1, 0, 0], [0, 1, 1]])
     out = model(x)
-    total_m, _ = model.loss(out, labels, lambda_ctr=0.01, temperature=0.1)
+    total_m, _ = cola_training_loss(out, labels, model.r_easy, CoLALoss(lambda_ctr=0.01, temperature=0.1), False)
     mined = mine_snippets(out.cas.sum(-1), 5, 20, 3, 6)
     total_p, _ = cola_loss(out, labels, mined, lambda_ctr=0.01, temperature=0.1)
     assert torch.allclose(total_m, total_p)
@@ -236,7 +239,9 @@ def test_output_shapes_and_ranges(T, K):
     model.train()
     labels = torch.zeros(2, K)
     labels[:, 0] = 1
-    total, _parts = model.loss(model(x), labels, generator=torch.Generator().manual_seed(0))
+    total, _parts = cola_training_loss(
+        model(x), labels, model.r_easy, CoLALoss(), model.training, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.isfinite(total)
     total.backward()
 
@@ -268,14 +273,12 @@ def test_batch_of_one():
     model = _model(2)
     out = model(torch.randn(1, 9, 16))
     assert out.cas.shape == (1, 9, 2)
-    mined = model.train().mine(out, generator=torch.Generator().manual_seed(0))
+    mined = cola_mine(out.cas.sum(2), model.r_easy, CoLALoss(), True, generator=torch.Generator().manual_seed(0))
     assert mined.easy_act.shape == (1, 1) and mined.hard_act.shape == (1, 1)
 
 
 def test_anet_variant_builds_and_runs():
-    model = _model(
-        5, embed_kernel=9, cls_kernel=9, cls_depthwise_kernel=7, cls_depthwise_dilation=2, r_easy=10, r_hard=8
-    )
+    model = _model(5, embed_kernel=9, cls_kernel=9, cls_depthwise_kernel=7, cls_depthwise_dilation=2, r_easy=10)
     convs = [m for m in model.classifier if isinstance(m, torch.nn.Conv1d)]
     assert len(convs) == 2
     assert convs[0].kernel_size == (9,) and convs[0].bias is None
@@ -286,21 +289,20 @@ def test_anet_variant_builds_and_runs():
         assert out.cas.shape == (2, T, 5)
         assert torch.allclose(out.video_scores.sum(1), torch.ones(2), atol=1e-5)
     labels = torch.eye(5)[:2]
-    total, _ = model.train().loss(model(torch.randn(2, 50, 16)), labels, lambda_ctr=0.005)
+    anet = CoLALoss(r_hard=8, lambda_ctr=0.005)
+    total, _ = cola_training_loss(model.train()(torch.randn(2, 50, 16)), labels, model.r_easy, anet, model.training)
     total.backward()
     assert convs[1].weight.grad is not None and convs[1].weight.grad.abs().sum() > 0
 
 
 def test_mine_uses_drop_only_in_training_and_is_seeded():
-    model = _model(3)
+    loss = CoLALoss()
     actionness = torch.rand(2, 60, generator=torch.Generator().manual_seed(7))
-    model.train()
-    m1 = model.mine(actionness, generator=torch.Generator().manual_seed(1))
-    m2 = model.mine(actionness, generator=torch.Generator().manual_seed(1))
+    m1 = cola_mine(actionness, 5, loss, True, generator=torch.Generator().manual_seed(1))
+    m2 = cola_mine(actionness, 5, loss, True, generator=torch.Generator().manual_seed(1))
     for x, y in zip(m1, m2, strict=True):
         assert torch.equal(x, y)
-    model.eval()
-    plain = model.mine(actionness)
+    plain = cola_mine(actionness, 5, loss, False)
     ref = mine_snippets(actionness, 5, 20, 3, 6)
     for x, y in zip(plain, ref, strict=True):
         assert torch.equal(x, y)
@@ -308,18 +310,16 @@ def test_mine_uses_drop_only_in_training_and_is_seeded():
     # an explicit mask wins over the generator
     keep = torch.ones(2, 60, dtype=torch.bool)
     keep[:, ::2] = False
-    model.train()
-    masked = model.mine(actionness, drop_mask=keep)
+    masked = cola_mine(actionness, 5, loss, True, drop_mask=keep)
     assert (masked.easy_act % 2 == 1).all() and (masked.easy_bkg % 2 == 1).all()
 
 
 def test_hard_threshold_variant():
-    model = _model(2, hard_threshold=0.5)
     a = torch.tensor([[0.0] * 10 + [1.0] * 10 + [0.0] * 10])
-    mined = model.eval().mine(a)
+    mined = cola_mine(a, 5, CoLALoss(hard_threshold=0.5), False)
     assert mined.hard_act_valid.any()
     with pytest.raises(ValueError):
-        CoLA(num_classes=2, feature_dim=4, hidden_dim=4, hard_threshold=1.5)
+        CoLALoss(hard_threshold=1.5)
 
 
 def test_tiny_overfit():
@@ -340,13 +340,13 @@ def test_tiny_overfit():
     model.train()
     first = None
     for _ in range(100):
-        total, _ = model.loss(model(x), labels, generator=gen)
+        total, _ = cola_training_loss(model(x), labels, model.r_easy, CoLALoss(), model.training, generator=gen)
         opt.zero_grad()
         total.backward()
         opt.step()
         first = total.item() if first is None else first
     model.eval()
-    final, _parts = model.loss(model(x), labels)
+    final, _parts = cola_training_loss(model(x), labels, model.r_easy, CoLALoss(), model.training)
     assert final.item() < 0.3 * first, (first, final.item())
     assert (model(x).video_scores.argmax(1) == labels.argmax(1)).all()
 

@@ -7,12 +7,12 @@ import shutil
 import pytest
 import torch
 
-from utal_lightning.models.modules import CoLAModule, IOCNetModule
+from tests.helpers.models import cola_module, iocnet_module
 
 # aot_eager runs anywhere; inductor generates C++ on CPU (where a compiler exists: once, it is slow to build)
-CASES = [(CoLAModule, {}, "aot_eager"), (IOCNetModule, {"shift_channels": 2}, "aot_eager")]
+CASES = [(cola_module, {}, "aot_eager"), (iocnet_module, {"shift_channels": 2}, "aot_eager")]
 if shutil.which("c++") or shutil.which("g++"):
-    CASES.append((CoLAModule, {}, "inductor"))
+    CASES.append((cola_module, {}, "inductor"))
 
 
 def _modules(cls, backend, **kw):

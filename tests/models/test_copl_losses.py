@@ -11,6 +11,7 @@ import torch
 from tests.helpers.models import randomize_agnostic_heads
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.copl_losses import (
+    IOCNetLoss,
     actionness_contrastive_loss,
     asymmetric_actionness_loss,
     classification_loss,
@@ -352,11 +353,12 @@ def test_iocnet_loss_switches():
     labels = torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0]]
     sup = torch.tensor([True, True, False, False])
     s, t = m(x), teacher(x)
-    _, full = iocnet_loss(s, t, labels, sup, lambda1=0.5, lambda2=2.0)
+    _, full = iocnet_loss(s, t, labels, sup, IOCNetLoss(lambda_c=0.5, lambda_co=2.0))
     assert all(full[k].item() > 0 for k in ("ci", "c", "co"))
 
     def total_of(**kw):
-        tot, parts = iocnet_loss(s, kw.pop("teacher", t), labels, sup, lambda1=0.5, lambda2=2.0, **kw)
+        teacher = kw.pop("teacher", t)
+        tot, parts = iocnet_loss(s, teacher, labels, sup, IOCNetLoss(lambda_c=0.5, lambda_co=2.0, **kw))
         return tot.item(), parts
 
     sup_part = full["sup"].item()
@@ -371,7 +373,7 @@ def test_iocnet_loss_switches():
     tot, parts = total_of(use_ci=False, use_c=False, use_co=False)
     assert tot == pytest.approx(sup_part) and parts["un"].item() == 0
     # the weights are applied
-    tot, _ = total_of(mu1=0.0, mu2=0.0)
+    tot, _ = total_of(ci_mu1=0.0, ci_mu2=0.0)
     assert tot == pytest.approx(sup_part + 0.5 * full["c"].item() + 2.0 * full["co"].item())
 
 
@@ -404,7 +406,7 @@ def test_iocnet_loss_toy_overfit():
 
     def loss_at(seed):
         xs = temporal_shift(x, 4, _g(seed))
-        return iocnet_loss(student(xs), teacher(x), labels, sup, lambda2=1.0)
+        return iocnet_loss(student(xs), teacher(x), labels, sup, IOCNetLoss(lambda_co=1.0))
 
     with torch.no_grad():
         start_loss = loss_at(999)[0].item()

@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.models import randomize_agnostic_heads
+from tests.helpers.models import cola_module, iocnet_module, randomize_agnostic_heads
 from utal_lightning.eval.detect import COLA_ACTIONNESS_THRESHOLDS, detect_with_mapping
 from utal_lightning.models.modules import CoLAModule, IOCNetModule
 
 MAP_THRESHOLDS = (0.0, 0.1, 0.2)
+BUILD = {CoLAModule: cola_module, IOCNetModule: iocnet_module}
 
 
 def _module(cls, actionness_thresholds):
     torch.manual_seed(0)
     kwargs = dict(num_classes=3, feature_dim=8, rgb_dim=4, hidden_dim=16, proposal_thresholds=MAP_THRESHOLDS)
-    module = cls(actionness_thresholds=actionness_thresholds, class_threshold=0.0, **kwargs)
+    module = BUILD[cls](actionness_thresholds=actionness_thresholds, class_threshold=0.0, **kwargs)
     if isinstance(module, IOCNetModule):  # its A_ca starts constant (0.5): make it vary
         randomize_agnostic_heads(module.model)
         module.teacher.module.load_state_dict(module.model.state_dict())
@@ -46,7 +47,7 @@ def test_actionness_proposals_come_from_the_class_agnostic_actionness(cls, actio
 @pytest.mark.parametrize("scoring", ["thresholded", "unthresholded"])
 def test_proposal_scoring_reaches_the_map_threshold_proposals(scoring):
     torch.manual_seed(0)
-    module = IOCNetModule(
+    module = iocnet_module(
         num_classes=3,
         feature_dim=8,
         rgb_dim=4,
@@ -69,7 +70,7 @@ def test_proposal_scoring_reaches_the_map_threshold_proposals(scoring):
     )
     np.testing.assert_allclose(module.detect(batch, (torch.eye(3), None)), expected.numpy())
     with pytest.raises(ValueError, match="proposal_scoring"):
-        IOCNetModule(num_classes=3, feature_dim=8, rgb_dim=4, proposal_scoring="raw")
+        iocnet_module(num_classes=3, feature_dim=8, rgb_dim=4, proposal_scoring="raw")
 
 
 @pytest.mark.parametrize("cls", [CoLAModule, IOCNetModule])
@@ -83,7 +84,7 @@ def test_actionness_localization_uses_the_class_agnostic_actionness_for_every_cl
     np.testing.assert_allclose(module.detect(batch, (torch.eye(3), None)), expected.numpy())
     assert not torch.equal(module.class_map(out)[0], loc)  # the default map differs: the option matters
     with pytest.raises(ValueError, match="localization"):
-        cls(num_classes=3, feature_dim=8, rgb_dim=4, localization="cas")
+        BUILD[cls](num_classes=3, feature_dim=8, rgb_dim=4, localization="cas")
 
 
 def test_centroid_class_scores_score_the_pooled_test_video_against_the_centroids():
@@ -103,4 +104,4 @@ def test_centroid_class_scores_score_the_pooled_test_video_against_the_centroids
     batch = {"features": features, "seconds_per_step": 0.64}
     np.testing.assert_allclose(module.detect(batch, (torch.eye(3), centroids)), expected.numpy())
     with pytest.raises(ValueError, match="class_scores"):
-        CoLAModule(num_classes=3, feature_dim=8, class_scores="votes")
+        cola_module(num_classes=3, feature_dim=8, class_scores="votes")

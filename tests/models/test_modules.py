@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.helpers.models import randomize_agnostic_heads
+from tests.helpers.models import cola_module, iocnet_module, randomize_agnostic_heads
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.cola import CoLA
-from utal_lightning.models.copl_losses import iocnet_loss
+from utal_lightning.models.copl_losses import IOCNetLoss, iocnet_loss
+from utal_lightning.models.losses import cola_training_loss
 from utal_lightning.models.modules import CoLAModule, IOCNetModule, ema_warmup_decay
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,12 +22,12 @@ B, T, D, RGB, K = 4, 16, 12, 6, 3
 
 
 def _cola(**kwargs) -> CoLAModule:
-    return CoLAModule(num_classes=K, feature_dim=D, hidden_dim=16, r_easy=2, r_hard=4, m=1, M=2, **kwargs)
+    return cola_module(num_classes=K, feature_dim=D, hidden_dim=16, r_easy=2, r_hard=4, m=1, M=2, **kwargs)
 
 
 def _iocnet(**kwargs) -> IOCNetModule:
     torch.manual_seed(0)
-    module = IOCNetModule(num_classes=K, feature_dim=D, rgb_dim=RGB, hidden_dim=8, top_l_divisor=4, **kwargs)
+    module = iocnet_module(num_classes=K, feature_dim=D, rgb_dim=RGB, hidden_dim=8, top_l_divisor=4, **kwargs)
     randomize_agnostic_heads(module.model)
     if module.teacher is not None:  # a teacher different from the student, as after some training
         module.teacher.update_parameters(module.model)
@@ -52,14 +53,16 @@ def _recording(module) -> list[tuple]:
     return logged
 
 
-def test_cola_step_is_the_models_loss_on_the_batch():
+def test_cola_step_is_the_training_loss_on_the_batch():
     module = _cola(lambda_ctr=0.05, temperature=0.2)
     logged = _recording(module)
     batch = _batch()
     torch.manual_seed(7)  # dropout and the snippet mining draw from the global RNG
     loss = module.training_step(batch, 0)
     torch.manual_seed(7)
-    expected, parts = module.model.loss(module.model(batch["features"]), batch["targets"], 0.05, 0.2)
+    output = module.model(batch["features"])
+    expected, parts = cola_training_loss(output, batch["targets"], module.model.r_easy, module.loss, training=True)
+    assert (module.loss.lambda_ctr, module.loss.temperature, module.loss.r_hard) == (0.05, 0.2, 4)
     assert torch.allclose(loss, expected)
     assert logged[0][2] == B and set(logged[0][1]) == set(parts)
     loss.backward()
@@ -76,8 +79,8 @@ def test_iocnet_step_trains_the_student_on_shifted_features_against_the_teacher(
     with torch.no_grad():
         teacher = module.teacher.module(batch["features"])
     student = module.model(temporal_shift(batch["features"], 4))
-    expected, _ = iocnet_loss(student, teacher, batch["targets"], batch["supervised"], **module.loss_weights)
-    assert module.loss_weights["lambda2"] == 3.0
+    expected, _ = iocnet_loss(student, teacher, batch["targets"], batch["supervised"], module.loss)
+    assert module.loss.lambda_co == 3.0
     assert torch.allclose(loss, expected)
     loss.backward()
     assert all(p.grad is None for p in module.teacher.parameters())  # the teacher is no optimizer's business
@@ -91,7 +94,7 @@ def test_iocnet_without_co_has_no_teacher_and_no_shift():
     torch.manual_seed(3)
     loss = module.training_step(batch, 0)
     output = module.model(batch["features"])
-    expected, _ = iocnet_loss(output, None, batch["targets"], batch["supervised"], use_co=False)
+    expected, _ = iocnet_loss(output, None, batch["targets"], batch["supervised"], IOCNetLoss(use_co=False))
     assert module.teacher is None and torch.allclose(loss, expected)
     assert module.inference_model is module.model
     assert module.evaluation_models() == {"": module.model}
@@ -181,9 +184,11 @@ def test_choices_are_checked_at_construction():
 
 def test_the_network_is_built_from_the_arguments():
     module = _cola(dropout=0.3, cls_loss="ce")
-    assert isinstance(module.model, CoLA) and module.model.cls_loss == "ce"
+    assert isinstance(module.model, CoLA) and module.model.dropout.p == 0.3 and module.loss.cls_loss == "ce"
     assert module.training_model is module.model  # no compile unless asked
-    assert module.hparams["dropout"] == 0.3  # saved for checkpoints
+    # saved for checkpoints as plain values (weights_only loads), the callables left out
+    assert module.hparams["loss"]["cls_loss"] == "ce" and module.hparams["num_classes"] == K
+    assert "network" not in module.hparams and "optimizer" not in module.hparams
     assert _iocnet(shift_channels=10_000).shift_channels == D  # at most every channel
 
 

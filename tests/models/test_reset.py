@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers.models import cola_module, iocnet_module
 from utal_lightning.loop.refresh import PseudoLabelRefresh
-from utal_lightning.models.modules import CoLAModule, IOCNetModule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 MODULES = {
-    "cola": lambda: CoLAModule(num_classes=3, feature_dim=16, hidden_dim=32),
-    "iocnet": lambda: IOCNetModule(num_classes=3, feature_dim=16, rgb_dim=6, hidden_dim=8),
+    "cola": lambda: cola_module(num_classes=3, feature_dim=16, hidden_dim=32),
+    "iocnet": lambda: iocnet_module(num_classes=3, feature_dim=16, rgb_dim=6, hidden_dim=8),
 }
 
 

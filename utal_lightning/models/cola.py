@@ -1,8 +1,7 @@
 """CoLA, FEEL's localization model (docs/method.md sec. 4.1), as a plain ``nn.Module`` (no Lightning).
 
-``forward`` returns a :class:`LocalizationOutput`; training additionally needs the snippet mining
-(:meth:`CoLA.mine`) and the losses (:meth:`CoLA.loss`, built on ``losses.cola_loss``), so a thin
-LightningModule only calls ``out = model(x); total, parts = model.loss(out, labels)``.
+``forward`` returns a :class:`LocalizationOutput`; training adds the snippet mining and the losses, pure
+functions of the output (``losses.cola_training_loss`` with its settings ``losses.CoLALoss``).
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from utal_lightning.models.augment import center_over_time
-from utal_lightning.models.losses import CLASSIFICATION_LOSSES
-from utal_lightning.models.losses import cola_loss as _cola_loss_from_mined
-from utal_lightning.models.mining import MinedSnippets, mine_snippets, num_selected, random_keep_mask
+from utal_lightning.models.mining import num_selected
 from utal_lightning.models.outputs import LocalizationOutput
 
 __all__ = ["CoLA"]
@@ -49,12 +46,8 @@ class CoLA(nn.Module):
       cls_depthwise_kernel=7, cls_depthwise_dilation=2``) a bias-free depthwise conv over the K class
       channels follows the classifier conv, before the ReLU.
     * actionness = ``sum_k CAS``; attention = ``sigmoid(actionness)``; video scores = softmax over
-      classes of the per-class mean of the top ``max(1, T // r_easy)`` CAS values.
-    * ``hard_threshold`` (FEEL's tau_c variant): when set, hard mining binarizes
-      ``attention > hard_threshold`` (i.e. ``actionness > logit(hard_threshold)``) instead of
-      ``actionness > median``.
-    * ``cls_loss``: ``L_cls`` of :meth:`loss`, "bce" (CoLA's code) or "ce" (FEEL's text), see
-      ``losses.cola_loss``.
+      classes of the per-class mean of the top ``max(1, T // r_easy)`` CAS values (``r_easy``: THUMOS 5,
+      ActivityNet 10; the easy-snippet mining of ``losses.cola_mine`` takes as many).
 
     Weights: Xavier-uniform, zero biases (CoLA's ``weight_init``), with Glorot's fans counted per
     group (:func:`glorot_uniform_`), which matters for the depthwise conv only; ``glorot_fans="pytorch"``
@@ -74,12 +67,6 @@ class CoLA(nn.Module):
         cls_depthwise_kernel: int | None = None,
         cls_depthwise_dilation: int = 2,
         r_easy: int = 5,
-        r_hard: int = 20,
-        m: int = 3,
-        M: int = 6,
-        drop_rate: float = 0.6,
-        hard_threshold: float | None = None,
-        cls_loss: Literal["bce", "ce"] = "bce",
         center_input: bool = False,
         glorot_fans: Literal["per_group", "pytorch"] = "per_group",
     ) -> None:
@@ -89,20 +76,10 @@ class CoLA(nn.Module):
         self.center_input, self.glorot_fans = center_input, glorot_fans
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if min(r_easy, r_hard, m, M) < 1:
-            raise ValueError("r_easy, r_hard, m and M must be >= 1")
-        if hard_threshold is not None and not 0.0 < hard_threshold < 1.0:
-            raise ValueError(f"hard_threshold is on the attention scale, must be in (0, 1): {hard_threshold}")
-        if cls_loss not in CLASSIFICATION_LOSSES:
-            raise ValueError(f"cls_loss must be one of {sorted(CLASSIFICATION_LOSSES)}, got {cls_loss!r}")
+        if r_easy < 1:
+            raise ValueError(f"r_easy must be >= 1, got {r_easy}")
         self.num_classes = num_classes
         self.r_easy = r_easy
-        self.r_hard = r_hard
-        self.m = m
-        self.M = M
-        self.drop_rate = drop_rate
-        self.hard_threshold = hard_threshold
-        self.cls_loss = cls_loss
 
         self.embed = nn.Sequential(
             nn.Conv1d(feature_dim, hidden_dim, kernel_size=embed_kernel, padding="same"),
@@ -157,40 +134,4 @@ class CoLA(nn.Module):
             attention=torch.sigmoid(actionness),
             video_scores=video_scores,
             embeddings=embeddings,
-        )
-
-    def mine(
-        self,
-        output: LocalizationOutput | Tensor,
-        generator: torch.Generator | None = None,
-        drop_mask: Tensor | None = None,
-    ) -> MinedSnippets:
-        """The four CoLA snippet sets (docs/method.md sec. 4.1) from an output or an actionness tensor (B, T).
-
-        The easy sets are drawn from a random ``1 - drop_rate`` subset of snippets: ``drop_mask``
-        (True = keep) when given, else a fresh mask from ``generator`` (on the actionness' device)
-        in training mode, else none (eval mode or ``drop_rate == 0``).
-        """
-        actionness = output.cas.sum(dim=2) if isinstance(output, LocalizationOutput) else output
-        actionness = actionness.detach()
-        if drop_mask is None and self.training and self.drop_rate > 0:
-            drop_mask = random_keep_mask(
-                actionness.shape, self.drop_rate, generator=generator, device=actionness.device
-            )
-        threshold = None if self.hard_threshold is None else math.log(self.hard_threshold / (1 - self.hard_threshold))
-        return mine_snippets(actionness, self.r_easy, self.r_hard, self.m, self.M, drop_mask, threshold)
-
-    def loss(
-        self,
-        output: LocalizationOutput,
-        labels: Tensor,
-        lambda_ctr: float = 0.01,
-        temperature: float = 0.07,
-        generator: torch.Generator | None = None,
-        drop_mask: Tensor | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``L = L_cls + lambda_ctr * L_ctr`` (docs/method.md sec. 4.1) on ``output``; returns ``(total, parts)``."""
-        mined = self.mine(output, generator=generator, drop_mask=drop_mask)
-        return _cola_loss_from_mined(
-            output, labels, mined, lambda_ctr=lambda_ctr, temperature=temperature, cls_loss=self.cls_loss
         )

@@ -25,6 +25,7 @@ Decisions (docs/method.md sec. 4.2 where it decides, stated here where it does n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from torch import Tensor
 from utal_lightning.models.iocnet import IOCNetOutput
 
 __all__ = [
+    "IOCNetLoss",
     "actionness_contrastive_loss",
     "asymmetric_actionness_loss",
     "classification_loss",
@@ -233,19 +235,35 @@ def actionness_contrastive_loss(
 # ------------------------------------------------------------------------------------ total
 
 
+@dataclass(frozen=True)
+class IOCNetLoss:
+    """The weights and switches of IOCNet's objective (docs/method.md sec. 4.2, :func:`iocnet_loss`).
+
+    Args:
+        asl_q: q of ``L_asl`` (0.7).
+        ci_mu1, ci_mu2: ``L_CI`` weights (5, 0.1).
+        lambda_c: weight of ``L_C`` (0.01).
+        lambda_co: weight of ``L_CO`` (10 THUMOS, 1 ActivityNet).
+        use_ci, use_c, use_co: the unsupervised terms on or off (ablations, COPL Table 7); without ``L_CO``
+            there is no EMA teacher and no temporal shift either (the LightningModule's reading).
+    """
+
+    asl_q: float = 0.7
+    ci_mu1: float = 5.0
+    ci_mu2: float = 0.1
+    lambda_c: float = 0.01
+    lambda_co: float = 10.0
+    use_ci: bool = True
+    use_c: bool = True
+    use_co: bool = True
+
+
 def iocnet_loss(
     student: IOCNetOutput,
     teacher: IOCNetOutput | None,
     labels: Tensor,
     supervised: Tensor,
-    q: float = 0.7,
-    mu1: float = 5.0,
-    mu2: float = 0.1,
-    lambda1: float = 0.01,
-    lambda2: float = 10.0,
-    use_ci: bool = True,
-    use_c: bool = True,
-    use_co: bool = True,
+    weights: IOCNetLoss = IOCNetLoss(),
     *,
     contrast_k_divisor: int = 20,
     temperature: float = 0.1,
@@ -256,12 +274,12 @@ def iocnet_loss(
       = their pseudolabels), averaged over those rows; positives from the student's top-l sets of
       the row's labels; labels of the other rows are ignored. No supervised row: ``L_sup = 0``
       (attached to the graph). No host-device synchronization.
-    * ``L_un = L_CI + lambda1 * L_C + lambda2 * L_CO`` on all rows; ``L_C`` over the fused, RGB and
-      flow embeddings. ``use_ci`` / ``use_c`` / ``use_co`` switch terms off (ablations); ``L_CO``
+    * ``L_un = L_CI + lambda_c * L_C + lambda_co * L_CO`` on all rows; ``L_C`` over the fused, RGB and
+      flow embeddings. ``weights`` (:class:`IOCNetLoss`) also switches terms off (ablations); ``L_CO``
       also needs a ``teacher`` output (the EMA teacher on the unshifted features): with ``teacher``
       None there is no ``L_CO``.
 
-    Defaults = THUMOS (``lambda2 = 1`` for ActivityNet). Returns ``(total, parts)``, ``parts`` =
+    Defaults = THUMOS (``lambda_co = 1`` for ActivityNet). Returns ``(total, parts)``, ``parts`` =
     detached ``{"cls", "asl_rgb", "asl_flow", "sup", "ci", "c", "co", "un", "total"}`` (0 for terms
     that are off).
     """
@@ -282,14 +300,16 @@ def iocnet_loss(
     y = torch.where(supervised.unsqueeze(1), labels, torch.zeros_like(labels))
     positives = positives_from_top_l(student.top_l_index, y, T)
     l_cls = sup_mean(_classification_per_video(student.video_logits, y))
-    l_asl_r = sup_mean(_asl_per_video(student.agnostic_rgb, positives, q))
-    l_asl_f = sup_mean(_asl_per_video(student.agnostic_flow, positives, q))
+    l_asl_r = sup_mean(_asl_per_video(student.agnostic_rgb, positives, weights.asl_q))
+    l_asl_f = sup_mean(_asl_per_video(student.agnostic_flow, positives, weights.asl_q))
     l_sup = l_cls + l_asl_r + l_asl_f
 
     a_ca = student.agnostic_attention
     l_ci = (
-        consistency_loss(student.agnostic_rgb, student.agnostic_flow, student.attention, a_ca, mu1, mu2)
-        if use_ci
+        consistency_loss(
+            student.agnostic_rgb, student.agnostic_flow, student.attention, a_ca, weights.ci_mu1, weights.ci_mu2
+        )
+        if weights.use_ci
         else zero
     )
     l_c = (
@@ -300,15 +320,15 @@ def iocnet_loss(
             k_divisor=contrast_k_divisor,
             temperature=temperature,
         )
-        if use_c
+        if weights.use_c
         else zero
     )
     l_co = (
         co_training_loss(student.h_cs, teacher.h_cs, a_ca, teacher.agnostic_attention)
-        if use_co and teacher is not None
+        if weights.use_co and teacher is not None
         else zero
     )
-    l_un = l_ci + lambda1 * l_c + lambda2 * l_co
+    l_un = l_ci + weights.lambda_c * l_c + weights.lambda_co * l_co
     total = l_sup + l_un
     parts = {
         "cls": l_cls,

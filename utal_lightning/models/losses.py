@@ -11,18 +11,25 @@ L2-normalized on its own. Nothing is normalized before averaging.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utal_lightning.models.mining import MinedSnippets
+from utal_lightning.models.mining import MinedSnippets, mine_snippets, random_keep_mask
 from utal_lightning.models.outputs import LocalizationOutput
 
 __all__ = [
     "CLASSIFICATION_LOSSES",
+    "CoLALoss",
     "cola_classification_loss",
     "cola_cross_entropy_loss",
     "cola_loss",
+    "cola_mine",
+    "cola_training_loss",
     "gather_snippets",
     "info_nce",
     "snippet_contrastive_loss",
@@ -148,3 +155,75 @@ def cola_loss(
     )
     total = l_cls + lambda_ctr * l_ctr
     return total, {"cls": l_cls.detach(), "ctr": l_ctr.detach(), "total": total.detach()}
+
+
+@dataclass(frozen=True)
+class CoLALoss:
+    """CoLA's training objective (docs/method.md sec. 4.1): the snippet mining and ``L = L_cls + lambda_ctr * L_ctr``.
+
+    Args:
+        r_hard, m, M: hard snippets: ``T // r_hard`` of them from the bands between an erosion by ``m`` and a
+            dilation by ``M`` of the foreground (THUMOS 20, 3, 6; ActivityNet 8, 3, 6). The easy count
+            ``T // r_easy`` is the network's (its video scores use it too).
+        drop_rate: fraction of snippets hidden from the easy mining in training (0.6).
+        hard_threshold: None (CoLA's code: the foreground is ``actionness > median``) or FEEL's tau_c (0.5 in
+            FEEL's text): ``attention > hard_threshold``.
+        cls_loss: ``L_cls``: "bce" (CoLA's code: BCE against the normalized label) or "ce" (FEEL's text: cross
+            entropy ``-sum_k y_k log p_k``).
+        lambda_ctr: weight of the snippet contrastive loss (0.01 THUMOS, 0.005 ActivityNet).
+        temperature: InfoNCE temperature (0.07).
+    """
+
+    r_hard: int = 20
+    m: int = 3
+    M: int = 6
+    drop_rate: float = 0.6
+    hard_threshold: float | None = None
+    cls_loss: Literal["bce", "ce"] = "bce"
+    lambda_ctr: float = 0.01
+    temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        if min(self.r_hard, self.m, self.M) < 1:
+            raise ValueError("r_hard, m and M must be >= 1")
+        if self.hard_threshold is not None and not 0.0 < self.hard_threshold < 1.0:
+            raise ValueError(f"hard_threshold is on the attention scale, must be in (0, 1): {self.hard_threshold}")
+        if self.cls_loss not in CLASSIFICATION_LOSSES:
+            raise ValueError(f"cls_loss must be one of {sorted(CLASSIFICATION_LOSSES)}, got {self.cls_loss!r}")
+
+
+def cola_mine(
+    actionness: Tensor,
+    r_easy: int,
+    loss: CoLALoss,
+    training: bool,
+    generator: torch.Generator | None = None,
+    drop_mask: Tensor | None = None,
+) -> MinedSnippets:
+    """The four CoLA snippet sets (docs/method.md sec. 4.1) of an actionness (B, T) (``sum_k CAS``, detached here).
+
+    The easy sets are drawn from a random ``1 - drop_rate`` subset of snippets: ``drop_mask`` (True = keep)
+    when given, else a fresh mask from ``generator`` (on the actionness' device) in ``training``, else none.
+    """
+    actionness = actionness.detach()
+    if drop_mask is None and training and loss.drop_rate > 0:
+        drop_mask = random_keep_mask(actionness.shape, loss.drop_rate, generator=generator, device=actionness.device)
+    threshold = None if loss.hard_threshold is None else math.log(loss.hard_threshold / (1 - loss.hard_threshold))
+    return mine_snippets(actionness, r_easy, loss.r_hard, loss.m, loss.M, drop_mask, threshold)
+
+
+def cola_training_loss(
+    output: LocalizationOutput,
+    labels: Tensor,
+    r_easy: int,
+    loss: CoLALoss,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+    drop_mask: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """docs/method.md sec. 4.1 ``L = L_cls + lambda_ctr * L_ctr`` of a CoLA output: :func:`cola_mine`, then
+    :func:`cola_loss`; returns ``(total, parts)``."""
+    mined = cola_mine(output.cas.sum(dim=2), r_easy, loss, training, generator=generator, drop_mask=drop_mask)
+    return cola_loss(
+        output, labels, mined, lambda_ctr=loss.lambda_ctr, temperature=loss.temperature, cls_loss=loss.cls_loss
+    )

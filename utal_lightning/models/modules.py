@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from typing import Any, Literal, Protocol
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -21,19 +24,37 @@ from utal_lightning.eval.detect import (
 )
 from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
 from utal_lightning.models.augment import temporal_shift
-from utal_lightning.models.cola import CoLA
-from utal_lightning.models.copl_losses import iocnet_loss
-from utal_lightning.models.iocnet import IOCNet
+from utal_lightning.models.copl_losses import IOCNetLoss, iocnet_loss
+from utal_lightning.models.losses import CoLALoss, cola_training_loss
 from utal_lightning.models.outputs import LocalizationOutput
 from utal_lightning.pseudo.pooling import background_subtracted_pool
 from utal_lightning.reporting.test_results import report_final_test, test_metrics
 
 
+class NetworkFactory(Protocol):
+    """A network class with its config's arguments (``model.init_args.network``), built with what the data
+    decides: the class count (the data's ``num_clusters``) and the input width."""
+
+    def __call__(self, *, num_classes: int, feature_dim: int) -> nn.Module: ...
+
+
+class TwoStreamNetworkFactory(Protocol):
+    """:class:`NetworkFactory` of a network that treats RGB and flow apart (``rgb_dim``: the RGB channels first)."""
+
+    def __call__(self, *, num_classes: int, feature_dim: int, rgb_dim: int) -> nn.Module: ...
+
+
 class LocalizationModule(L.LightningModule):
-    """What every localization model shares: Adam, the eval-mode forward used by the pseudolabel
-    stage, and detection + mAP on the test split (docs/method.md sec. 5).
+    """What every localization model shares: the injected network and optimizer, the eval-mode forward used by the
+    pseudolabel stage, and detection + mAP on the test split (docs/method.md sec. 5).
 
     Args:
+        network: the network's class and arguments (``class_path`` / ``init_args``), built here with
+            ``num_classes`` and ``feature_dim`` (and, for two-stream networks, ``rgb_dim``).
+        optimizer: the optimizer's class and arguments (``class_path: torch.optim.Adam``, ``init_args: {lr,
+            weight_decay}``), built on the network's parameters.
+        num_classes: K (linked from the data's ``num_clusters``).
+        feature_dim: input width (linked from the data: 2048 for I3D rgb + flow).
         class_threshold: keep classes with video score >= this (0.2 THUMOS, 0.1 ActivityNet), else the argmax.
         proposal_thresholds: thresholds on the normalized localization map (docs/method.md sec. 5).
         proposal_scoring: the map a run of ``proposal_thresholds`` is OIC-scored on: "thresholded"
@@ -54,7 +75,6 @@ class LocalizationModule(L.LightningModule):
             CoLA's CAS, IOCNet's h_cs; the papers) or "actionness" (its class-agnostic actionness, the same for
             every class; docs/method.md sec. 5.3).
         tious: tIoU thresholds of the test mAP (THUMOS 0.1:0.1:0.7, ActivityNet 0.5:0.05:0.95).
-        lr, weight_decay: Adam.
         rgb_dim: width of the RGB channels at the front of the input (linked from the data); used by
             models that treat the modalities separately (IOCNet).
         compile_training: run the training forward through ``torch.compile`` (T is fixed in training, so
@@ -68,6 +88,10 @@ class LocalizationModule(L.LightningModule):
 
     def __init__(
         self,
+        network: Callable[..., nn.Module],
+        num_classes: int,
+        feature_dim: int = 2048,
+        optimizer: OptimizerCallable = torch.optim.Adam,
         class_threshold: float = 0.2,
         proposal_thresholds: Sequence[float] = COLA_THUMOS_THRESHOLDS,
         proposal_scoring: Literal["thresholded", "unthresholded"] = "thresholded",
@@ -79,14 +103,13 @@ class LocalizationModule(L.LightningModule):
         localization: Literal["class_map", "actionness"] = "class_map",
         centroid_temperature: float = 0.05,
         tious: Sequence[float] = tuple(THUMOS_TIOUS.tolist()),
-        lr: float = 1e-4,
-        weight_decay: float = 5e-4,
         rgb_dim: int = 1024,
         compile_training: bool = False,
         compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
-        self.rgb_dim = rgb_dim
+        self.network, self.optimizer = network, optimizer
+        self.num_classes, self.feature_dim, self.rgb_dim = num_classes, feature_dim, rgb_dim
         if class_mapping not in ("hungarian", "majority"):
             raise ValueError(f"class_mapping must be 'hungarian' or 'majority', got {class_mapping!r}")
         self.class_threshold = class_threshold
@@ -107,7 +130,6 @@ class LocalizationModule(L.LightningModule):
             raise ValueError(f"localization must be 'class_map' or 'actionness', got {localization!r}")
         self.localization = localization
         self.tious = tuple(tious)
-        self.lr, self.weight_decay = lr, weight_decay
         self.compile_training, self.compile_backend = compile_training, compile_backend
         self._compiled: list[nn.Module] = []  # in a list: not a submodule (no second copy in the state dict)
         self._test_detections: dict[int, np.ndarray] = {}
@@ -160,11 +182,18 @@ class LocalizationModule(L.LightningModule):
         return -1 if self.trainer.should_stop else None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return self.optimizer(self.model.parameters())
+
+    def save_settings(self, **dataclasses: Any) -> None:
+        """``save_hyperparameters`` of the calling constructor, but for the network and optimizer (callables) and
+        with ``dataclasses`` (loss settings) saved as plain dicts: checkpoints stay loadable with
+        ``weights_only=True``."""
+        self.save_hyperparameters(ignore=["network", "optimizer", *dataclasses], frame=inspect.currentframe().f_back)
+        self.hparams.update({name: asdict(value) for name, value in dataclasses.items()})
 
     def _build_model(self) -> nn.Module:
         """A new network as the constructor builds it (on the CPU, drawing from the global RNG)."""
-        raise NotImplementedError
+        return self.network(num_classes=self.num_classes, feature_dim=self.feature_dim)
 
     def reset_weights(self, seed: int) -> None:
         """Re-initialize :attr:`model` as the constructor does after ``torch.manual_seed(seed)`` (an
@@ -292,88 +321,28 @@ class LocalizationModule(L.LightningModule):
 
 
 class CoLAModule(LocalizationModule):
-    """CoLA (docs/method.md sec. 4.1) trained on pseudolabels: ``L = L_cls + lambda * L_ctr``.
+    """CoLA (docs/method.md sec. 4.1) trained on pseudolabels: ``L = L_cls + lambda_ctr * L_ctr``.
 
     Args:
-        num_classes: K (linked from the data's ``num_clusters``).
-        feature_dim: input width (linked from the data: 2048 for I3D rgb + flow).
-        hidden_dim: embedding width (2048 in the paper).
-        dropout: after the embedding (0.7).
-        embed_kernel / cls_kernel / cls_depthwise_kernel: temporal kernels (THUMOS 3 / 1 / None; ActivityNet 9 / 9 / 7).
-        cls_depthwise_dilation: dilation of the depthwise class conv, when there is one (2).
-        r_easy, r_hard, m, M: snippet mining (THUMOS 5, 20, 3, 6; ActivityNet 10, 8, 3, 6).
-        drop_rate: fraction of snippets hidden from the easy-snippet mining in training (0.6).
-        hard_threshold: None (CoLA's code: hard mining splits actionness at its median) or FEEL's
-            tau_c (0.5 in FEEL's text): split where the attention exceeds it.
-        cls_loss: ``L_cls`` form: "bce" (CoLA's code: BCE against the normalized label) or "ce"
-            (FEEL's text: cross entropy ``-sum_k y_k log p_k``).
-        center_input: subtract each video's mean snippet from the network's input (docs/method.md sec. 4.3; the
-            paper: off).
-        glorot_fans: "per_group" (Glorot's fans of one group, docs/method.md sec. 4.1) or "pytorch"
-            (``nn.init.xavier_uniform_``: CoLA's code; differs for the ActivityNet variant's depthwise conv only).
-        lambda_ctr: weight of the snippet contrastive loss (0.01 THUMOS, 0.005 ActivityNet).
-        temperature: InfoNCE temperature (0.07).
+        network: :class:`~utal_lightning.models.cola.CoLA` with its arguments (``model.init_args.network``).
+        loss: the snippet mining and the loss settings (:class:`~utal_lightning.models.losses.CoLALoss`).
+        **kwargs: :class:`LocalizationModule`'s (the optimizer, the data's dimensions, inference).
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        feature_dim: int = 2048,
-        hidden_dim: int = 2048,
-        dropout: float = 0.7,
-        embed_kernel: int = 3,
-        cls_kernel: int = 1,
-        cls_depthwise_kernel: int | None = None,
-        cls_depthwise_dilation: int = 2,
-        r_easy: int = 5,
-        r_hard: int = 20,
-        m: int = 3,
-        M: int = 6,
-        drop_rate: float = 0.6,
-        hard_threshold: float | None = None,
-        cls_loss: Literal["bce", "ce"] = "bce",
-        center_input: bool = False,
-        glorot_fans: Literal["per_group", "pytorch"] = "per_group",
-        lambda_ctr: float = 0.01,
-        temperature: float = 0.07,
-        **inference: Any,
-    ) -> None:
-        super().__init__(**inference)
-        self.save_hyperparameters()
-        self.model_args = dict(
-            num_classes=num_classes,
-            feature_dim=feature_dim,
-            hidden_dim=hidden_dim,
-            dropout=dropout,
-            embed_kernel=embed_kernel,
-            cls_kernel=cls_kernel,
-            cls_depthwise_kernel=cls_depthwise_kernel,
-            cls_depthwise_dilation=cls_depthwise_dilation,
-            r_easy=r_easy,
-            r_hard=r_hard,
-            m=m,
-            M=M,
-            drop_rate=drop_rate,
-            hard_threshold=hard_threshold,
-            cls_loss=cls_loss,
-            center_input=center_input,
-            glorot_fans=glorot_fans,
-        )
+    def __init__(self, network: NetworkFactory, loss: CoLALoss = CoLALoss(), **kwargs: Any) -> None:
+        super().__init__(network, **kwargs)
+        if isinstance(loss, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
+            loss = CoLALoss(**loss)
+        self.save_settings(loss=loss)
+        self.loss = loss
         self.model = self._build_model()
-        self.lambda_ctr = lambda_ctr
-        self.temperature = temperature
-
-    def _build_model(self) -> CoLA:
-        return CoLA(**self.model_args)
 
     def forward(self, features: Tensor) -> LocalizationOutput:
         return self.model(features)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         output = self.training_model(batch["features"])
-        loss, parts = self.model.loss(
-            output, batch["targets"], lambda_ctr=self.lambda_ctr, temperature=self.temperature
-        )
+        loss, parts = cola_training_loss(output, batch["targets"], self.model.r_easy, self.loss, self.model.training)
         self.log_progress(loss, parts, len(batch["targets"]))
         return loss
 
@@ -435,83 +404,43 @@ class IOCNetModule(LocalizationModule):
 
     The student sees temporally shifted features, the teacher the originals; the teacher
     (``torch.optim.swa_utils.AveragedModel``, no gradients, updated after every optimizer step, saved
-    in checkpoints) is the model used for HAS pooling and inference. With ``use_co=False`` there is no
-    shift and no teacher (COPL Table 7's single model on unaugmented data).
+    in checkpoints) is the model used for HAS pooling and inference. Without ``L_CO`` (``loss.use_co``
+    false) there is no shift and no teacher (COPL Table 7's single model on unaugmented data).
 
     Args:
-        num_classes, feature_dim: linked from the data (and ``rgb_dim``, an inference argument).
-        hidden_dim: branch width (512).
-        h_beta: beta of h_cs (1/3 THUMOS, 1/2 ActivityNet).
-        top_l_divisor: l = T // divisor (8 THUMOS, 2 ActivityNet).
-        dropout: on the input of each branch's second conv (0: off, COPL's setting).
-        center_input: subtract each video's mean snippet from the network's input (docs/method.md sec. 4.3; the
-            paper: off).
-        zero_init_agnostic_heads: the class-agnostic heads start at zero (``A_ca = 0.5``, docs/method.md sec.
-            4.2.1), or at PyTorch's default init (AICL's code).
+        network: :class:`~utal_lightning.models.iocnet.IOCNet` with its arguments (``model.init_args.network``),
+            built with the data's ``rgb_dim`` too.
+        loss: the objective's weights and switches (:class:`~utal_lightning.models.copl_losses.IOCNetLoss`).
         orient_actionness: whenever the loop reads the network (pooling, HAS votes, tests), first compare its
             ``A_ca`` with the label-free actionness on the training videos and, where they run against each other,
             read both actionness branches reversed (:attr:`actionness_sign`, docs/method.md sec. 4.2.2); False:
             as trained (the paper).
-        asl_q: q of L_asl (0.7). ci_mu1, ci_mu2: L_CI weights (5, 0.1).
-        lambda_c: weight of L_C (0.01). lambda_co: weight of L_CO (10 THUMOS, 1 ActivityNet).
-        use_ci, use_c, use_co: loss ablations (COPL Table 7).
         shift_channels: channels moved by the temporal shift (512 of 2048).
         ema_decay: the teacher's EMA decay d (0.999).
+        **kwargs: :class:`LocalizationModule`'s (the optimizer, the data's dimensions, inference).
     """
 
     uses_unlabeled = True
 
     def __init__(
         self,
-        num_classes: int,
-        feature_dim: int = 2048,
-        hidden_dim: int = 512,
-        h_beta: float = 1 / 3,
-        top_l_divisor: int = 8,
-        dropout: float = 0.0,
-        center_input: bool = False,
-        zero_init_agnostic_heads: bool = True,
+        network: TwoStreamNetworkFactory,
+        loss: IOCNetLoss = IOCNetLoss(),
         orient_actionness: bool = True,
-        asl_q: float = 0.7,
-        ci_mu1: float = 5.0,
-        ci_mu2: float = 0.1,
-        lambda_c: float = 0.01,
-        lambda_co: float = 10.0,
-        use_ci: bool = True,
-        use_c: bool = True,
-        use_co: bool = True,
         shift_channels: int = 512,
         ema_decay: float = 0.999,
-        **inference: Any,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(**inference)
-        self.save_hyperparameters()
-        self.model_args = dict(
-            num_classes=num_classes,
-            feature_dim=feature_dim,
-            rgb_dim=self.rgb_dim,
-            hidden_dim=hidden_dim,
-            h_beta=h_beta,
-            top_l_divisor=top_l_divisor,
-            dropout=dropout,
-            center_input=center_input,
-            zero_init_agnostic_heads=zero_init_agnostic_heads,
-        )
+        super().__init__(network, **kwargs)
+        if isinstance(loss, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
+            loss = IOCNetLoss(**loss)
+        self.save_settings(loss=loss)
+        self.loss = loss
         self.model = self._build_model()
-        self.teacher = EMATeacher(self.model, ema_decay) if use_co else None
+        self.teacher = EMATeacher(self.model, ema_decay) if loss.use_co else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
-        self.loss_weights = dict(
-            q=asl_q,
-            mu1=ci_mu1,
-            mu2=ci_mu2,
-            lambda1=lambda_c,
-            lambda2=lambda_co,
-            use_ci=use_ci,
-            use_c=use_c,
-            use_co=use_co,
-        )
-        self.shift_channels = min(shift_channels, feature_dim)
+        self.shift_channels = min(shift_channels, self.feature_dim)
         self.orient_actionness = orient_actionness
         # -1: the inference reads the actionness branches reversed (set by the loop, saved in checkpoints).
         self.register_buffer("actionness_sign", torch.ones(()))
@@ -555,7 +484,7 @@ class IOCNetModule(LocalizationModule):
                 teacher_output = self.teacher.module(features)
             features = temporal_shift(features, self.shift_channels)  # global RNG: seeded, checkpointed
         output = self.training_model(features)
-        loss, parts = iocnet_loss(output, teacher_output, batch["targets"], batch["supervised"], **self.loss_weights)
+        loss, parts = iocnet_loss(output, teacher_output, batch["targets"], batch["supervised"], self.loss)
         self.log_progress(loss, parts, len(batch["targets"]))
         return loss
 
@@ -566,8 +495,8 @@ class IOCNetModule(LocalizationModule):
         if self.teacher is not None:
             self.teacher.update_parameters(self.model)
 
-    def _build_model(self) -> IOCNet:
-        return IOCNet(**self.model_args)
+    def _build_model(self) -> nn.Module:
+        return self.network(num_classes=self.num_classes, feature_dim=self.feature_dim, rgb_dim=self.rgb_dim)
 
     def reset_weights(self, seed: int) -> None:
         """The student as :meth:`LocalizationModule.reset_weights`; the teacher restarts as built:
