@@ -113,13 +113,13 @@ def main() -> int:
     directory = directory.expanduser().absolute()
 
     ensure_data(directory, args.train)
-    layout = DatasetLayout(root=directory)
-    index = read_dataset(layout)
+    index = read_dataset(DatasetLayout(root=directory))
+    layout = index.layout  # resolved: its file layout found under the root
     train_ids = index.train_ids
     if args.train is not None and len(train_ids) != args.train:
         print(f"note: {directory} holds {len(train_ids)} training videos, not --train {args.train} (reused as is)")
-    paths = [tuple(layout.feature_path(layout.train_split, m, vid) for m in ("rgb", "flow")) for vid in train_ids]
-    test_files = [layout.feature_path(layout.test_split, m, vid) for vid in index.test_ids for m in ("rgb", "flow")]
+    paths = [layout.feature_files(layout.train_split, vid) for vid in train_ids]
+    test_files = [path for vid in index.test_ids for path in layout.feature_files(layout.test_split, vid)]
     n = len(train_ids)
     t, b = args.segments, args.batch_size
 

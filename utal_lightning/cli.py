@@ -20,6 +20,7 @@ import argparse
 import atexit
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,35 +66,51 @@ def _add_layout_arguments(parser: argparse.ArgumentParser) -> None:
         default="error",
         help="a listed video without feature files: an error (default), or skipped and listed",
     )
+    from utal_lightning.data.layouts import SHIPPED
+
     parser.add_argument(
         "--layout",
-        choices=["auto", "cola", "actionformer"],
+        choices=["auto", *SHIPPED],
         default="auto",
         help="on-disk layout (default: found from the files: gt.json -> cola, annotations/*.json -> actionformer)",
     )
-    parser.add_argument(
-        "--annotation-file",
-        default=None,
-        help="annotation json relative to the root (default: gt.json / annotations/<the one>.json)",
-    )
-    parser.add_argument(
-        "--feature-folder",
-        default=None,
-        help="actionformer: folder of <prefix><vid>.npy (default: the one folder of .npy files)",
-    )
-    parser.add_argument("--feature-prefix", default="", help='actionformer: feature file name prefix (e.g. "v_")')
-    parser.add_argument(
-        "--feature-stride", type=int, default=4, help="actionformer: frames between features (default 4)"
-    )
-    parser.add_argument("--feature-window", type=int, default=16, help="actionformer: frames per feature (default 16)")
-    parser.add_argument(
-        "--default-fps", type=float, default=30.0, help="actionformer: fps of videos whose json entry has none"
-    )
+    # Each shipped layout's own options, as its constructor declares them (the one place they are written);
+    # an option left out keeps the layout's default.
+    options: dict[str, tuple[type, list[str]]] = {}
+    for name, layout in SHIPPED.items():
+        for option, (_, annotation, text) in layout_options(layout).items():
+            kind = float if "float" in annotation else int if "int" in annotation else str
+            options.setdefault(option, (kind, []))[1].append(f"{name}: {text.replace('``', '').rstrip('.')}")
+    for option, (kind, texts) in options.items():
+        parser.add_argument("--" + option.replace("_", "-"), type=kind, default=None, help="; ".join(texts))
+
+
+def layout_options(layout: type) -> dict[str, tuple[object, str, str]]:
+    """A layout class's constructor options: name -> (default, annotation, the docstring's line on it)."""
+    import inspect
+
+    doc = inspect.getdoc(layout) or ""
+    described = dict(re.findall(r"^\s*(\w+): (.+?)(?=\n\s*\w+: |\Z)", doc.split("Args:")[-1], re.M | re.S))
+    return {
+        p.name: (p.default, str(p.annotation), " ".join(described.get(p.name, "").split()))
+        for p in inspect.signature(layout.__init__).parameters.values()
+        if p.name != "self"
+    }
 
 
 def _layout(args: argparse.Namespace):
     from utal_lightning.data.layout import DatasetLayout
+    from utal_lightning.data.layouts import SHIPPED, find_layout
 
+    if args.layout == "auto":
+        layout = find_layout(args.root, args.annotation_file) if args.root.is_dir() else None
+    else:
+        layout = SHIPPED[args.layout]
+    files = None
+    if layout is not None:
+        options = {name: getattr(args, name) for name in layout_options(layout)}
+        given = {name: value for name, value in options.items() if value is not None}
+        files = layout(**given)
     return DatasetLayout(
         root=args.root,
         train_split=args.train_split,
@@ -102,13 +119,7 @@ def _layout(args: argparse.Namespace):
         test_subset=args.test_subset,
         ignored_labels=tuple(args.ignore_label),
         missing_features=args.missing_features,
-        kind=args.layout,
-        annotation_file=args.annotation_file,
-        feature_folder=args.feature_folder,
-        feature_prefix=args.feature_prefix,
-        feature_stride=args.feature_stride,
-        feature_window=args.feature_window,
-        default_fps=args.default_fps,
+        files=files,
     )
 
 
@@ -158,7 +169,8 @@ def with_shipped_subsets(layout):
 
     layout = resolve_layout(layout)
     needed = [s for s in (layout.train_split, layout.test_split) if layout.subset_of(s) is None]
-    if not any(not layout.split_path(s).is_file() for s in needed) or not layout.gt_path.is_file():
+    listed = [layout.split_path(s) for s in needed]
+    if all(path is not None and path.is_file() for path in listed) or not layout.gt_path.is_file():
         return layout, None
     present = {a.subset for a in read_annotations(layout.gt_path, layout.ignored_labels).values()}
     matches = []

@@ -354,41 +354,54 @@ OUTDATED_KEYS = (
 )
 
 
-# The LightningModules' arguments of earlier versions that moved into the injected network, loss and optimizer.
-MOVED_MODEL_KEYS = {
-    **dict.fromkeys(
-        ("hidden_dim", "dropout", "embed_kernel", "cls_kernel", "cls_depthwise_kernel", "cls_depthwise_dilation"),
-        "model.init_args.network.init_args",
-    ),
-    **dict.fromkeys(
-        ("r_easy", "center_input", "glorot_fans", "h_beta", "top_l_divisor", "zero_init_agnostic_heads"),
-        "model.init_args.network.init_args",
-    ),
-    **dict.fromkeys(
-        ("r_hard", "m", "M", "drop_rate", "hard_threshold", "cls_loss", "lambda_ctr", "temperature"),
-        "model.init_args.loss",
-    ),
-    **dict.fromkeys(
-        ("asl_q", "ci_mu1", "ci_mu2", "lambda_c", "lambda_co", "use_ci", "use_c", "use_co"), "model.init_args.loss"
-    ),
-    **dict.fromkeys(("lr", "weight_decay"), "model.init_args.optimizer.init_args"),
+# Arguments of earlier versions that moved into an injected part: (group, old key) -> its new parent key.
+MOVED_KEYS = {
+    **{
+        ("model", key): "model.init_args.network.init_args"
+        for key in (
+            *("hidden_dim", "dropout", "embed_kernel", "cls_kernel", "cls_depthwise_kernel", "cls_depthwise_dilation"),
+            *("r_easy", "center_input", "glorot_fans", "h_beta", "top_l_divisor", "zero_init_agnostic_heads"),
+        )
+    },
+    **{
+        ("model", key): "model.init_args.loss"
+        for key in (
+            *("r_hard", "m", "M", "drop_rate", "hard_threshold", "cls_loss", "lambda_ctr", "temperature"),
+            *("asl_q", "ci_mu1", "ci_mu2", "lambda_c", "lambda_co", "use_ci", "use_c", "use_co"),
+        )
+    },
+    **{("model", key): "model.init_args.optimizer.init_args" for key in ("lr", "weight_decay")},
+    **{
+        ("data", key): "data.init_args.layout.init_args"
+        for key in ("annotation_file", "feature_folder", "feature_prefix", "feature_stride", "feature_window")
+    },
+    ("data", "default_fps"): "data.init_args.layout.init_args",
 }
+LAYOUT_NAMES = {"auto": None, "cola": "CoLALayout", "actionformer": "ActionFormerLayout"}
 
 
 def outdated_config_hint(message: str) -> str | None:
     """One line on how to update a config written for an earlier version, if the parser's error is about one of
-    its keys (:data:`OUTDATED_KEYS`, :data:`MOVED_MODEL_KEYS`)."""
+    its keys (:data:`OUTDATED_KEYS`, :data:`MOVED_KEYS`, a layout given by name)."""
     for fragments, hint in OUTDATED_KEYS:
         if any(fragment in message for fragment in fragments):
             return f"outdated config: {hint}"
-    moved = re.search(r"Parser key \"model\".*Option '(\w+)' is not accepted", message, re.S)
-    if moved and moved.group(1) in MOVED_MODEL_KEYS:
-        key = moved.group(1)
-        return (
-            f"outdated config: model.init_args.{key} moved to {MOVED_MODEL_KEYS[key]}.{key} (the network, its loss "
-            "and the optimizer are given apart now: copy the model block of the shipped config of your method, "
-            "utal fit --config thumos_feel --print_config, and see docs/architecture.md's table of the old keys)"
+    see = "see docs/architecture.md's table of the old keys"
+    moved = re.search(r"Parser key \"(model|data)\".*Option '(\w+)' is not accepted", message, re.S)
+    if moved and (moved.group(1), moved.group(2)) in MOVED_KEYS:
+        group, key = moved.groups()
+        where = MOVED_KEYS[(group, key)]
+        parts = "the file layout is a class now" if group == "data" else "the network, loss and optimizer are parts"
+        return f"outdated config: {group}.init_args.{key} moved to {where}.{key} ({parts}; {see})"
+    named = re.search(r"Parser key \"layout\".*?string: (\w+)", message, re.S)
+    if named and named.group(1) in LAYOUT_NAMES:
+        name = LAYOUT_NAMES[named.group(1)]
+        how = (
+            f"data.init_args.layout: utal_lightning.data.layouts.{named.group(1)}.{name}"
+            if name
+            else "leave it out or null (the layout is found from the files)"
         )
+        return f"outdated config: data.init_args.layout is a class now, not a name: {how} ({see})"
     return None
 
 

@@ -19,6 +19,8 @@ from tests.helpers.paths import CONFIGS
 from utal_lightning.cli import main
 from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.data.layout import DatasetLayout, read_dataset, resolve_layout
+from utal_lightning.data.layouts.actionformer import ActionFormerLayout
+from utal_lightning.data.layouts.cola import CoLALayout
 from utal_lightning.data.summary import check_dataset
 from utal_lightning.data.synthetic import write_actionformer_copy, write_synthetic_dataset
 from utal_lightning.errors import DatasetError
@@ -43,9 +45,10 @@ def _shipped_data_args(config: str) -> dict:
 
 def test_auto_finds_each_layout_and_check_reports_it(both_layouts):
     cola, actionformer = both_layouts
-    assert resolve_layout(DatasetLayout(cola)).kind == "cola"
-    found = resolve_layout(DatasetLayout(actionformer))
-    assert (found.kind, found.annotation_file, found.feature_folder) == (
+    assert isinstance(resolve_layout(DatasetLayout(cola)).files, CoLALayout)
+    found = resolve_layout(DatasetLayout(actionformer)).files
+    assert isinstance(found, ActionFormerLayout)
+    assert (found.name, found.annotation_file, found.feature_folder) == (
         "actionformer",
         "annotations/thumos14.json",
         "i3d_features",
@@ -74,11 +77,7 @@ def test_actionformer_clock_uses_each_videos_fps(tmp_path, both_layouts):
         root,
         train_subset="validation",
         test_subset="test",
-        kind="actionformer",
-        feature_prefix="v_",
-        feature_stride=8,
-        feature_window=32,
-        default_fps=20.0,
+        files=ActionFormerLayout(feature_prefix="v_", feature_stride=8, feature_window=32, default_fps=20.0),
     )
     index = read_dataset(layout)
     clocks = dict(zip(ids, index.feature_clocks(ids), strict=True))

@@ -40,9 +40,9 @@ def reference_epoch(dm: UTALDataModule, seed: int, iteration: int, epoch: int) -
         uniform = torch.rand((len(videos), T), generator=generator).tolist()
         rows = []
         for v, u in zip(videos, uniform, strict=True):
-            full = np.concatenate(
-                [np.load(dm.layout.feature_path("train", m, ids[v])) for m in ("rgb", "flow")], axis=1
-            ).astype(np.float32)
+            full = np.concatenate([np.load(path) for path in dm.layout.feature_files("train", ids[v])], axis=1).astype(
+                np.float32
+            )
             rows.append(full[[reference_position(len(full), T, i, u[i]) for i in range(T)]])
         batches.append((videos, np.stack(rows)))
     return batches
@@ -102,9 +102,7 @@ def test_pooling_batches_use_the_fixed_grid(many_videos):
     seen, short = [], 0
     for batch in dm.pooling_batches():
         for v, rows, n in zip(batch["video_index"].tolist(), batch["features"], batch["lengths"].tolist(), strict=True):
-            full = np.concatenate(
-                [np.load(dm.layout.feature_path("train", m, ids[v])) for m in ("rgb", "flow")], axis=1
-            )
+            full = np.concatenate([np.load(path) for path in dm.layout.feature_files("train", ids[v])], axis=1)
             if len(full) > T:
                 assert n == T
                 np.testing.assert_array_equal(rows.numpy(), full[[i * len(full) // T for i in range(T)]])

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from utal_lightning.data.layout import DatasetLayout, read_dataset
+from utal_lightning.data.layouts.base import FileLayout
 from utal_lightning.data.sampling import shard, train_positions_from_uniform
 from utal_lightning.data.store import STORE_DTYPES, FeatureStore, check_same_widths, scan_split
 from utal_lightning.errors import DatasetError
@@ -119,13 +120,10 @@ class UTALDataModule(L.LightningDataModule):
 
     Args:
         root: dataset root (docs/method.md sec. 1.1 layouts).
-        layout: "auto" (default: "cola" when the root has gt.json, "actionformer" when it has
-            annotations/<name>.json), "cola" or "actionformer".
-        annotation_file: the annotation json relative to root (default gt.json, or the one annotations/*.json).
-        feature_folder / feature_prefix: ActionFormer layout: ``<root>/<folder>/<prefix><vid>.npy``
-            (default folder: the one folder of .npy files under root).
-        feature_stride / feature_window / default_fps: ActionFormer layout: feature i covers frames
-            ``[i*stride, i*stride + window)``; fps comes from the json, else ``default_fps``.
+        layout: the file layout (``class_path`` / ``init_args``): ``utal_lightning.data.layouts.cola.CoLALayout``
+            or ``...actionformer.ActionFormerLayout`` (its options: annotation file, feature folder and prefix,
+            stride, window, default fps), or a :class:`~utal_lightning.data.layouts.base.FileLayout` of your own;
+            None (default): the shipped one the root holds (gt.json: CoLA; annotations/<name>.json: ActionFormer).
         num_segments: T, snippets a video is sampled to (THUMOS 750, ActivityNet 50).
         batch_size: videos per training batch.
         num_clusters: K, pseudo-classes (default: the size of the class list).
@@ -167,13 +165,7 @@ class UTALDataModule(L.LightningDataModule):
         ignored_labels: Sequence[str] = (),
         missing_features: Literal["error", "skip"] = "error",
         require_test_annotations: bool = True,
-        layout: Literal["auto", "cola", "actionformer"] = "auto",
-        annotation_file: str | None = None,
-        feature_folder: str | None = None,
-        feature_prefix: str = "",
-        feature_stride: int = 4,
-        feature_window: int = 16,
-        default_fps: float = 30.0,
+        layout: FileLayout | None = None,
         test_grid: Literal["sampled", "all"] = "sampled",
         subtract_video_background: bool = False,
         pool_batch_size: int = 64,
@@ -198,13 +190,7 @@ class UTALDataModule(L.LightningDataModule):
             test_subset=test_subset,
             ignored_labels=tuple(ignored_labels),
             missing_features=missing_features,
-            kind=layout,
-            annotation_file=annotation_file,
-            feature_folder=feature_folder,
-            feature_prefix=feature_prefix,
-            feature_stride=feature_stride,
-            feature_window=feature_window,
-            default_fps=default_fps,
+            files=layout,
         )
         if not self.layout.root.is_dir():
             raise DatasetError(
@@ -213,7 +199,7 @@ class UTALDataModule(L.LightningDataModule):
             )
         # Validate the layout and every feature header now, before any training starts.
         self.index = read_dataset(self.layout, require_test_annotations=require_test_annotations)
-        self.layout = self.index.layout  # "auto" resolved to the layout found
+        self.layout = self.index.layout  # the file layout found under the root, its options filled in
         train_scan = scan_split(self.layout, train_split, self.index.train_ids)
         test_scan = scan_split(self.layout, test_split, self.index.test_ids)
         check_same_widths(train_scan, test_scan)

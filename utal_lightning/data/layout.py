@@ -1,23 +1,10 @@
-"""Read and validate the on-disk dataset layouts of docs/method.md sec. 1.1.
+"""Read and validate a dataset on disk (docs/method.md sec. 1.1): its annotations, class list and splits.
 
-CoLA / FEEL style (``layout: cola``)::
-
-    <root>/gt.json                     {"database": {vid: {"subset", "duration"?,
-                                                         "annotations": [{"segment", "label"}]}}}
-    <root>/split_<split>.txt           optional: one video id per line (else the gt.json subsets)
-    <root>/features/<split>/{rgb,flow}/<vid>.npy   (L, D_rgb) and (L, D_flow); "v_<vid>.npy" is found for <vid>
-    <root>/classes.txt                 optional: class names, one a line
-
-ActionFormer style (``layout: actionformer``)::
-
-    <root>/annotations/<name>.json     {"database": {vid: {"subset", "duration", "fps", "annotations":
-                                         [{"segment", "label", "label_id"}]}}}
-    <root>/<feature folder>/<prefix><vid>.npy   (L, D_rgb + D_flow), RGB first
-    <root>/classes.txt                 optional; else the labels ordered by label_id
-
-``layout: auto`` (the default) finds which one a root holds. The two differ in what a feature index
-means in seconds; :meth:`DatasetLayout.feature_clock` is that rule, and everything that turns positions
-into seconds (sampling, proposals, figures) goes through it.
+Where the files are and what a feature index means in seconds is the dataset's :class:`FileLayout` (one file
+each in ``data/layouts/``: CoLA's ``gt.json`` + ``features/<split>/{rgb,flow}/``, ActionFormer's
+``annotations/<name>.json`` + one ``(L, D)`` file per video); ``DatasetLayout.files`` None finds the shipped
+one the root holds. Everything that turns positions into seconds (sampling, proposals, figures) goes through
+:meth:`DatasetLayout.feature_clock`.
 
 Everything here fails with a :class:`DatasetError` whose one-line message names the file or video and
 the problem, before any training starts. Features are not read here (see ``store.py``); this module
@@ -34,39 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
+from utal_lightning.data.layouts import find_layout
+from utal_lightning.data.layouts.base import COLA_CLOCK, MODALITIES, SNIPPET_SECONDS, FeatureClock, FileLayout
 from utal_lightning.errors import DatasetError
 from utal_lightning.utils import read_json
 
-log = logging.getLogger(__name__)
+__all__ = ["COLA_CLOCK", "MODALITIES", "SNIPPET_SECONDS", "FeatureClock", "FileLayout"]  # and what is below
 
-SNIPPET_SECONDS = 16 / 25
-"""One I3D snippet is 16 frames at 25 fps (docs/method.md sec. 1)."""
+log = logging.getLogger(__name__)
 
 MISSING_FEATURES = ("error", "skip")
 """What a video without feature files is: an error (default), or skipped with a logged list."""
-
-MODALITIES = ("rgb", "flow")
-"""Feature modalities, in concatenation order: RGB first (docs/method.md sec. 1)."""
-
-LAYOUTS = ("auto", "cola", "actionformer")
-"""On-disk layouts (docs/method.md sec. 1.1): found from the files ("auto"), or named."""
-
-
-@dataclass(frozen=True)
-class FeatureClock:
-    """Where feature index ``x`` (fractional: a grid position scaled to the video's length) lies in seconds:
-    ``offset + x * step``. CoLA layout: ``step = 16/25``, ``offset = 0`` (docs/method.md sec. 1.2);
-    ActionFormer layout: feature ``i`` covers frames ``[i*stride, i*stride + window)``, so ``step = stride/fps``
-    and ``offset = window / 2 / fps`` (docs/method.md sec. 1.1)."""
-
-    step: float
-    offset: float = 0.0
-
-    def seconds(self, index: float | np.ndarray) -> float | np.ndarray:
-        return self.offset + index * self.step
-
-
-COLA_CLOCK = FeatureClock(SNIPPET_SECONDS, 0.0)
 
 
 @dataclass(frozen=True)
@@ -122,7 +87,7 @@ def subset_matches(subset: str | None, names: tuple[str, ...]) -> bool:
 
 @dataclass(frozen=True)
 class DatasetLayout:
-    """Where a dataset lives and how its gt.json subsets map to the train/test splits.
+    """Where a dataset lives, how its files are laid out, and how its annotation subsets map to the train/test splits.
 
     The mapping is configuration (docs/method.md sec. 1.1): THUMOS'14 trains on the 200 "validation" videos
     (CoLA's gt.json calls them "train") and tests on "test"; ActivityNet v1.2 trains on "training" and
@@ -130,7 +95,7 @@ class DatasetLayout:
     """
 
     root: Path
-    train_split: str = "train"  # names split_<name>.txt and features/<name>/
+    train_split: str = "train"  # names split_<name>.txt and features/<name>/ (CoLA layout)
     test_split: str = "test"
     train_subset: SubsetNames = (
         None  # gt.json subsets of training videos; ids come from them if the split file is absent
@@ -138,126 +103,61 @@ class DatasetLayout:
     test_subset: SubsetNames = None  # gt.json subsets of test videos; also the subsets evaluated by mAP
     ignored_labels: tuple[str, ...] = ()  # annotation labels dropped on read (e.g. THUMOS "Ambiguous")
     missing_features: str = "error"  # a video without its feature files: "error", or "skip" (dropped, listed)
-    kind: str = "auto"  # "cola", "actionformer", or "auto": whichever the root holds (see resolve_layout)
-    annotation_file: str | None = (
-        None  # relative to root; default gt.json (cola), the one annotations/*.json (actionformer)
-    )
-    feature_folder: str | None = None  # actionformer: folder of <prefix><vid>.npy; default the one folder of .npy files
-    feature_prefix: str = ""  # actionformer: file name prefix of every feature file (e.g. "v_")
-    feature_stride: int = 4  # actionformer: frames between consecutive features
-    feature_window: int = 16  # actionformer: frames one feature covers
-    default_fps: float = 30.0  # actionformer: fps of a video whose json entry has none
+    files: FileLayout | None = None  # the file layout; None: the shipped one the root holds (see resolve_layout)
 
     def __post_init__(self) -> None:
         if self.missing_features not in MISSING_FEATURES:
             raise ValueError(f"missing_features must be one of {MISSING_FEATURES}, got {self.missing_features!r}")
-        if self.kind not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.kind!r}")
-        if self.feature_stride <= 0 or self.feature_window <= 0:
-            raise ValueError(
-                f"feature_stride and feature_window must be positive, got {self.feature_stride}, {self.feature_window}"
-            )
-        if not (math.isfinite(self.default_fps) and self.default_fps > 0):
-            raise ValueError(f"default_fps must be a positive number, got {self.default_fps}")
         object.__setattr__(self, "root", Path(self.root))
         object.__setattr__(self, "train_subset", subset_names(self.train_subset))
         object.__setattr__(self, "test_subset", subset_names(self.test_subset))
         object.__setattr__(self, "ignored_labels", tuple(self.ignored_labels))
 
     @property
+    def name(self) -> str:
+        """The file layout's name ("cola", "actionformer", ...; "auto" before :func:`resolve_layout`)."""
+        return self.files.name if self.files is not None else "auto"
+
+    @property
     def gt_path(self) -> Path:
         """The annotation file (gt.json in the CoLA layout)."""
-        if self.annotation_file is not None:
-            return self.root / self.annotation_file
-        return self.root / "gt.json" if self.kind != "actionformer" else self.root / "annotations" / "<name>.json"
+        return self.files.annotation_path(self.root) if self.files is not None else self.root / "gt.json"
 
     @property
     def single_file(self) -> bool:
         """True when one file per video holds RGB and flow concatenated (ActionFormer layout)."""
-        return self.kind == "actionformer"
+        return self.files is not None and self.files.combined_modalities
 
     def feature_clock(self, annotation: VideoAnnotation | None) -> FeatureClock:
         """docs/method.md sec. 1.1: the seconds-per-feature rule of this layout for one video."""
-        if self.kind != "actionformer":
+        if self.files is None:
             return COLA_CLOCK
-        fps = annotation.fps if annotation is not None and annotation.fps is not None else self.default_fps
-        return FeatureClock(self.feature_stride / fps, self.feature_window / 2 / fps)
+        return self.files.feature_clock(annotation.fps if annotation is not None else None)
 
     @property
     def classes_path(self) -> Path:
         return self.root / "classes.txt"
 
-    def split_path(self, split: str) -> Path:
-        return self.root / f"split_{split}.txt"
+    def split_path(self, split: str) -> Path | None:
+        """The file listing a split's ids, where the layout has one."""
+        return self.files.split_file(self.root, split) if self.files is not None else None
 
     def subset_of(self, split: str) -> tuple[str, ...] | None:
         return {self.train_split: self.train_subset, self.test_split: self.test_subset}.get(split)
 
     def feature_files(self, split: str, video_id: str) -> tuple[Path, ...]:
         """The feature files of one video, in concatenation order: (rgb, flow), or the one (L, D) file."""
-        if self.single_file:
-            return (self.root / (self.feature_folder or "features") / f"{self.feature_prefix}{video_id}.npy",)
-        return tuple(self.feature_path(split, modality, video_id) for modality in MODALITIES)
-
-    def feature_path(self, split: str, modality: str, video_id: str) -> Path:
-        """CoLA layout: ``features/<split>/<modality>/<vid>.npy``, else the ``v_<vid>.npy`` ActivityNet convention.
-
-        Returns the first candidate when neither exists (the caller reports it as missing).
-        """
-        folder = self.root / "features" / split / modality
-        candidates = [folder / f"{video_id}.npy", folder / f"v_{video_id}.npy"]
-        for path in candidates:
-            if path.is_file():
-                return path
-        return candidates[0]
-
-
-def _npy_folders(root: Path) -> list[str]:
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != "annotations" and any(d.glob("*.npy")))
+        return self.files.feature_files(self.root, split, video_id)
 
 
 def resolve_layout(layout: DatasetLayout) -> DatasetLayout:
-    """``layout`` with its kind, annotation file and feature folder found from the files under its root.
-
-    ``auto`` is ``cola`` when ``<root>/gt.json`` exists, ``actionformer`` when ``<root>/annotations/`` holds a
-    json; an ActionFormer root's annotation file is its one ``annotations/*.json`` and its feature folder the
-    one folder of ``.npy`` files, unless the config names them.
-    """
+    """``layout`` with its file layout found from the files under its root (:func:`~utal_lightning.data.layouts.
+    find_layout`, where it has none) and that layout's open options filled in (its ``resolve``)."""
     root = layout.root
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset root is not a directory")
-    kind = layout.kind
-    annotation_jsons = sorted((root / "annotations").glob("*.json")) if (root / "annotations").is_dir() else []
-    if kind == "auto":
-        if layout.annotation_file is not None:
-            kind = "actionformer" if Path(layout.annotation_file).parts[:1] == ("annotations",) else "cola"
-        elif (root / "gt.json").is_file():
-            kind = "cola"
-        elif annotation_jsons:
-            kind = "actionformer"
-        else:
-            raise DatasetError(
-                f"{root / 'gt.json'}: not found, and no annotations/<name>.json either "
-                "(the CoLA and ActionFormer layouts of docs/method.md sec. 1.1)"
-            )
-    changes: dict[str, object] = {"kind": kind}
-    if kind == "actionformer":
-        if layout.annotation_file is None:
-            if len(annotation_jsons) != 1:
-                found = ", ".join(p.name for p in annotation_jsons) or "none"
-                raise DatasetError(
-                    f"{root / 'annotations'}: expected one annotation json, found {found} (set data.annotation_file)"
-                )
-            changes["annotation_file"] = str(annotation_jsons[0].relative_to(root))
-        if layout.feature_folder is None:
-            folders = _npy_folders(root)
-            if len(folders) != 1:
-                found = ", ".join(folders) or "none"
-                raise DatasetError(
-                    f"{root}: expected one folder of <video>.npy feature files, found {found} (set data.feature_folder)"
-                )
-            changes["feature_folder"] = folders[0]
-    return replace(layout, **changes)
+    files = layout.files if layout.files is not None else find_layout(root)()
+    return replace(layout, files=files.resolve(root))
 
 
 @dataclass
@@ -457,7 +357,7 @@ def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, Vid
     """Video ids of a split: split_<split>.txt, else the gt.json entries whose subset the split accepts."""
     path = layout.split_path(split)
     names = layout.subset_of(split)
-    if path.is_file():
+    if path is not None and path.is_file():
         ids = _read_lines(path, "video")
         if names is not None:
             for vid in ids:
@@ -477,7 +377,7 @@ def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, Vid
             )
     else:
         present = quoted(sorted({str(a.subset) for a in annotations.values()}))
-        if layout.kind == "actionformer":  # split files are not part of this layout: name its annotation file
+        if path is None:  # split files are not part of this layout: name its annotation file
             raise DatasetError(
                 f"{layout.gt_path}: no subset is configured for the {split} split "
                 f"(data.{split}_subset, utal check --{split}-subset; subsets present: {present})"
@@ -487,7 +387,7 @@ def read_split_ids(layout: DatasetLayout, split: str, annotations: dict[str, Vid
             f"(data.{split}_subset; subsets present: {present})"
         )
     if not ids:
-        raise DatasetError(f"{path}: the {split} split has no videos")
+        raise DatasetError(f"{path if path is not None else layout.gt_path}: the {split} split has no videos")
     return ids
 
 
@@ -501,7 +401,7 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
     layout = resolve_layout(layout)
     if not layout.gt_path.is_file():
         raise DatasetError(
-            f"{layout.gt_path}: annotation file not found ({layout.kind} layout, docs/method.md sec. 1.1)"
+            f"{layout.gt_path}: annotation file not found ({layout.name} layout, docs/method.md sec. 1.1)"
         )
     annotations = read_annotations(layout.gt_path, layout.ignored_labels)
     classes = read_classes(layout, annotations)

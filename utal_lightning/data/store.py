@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from utal_lightning.data.layout import COLA_CLOCK, MODALITIES, DatasetIndex, DatasetLayout, FeatureClock
+from utal_lightning.data.layout import (
+    COLA_CLOCK,
+    MODALITIES,
+    DatasetIndex,
+    DatasetLayout,
+    FeatureClock,
+    resolve_layout,
+)
 from utal_lightning.data.sampling import position_to_seconds, test_positions
 from utal_lightning.errors import DatasetError
 from utal_lightning.pseudo.pooling import label_free_background
@@ -60,6 +67,8 @@ def _read_header(path: Path, vid: str) -> tuple[int, ...]:
 def scan_split(layout: DatasetLayout, split: str, video_ids: Sequence[str]) -> SplitScan:
     """Check every video's feature headers of ``split``: presence, 2-D float, equal rgb/flow lengths, equal
     widths across videos. A single (L, D) file per video (ActionFormer layout) holds RGB in its first D/2 channels."""
+    if layout.files is None:  # not read yet: its file layout from the root's files
+        layout = resolve_layout(layout)
     paths, lengths = [], []
     parts = ("features",) if layout.single_file else MODALITIES
     dims: dict[str, tuple[int, str]] = {}  # part -> (width, first video)

@@ -33,7 +33,7 @@ def check_dataset(layout: DatasetLayout, require_test_annotations: bool = True) 
     }
     summary: dict[str, object] = {
         "root": str(layout.root),
-        "layout": layout.kind,
+        "layout": layout.name,
         "annotation_file": str(layout.gt_path),
         "classes": index.classes,
         "num_classes": index.num_classes,

@@ -752,8 +752,9 @@ def write_actionformer_copy(
     to ActionFormer's feature grid (:func:`actionformer_positions`). The same videos at the same seconds, so
     both layouts can be compared. Atomic like :func:`write_synthetic_dataset`."""
     from utal_lightning.data.layout import DatasetLayout, read_dataset  # no cycle at import time
+    from utal_lightning.data.layouts.cola import CoLALayout
 
-    index = read_dataset(DatasetLayout(cola_root, kind="cola"), require_test_annotations=False)
+    index = read_dataset(DatasetLayout(cola_root, files=CoLALayout()), require_test_annotations=False)
     out_dir = Path(out_dir).expanduser().absolute()
     _prepare_target(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -766,7 +767,7 @@ def write_actionformer_copy(
         database: dict[str, dict] = {}
         for split, ids in index.splits.items():
             for vid in ids:
-                rgb, flow = (np.load(index.layout.feature_path(split, m, vid)) for m in ("rgb", "flow"))
+                rgb, flow = (np.load(path) for path in index.layout.feature_files(split, vid))
                 taken = actionformer_positions(rgb.shape[0], fps, stride, window)
                 np.save(tmp / feature_folder / f"{prefix}{vid}.npy", np.concatenate([rgb, flow], axis=1)[taken])
                 annotation = index.annotations.get(vid)
