@@ -72,6 +72,19 @@ def test_nothing_below_the_loop_imports_it(module):
     assert _offending(imported_modules(PACKAGE / module), forbidden) == []
 
 
+RUNTIME = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "runtime").rglob("*.py"))
+
+
+def test_the_runtime_list_is_not_empty():
+    assert "runtime/preemption.py" in RUNTIME
+
+
+@pytest.mark.parametrize("module", RUNTIME)
+def test_the_runtime_room_imports_neither_the_loop_nor_the_clis(module):
+    forbidden = ("utal_lightning.loop", "utal_lightning.lightning_cli", "utal_lightning.cli")
+    assert _offending(imported_modules(PACKAGE / module), forbidden) == []
+
+
 def test_the_check_sees_nested_and_relative_imports(tmp_path):
     # The guard itself must be able to fail: imports inside functions and relative ones are found.
     probe = tmp_path / "probe.py"

@@ -29,7 +29,7 @@ from utal_lightning.data.layout import DatasetIndex, DatasetLayout, read_dataset
 from utal_lightning.data.store import FeatureStore
 from utal_lightning.eval.actionness import mean_auc, snippet_auc
 from utal_lightning.eval.centroids import centroid_scores
-from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
+from utal_lightning.eval.clustering import cluster_to_class_map, clustering_scores
 from utal_lightning.eval.detect import DetectionSettings, detect_with_mapping
 from utal_lightning.eval.io import write_detections
 from utal_lightning.pseudo.cluster import kmeans
@@ -120,8 +120,7 @@ def run_baseline(
     pooled = torch.stack([row[0] for row in train_rows])
     clusters, centres = kmeans(pooled, k, seed=seed)
     targets = torch.as_tensor(index.class_targets(index.train_ids))
-    annotated = targets >= 0
-    mapping = hungarian_mapping(contingency_matrix(clusters[annotated], targets[annotated], k, index.num_classes))
+    mapping = cluster_to_class_map(clusters, targets, k, index.num_classes)
 
     detections = []
     for i in range(len(test)):

@@ -242,7 +242,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from utal_lightning.report import to_markdown, write_report
+    from utal_lightning.reporting.aggregate import to_markdown, write_report
 
     rows, groups = write_report(args.runs, args.out)
     print(to_markdown(rows), end="")

@@ -23,7 +23,10 @@ from utal_lightning.data.datamodule import UTALDataModule
 from utal_lightning.distributed import gather_objects
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
-from utal_lightning.loop.preemption import (
+from utal_lightning.loop.refresh import PseudoLabelRefresh
+from utal_lightning.models.modules import LocalizationModule
+from utal_lightning.reporting.summary import RUN_CONFIG_FILE, SUMMARY_FILE
+from utal_lightning.runtime.preemption import (
     Interrupted,
     PreemptionCheckpoint,
     early_signal_handlers,
@@ -33,9 +36,6 @@ from utal_lightning.loop.preemption import (
     resume_hint,
     slurm_plugins,
 )
-from utal_lightning.loop.refresh import PseudoLabelRefresh
-from utal_lightning.models.modules import LocalizationModule
-from utal_lightning.reporting.summary import RUN_CONFIG_FILE, SUMMARY_FILE
 from utal_lightning.utils import atomic_write_text, shipped_config
 
 DETECTIONS_FILE = "detections.json"

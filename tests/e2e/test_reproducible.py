@@ -17,7 +17,7 @@ from tests.helpers.fit import fit_args, run_utal, run_utal_ddp, short_copl_args
 from tests.helpers.trainer import trainer_stub
 from utal_lightning.cli import main
 from utal_lightning.data.datamodule import UTALDataModule
-from utal_lightning.loop.preemption import PreemptionCheckpoint
+from utal_lightning.runtime.preemption import PreemptionCheckpoint
 
 T = 6
 

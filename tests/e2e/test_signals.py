@@ -17,7 +17,7 @@ import torch
 from tests.helpers.fit import SIGNAL_STEP as STEP
 from tests.helpers.fit import environment_outside_slurm, run_utal, short_copl_args, signal_at_step
 from tests.helpers.paths import REPO
-from utal_lightning.loop.preemption import resume_hint
+from utal_lightning.runtime.preemption import resume_hint
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR1, 138)])

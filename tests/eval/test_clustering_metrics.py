@@ -66,3 +66,20 @@ def test_hungarian_mapping_is_one_to_one_and_optimal():
 def test_contingency_matrix_counts():
     m = contingency_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([1, 1, 0, 1]), 3, 2)
     assert m.tolist() == [[0, 1], [1, 1], [0, 1]]
+
+
+def test_one_cluster_to_class_map_leaves_unknown_videos_out_and_follows_the_protocol():
+    from utal_lightning.eval.clustering import cluster_to_class_map
+
+    # cluster c holds class (c + 1) % 3; the video without a class and the one without a cluster count not
+    clusters = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, -1, 2])
+    classes = torch.tensor([1, 1, 2, 2, 2, 2, 0, 0, 0, 0, -1])
+    for protocol in ("hungarian", "majority"):
+        mapping = cluster_to_class_map(clusters, classes, 3, 3, protocol)
+        assert mapping.shape == (3, 3) and mapping.argmax(1).tolist() == [1, 2, 0], protocol
+    # two clusters of one class: one-to-one under Hungarian, both to it under the majority protocol
+    crowded, truth = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([1, 1, 1, 1, 0])
+    assert sorted(cluster_to_class_map(crowded, truth, 3, 3).argmax(1).tolist()) == [0, 1, 2]
+    assert cluster_to_class_map(crowded, truth, 3, 3, "majority").argmax(1).tolist()[:2] == [1, 1]
+    with pytest.raises(ValueError, match="protocol"):
+        cluster_to_class_map(crowded, truth, 3, 3, "greedy")

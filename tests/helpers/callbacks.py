@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import lightning as L
 
-from utal_lightning.loop.preemption import PreemptionCheckpoint
+from utal_lightning.runtime.preemption import PreemptionCheckpoint
 
 
 class Probe(L.Callback):

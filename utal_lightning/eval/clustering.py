@@ -61,6 +61,21 @@ def purity(confusion: Tensor) -> float:
     return float(confusion.max(1).values.sum()) / total if total else float("nan")
 
 
+def cluster_to_class_map(
+    clusters: Tensor, classes: Tensor, num_clusters: int, num_classes: int, protocol: str = "hungarian"
+) -> Tensor:
+    """docs/method.md sec. 3.5: the (K, C) evaluation map from the videos whose cluster and class are both known
+    (``>= 0``): "hungarian" (:func:`hungarian_mapping`, the main number) or "majority" (:func:`majority_mapping`,
+    the TCAM / FEEL protocol). The one place every evaluation (the models' tests, the pseudolabels' records, the
+    baseline) maps clusters to classes."""
+    if protocol not in ("hungarian", "majority"):
+        raise ValueError(f"protocol must be 'hungarian' or 'majority', got {protocol!r}")
+    clusters, classes = torch.as_tensor(clusters), torch.as_tensor(classes)
+    known = (classes >= 0) & (clusters >= 0)
+    confusion = contingency_matrix(clusters[known], classes[known], num_clusters, num_classes)
+    return hungarian_mapping(confusion) if protocol == "hungarian" else majority_mapping(confusion)
+
+
 def hungarian_accuracy(confusion: Tensor) -> float:
     """Accuracy under the best one-to-one cluster -> class assignment."""
     counts = confusion.cpu().numpy()

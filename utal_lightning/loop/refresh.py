@@ -23,7 +23,6 @@ from torch import Tensor
 
 from utal_lightning.distributed import gather_objects, gather_rows, shard
 from utal_lightning.eval.actionness import snippet_auc
-from utal_lightning.loop.preemption import preemption_requested
 from utal_lightning.pseudo.parts import PseudoLabels
 from utal_lightning.pseudo.pooling import deviation_actionness, orientation_sign, within_video_correlation
 from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
@@ -32,6 +31,7 @@ from utal_lightning.reporting import iteration as report
 from utal_lightning.reporting import plots
 from utal_lightning.reporting.summary import write_summary
 from utal_lightning.reporting.test_results import log_per_class_table, test_metrics
+from utal_lightning.runtime.preemption import preemption_requested
 
 
 def rng_states() -> dict[str, Any]:

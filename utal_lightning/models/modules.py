@@ -16,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from utal_lightning.distributed import gather_objects
 from utal_lightning.eval.centroids import centroid_scores, cluster_centroids
-from utal_lightning.eval.clustering import contingency_matrix, hungarian_mapping, majority_mapping
+from utal_lightning.eval.clustering import cluster_to_class_map
 from utal_lightning.eval.detect import (
     COLA_THUMOS_THRESHOLDS,
     detect_with_mapping,
@@ -211,13 +211,10 @@ class LocalizationModule(L.LightningModule):
 
         docs/method.md sec. 3.5.
         """
-        targets = torch.as_tensor(datamodule.index.class_targets(datamodule.index.train_ids))
-        labels = datamodule.labels
-        known = (targets >= 0) & (labels >= 0)
-        confusion = contingency_matrix(
-            labels[known], targets[known], datamodule.num_clusters, datamodule.index.num_classes
+        targets = datamodule.index.class_targets(datamodule.index.train_ids)
+        return cluster_to_class_map(
+            datamodule.labels, targets, datamodule.num_clusters, datamodule.index.num_classes, self.class_mapping
         )
-        return hungarian_mapping(confusion) if self.class_mapping == "hungarian" else majority_mapping(confusion)
 
     def localization_map(self, output: LocalizationOutput) -> Tensor:
         """(B, T, K) map whose thresholded runs are proposals (docs/method.md sec. 5): the model's own

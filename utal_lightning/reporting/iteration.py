@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from utal_lightning.eval.clustering import clustering_scores, contingency_matrix, hungarian_mapping
+from utal_lightning.eval.clustering import cluster_to_class_map, clustering_scores
 from utal_lightning.pseudo.pooling import minmax_over_time
 from utal_lightning.reporting import plots
 
@@ -33,9 +33,8 @@ _DIAGNOSTIC_KEYS = ("attention_auc", "label_free_auc", "pooled_nmi", "accuracy_P
 
 def _hungarian_correct(labels: Tensor, targets: np.ndarray, num_clusters: int, num_classes: int) -> np.ndarray:
     """Per video with a known class (``targets >= 0``): whether its cluster maps to it (Hungarian map)."""
-    known = targets >= 0
-    confusion = contingency_matrix(labels[known], torch.as_tensor(targets[known]), num_clusters, num_classes)
-    return (hungarian_mapping(confusion).argmax(1)[labels].numpy() == targets)[known]
+    mapping = cluster_to_class_map(labels, targets, num_clusters, num_classes)
+    return (mapping.argmax(1)[labels].numpy() == targets)[targets >= 0]
 
 
 def iteration_record(datamodule: Any, result: Any, iteration: int, epochs: int, seconds: float) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def iteration_record(datamodule: Any, result: Any, iteration: int, epochs: int, 
     correct, in_p = np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     known = targets >= 0
     if known.any():  # one map for P and U: comparable numbers
-        correct, in_p = _hungarian_correct(labels, targets, k, int(targets.max()) + 1), selected[known]
+        correct, in_p = _hungarian_correct(labels, targets, k, datamodule.index.num_classes), selected[known]
     return {
         "iteration": iteration,
         **{key: round(value, 6) for key, value in everyone.items()},

@@ -1,4 +1,4 @@
-"""Preemption (utal_lightning/loop/preemption.py): the SIGUSR1 handler only sets a flag; the run saves an
+"""Preemption (utal_lightning/runtime/preemption.py): the SIGUSR1 handler only sets a flag; the run saves an
 hpc_ckpt_<N> at the next batch start, requeues once and stops; a rerun of the same command resumes it."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.helpers.callbacks import SignalAt
 from tests.helpers.fit import SHORT, fit_args, run_utal_ddp
 from tests.helpers.fit import fit as fit_config
 from utal_lightning.data.synthetic import write_synthetic_dataset
-from utal_lightning.loop.preemption import (
+from utal_lightning.runtime.preemption import (
     PreemptionCheckpoint,
     newest_checkpoint,
     resolve_resume_path,
