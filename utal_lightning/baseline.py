@@ -157,14 +157,14 @@ def run_baseline(
 
 def baseline_settings(config: dict) -> dict[str, object]:
     """What :func:`run_baseline` takes from a model config (a ``utal fit`` YAML, merged): the detection settings
-    of ``model.init_args``, the grids ``data.init_args.num_segments`` and ``test_grid``, and the label-free
+    of ``model.init_args.detection``, the grids ``data.init_args.num_segments`` and ``test_grid``, and the label-free
     pooling of the pseudolabeler's first pooler (``loop.pseudolabeler.init_args.first_pooler.init_args``:
     ``fraction``, ``subtract_background``), each where the config has it."""
     model = (config.get("model") or {}).get("init_args") or {}
     data = (config.get("data") or {}).get("init_args") or {}
     pseudolabeler = ((config.get("loop") or {}).get("pseudolabeler") or {}).get("init_args") or {}
     first_pooler = (pseudolabeler.get("first_pooler") or {}).get("init_args") or {}
-    settings: dict[str, object] = {"detection": DetectionSettings.from_config(model)}
+    settings: dict[str, object] = {"detection": DetectionSettings.from_config(model.get("detection") or {})}
     if "num_segments" in data:
         settings["num_segments"] = int(data["num_segments"])
     if "test_grid" in data:

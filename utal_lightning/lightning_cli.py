@@ -372,6 +372,13 @@ MOVED_KEYS = {
     },
     **{("model", key): "model.init_args.optimizer.init_args" for key in ("lr", "weight_decay")},
     **{
+        ("model", key): "model.init_args.detection"
+        for key in (
+            *("class_threshold", "proposal_thresholds", "proposal_scoring", "actionness_thresholds", "nms_iou"),
+            "upsample_scale",
+        )
+    },
+    **{
         ("data", key): "data.init_args.layout.init_args"
         for key in ("annotation_file", "feature_folder", "feature_prefix", "feature_stride", "feature_window")
     },
@@ -391,7 +398,7 @@ def outdated_config_hint(message: str) -> str | None:
     if moved and (moved.group(1), moved.group(2)) in MOVED_KEYS:
         group, key = moved.groups()
         where = MOVED_KEYS[(group, key)]
-        parts = "the file layout is a class now" if group == "data" else "the network, loss and optimizer are parts"
+        parts = "the file layout is a class now" if group == "data" else "the model's settings are grouped by part"
         return f"outdated config: {group}.init_args.{key} moved to {where}.{key} ({parts}; {see})"
     named = re.search(r"Parser key \"layout\".*?string: (\w+)", message, re.S)
     if named and named.group(1) in LAYOUT_NAMES:

@@ -35,7 +35,7 @@ def test_actionness_proposals_come_from_the_class_agnostic_actionness(cls, actio
     mapping = torch.eye(3)
     out = on.localize(batch["features"])
     loc = on.localization_map(out)[0]
-    common = (loc, out.video_scores[0], mapping, 0.64, MAP_THRESHOLDS, 0.0, on.nms_iou)
+    common = (loc, out.video_scores[0], mapping, 0.64, MAP_THRESHOLDS, 0.0, on.detection.nms_iou)
     with_actionness = detect_with_mapping(
         *common, actionness=actionness_of(out), actionness_thresholds=COLA_ACTIONNESS_THRESHOLDS
     ).numpy()
@@ -65,7 +65,7 @@ def test_proposal_scoring_reaches_the_map_threshold_proposals(scoring):
         0.64,
         MAP_THRESHOLDS,
         0.0,
-        module.nms_iou,
+        module.detection.nms_iou,
         thresholded_scoring=scoring == "thresholded",
     )
     np.testing.assert_allclose(module.detect(batch, (torch.eye(3), None)), expected.numpy())
@@ -80,7 +80,9 @@ def test_actionness_localization_uses_the_class_agnostic_actionness_for_every_cl
     batch = {"features": torch.rand(1, 60, 8, generator=torch.Generator().manual_seed(3)), "seconds_per_step": 0.64}
     out = module.localize(batch["features"])
     loc = out.actionness()[0][:, None].expand(-1, 3)
-    expected = detect_with_mapping(loc, out.video_scores[0], torch.eye(3), 0.64, MAP_THRESHOLDS, 0.0, module.nms_iou)
+    expected = detect_with_mapping(
+        loc, out.video_scores[0], torch.eye(3), 0.64, MAP_THRESHOLDS, 0.0, module.detection.nms_iou
+    )
     np.testing.assert_allclose(module.detect(batch, (torch.eye(3), None)), expected.numpy())
     assert not torch.equal(module.class_map(out)[0], loc)  # the default map differs: the option matters
     with pytest.raises(ValueError, match="localization"):
@@ -99,7 +101,7 @@ def test_centroid_class_scores_score_the_pooled_test_video_against_the_centroids
     centroids = torch.nn.functional.normalize(torch.rand(3, 8, generator=torch.Generator().manual_seed(5)), dim=1)
     scores = centroid_scores(pooled, centroids, 0.2)[0]
     expected = detect_with_mapping(
-        module.localization_map(out)[0], scores, torch.eye(3), 0.64, MAP_THRESHOLDS, 0.0, module.nms_iou
+        module.localization_map(out)[0], scores, torch.eye(3), 0.64, MAP_THRESHOLDS, 0.0, module.detection.nms_iou
     )
     batch = {"features": features, "seconds_per_step": 0.64}
     np.testing.assert_allclose(module.detect(batch, (torch.eye(3), centroids)), expected.numpy())

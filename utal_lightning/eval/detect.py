@@ -27,9 +27,22 @@ COLA_ACTIONNESS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.9
 
 @dataclass(frozen=True)
 class DetectionSettings:
-    """How a localization map becomes detections (docs/method.md sec. 5); the fields are the inference arguments
-    of a model config (``model.init_args``) of the same names, so a label-free detector can run exactly the
-    inference of a dataset's model config (:meth:`from_config`). Defaults: those of ``LocalizationModule``."""
+    """How a localization map becomes detections (docs/method.md sec. 5): a model config's
+    ``model.init_args.detection``, so a label-free detector can run exactly the inference of a dataset's model
+    config (:meth:`from_config`).
+
+    Args:
+        class_threshold: keep classes with video score >= this (0.2 THUMOS, 0.1 ActivityNet), else the argmax.
+        proposal_thresholds: thresholds on the normalized localization map (docs/method.md sec. 5).
+        proposal_scoring: the map a run of ``proposal_thresholds`` is OIC-scored on: "thresholded" (its copy
+            with values below the threshold set to 0: CoLA's released code, for CAS thresholds) or
+            "unthresholded" (the map itself: AICL's released code, which COPL follows, for ``h_cs`` thresholds).
+        actionness_thresholds: thresholds on the normalized class-agnostic actionness (CoLA's second proposal
+            source, ``arange(0.1, 0.925, 0.025)`` in its code; empty = off); each run is scored on the
+            unthresholded localization map of every kept class.
+        nms_iou: per-class NMS IoU (0.6 CoLA's code, 0.7 FEEL's text).
+        upsample_scale: linear upsampling factor before thresholding.
+    """
 
     class_threshold: float = 0.2
     proposal_thresholds: tuple[float, ...] = COLA_THUMOS_THRESHOLDS
@@ -38,14 +51,19 @@ class DetectionSettings:
     nms_iou: float = 0.6
     upsample_scale: int = 24
 
-    @classmethod
-    def from_config(cls, model_args: Mapping[str, Any]) -> DetectionSettings:
-        """The settings a model config's ``init_args`` gives; fields it leaves out keep their defaults."""
-        given = {f.name: model_args[f.name] for f in fields(cls) if f.name in model_args}
+    def __post_init__(self) -> None:
+        if self.proposal_scoring not in ("thresholded", "unthresholded"):
+            raise ValueError(
+                f"proposal_scoring must be 'thresholded' or 'unthresholded', got {self.proposal_scoring!r}"
+            )
         for name in ("proposal_thresholds", "actionness_thresholds"):
-            if name in given:
-                given[name] = tuple(float(t) for t in given[name])
-        return cls(**given)
+            object.__setattr__(self, name, tuple(float(t) for t in getattr(self, name)))
+
+    @classmethod
+    def from_config(cls, detection: Mapping[str, Any]) -> DetectionSettings:
+        """The settings of a model config's ``model.init_args.detection``; fields it leaves out keep their
+        defaults."""
+        return cls(**{f.name: detection[f.name] for f in fields(cls) if f.name in detection})
 
 
 _PAIR_BUDGET = 1 << 21  # candidate (row, column) pairs scored at once in _nms_by_label

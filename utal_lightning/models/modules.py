@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from typing import Any, Literal, Protocol
 
 import lightning as L
@@ -18,7 +18,7 @@ from utal_lightning.distributed import gather_objects
 from utal_lightning.eval.centroids import centroid_scores, cluster_centroids
 from utal_lightning.eval.clustering import cluster_to_class_map
 from utal_lightning.eval.detect import (
-    COLA_THUMOS_THRESHOLDS,
+    DetectionSettings,
     detect_with_mapping,
     detection_map_on_videos,
 )
@@ -55,17 +55,8 @@ class LocalizationModule(L.LightningModule):
             weight_decay}``), built on the network's parameters.
         num_classes: K (linked from the data's ``num_clusters``).
         feature_dim: input width (linked from the data: 2048 for I3D rgb + flow).
-        class_threshold: keep classes with video score >= this (0.2 THUMOS, 0.1 ActivityNet), else the argmax.
-        proposal_thresholds: thresholds on the normalized localization map (docs/method.md sec. 5).
-        proposal_scoring: the map a run of ``proposal_thresholds`` is OIC-scored on: "thresholded"
-            (its copy with values below the threshold set to 0: CoLA's released code, for CAS
-            thresholds) or "unthresholded" (the map itself: AICL's released code, which COPL
-            follows, for ``h_cs`` thresholds).
-        actionness_thresholds: thresholds on the normalized class-agnostic actionness (CoLA's second
-            proposal source, ``arange(0.1, 0.925, 0.025)`` in its code; empty = off); each run is
-            scored on the unthresholded localization map of every kept class.
-        nms_iou: per-class NMS IoU (0.6 CoLA's code, 0.7 FEEL's text).
-        upsample_scale: linear upsampling factor before thresholding.
+        detection: how a localization map becomes detections (:class:`~utal_lightning.eval.detect.DetectionSettings`:
+            class threshold, proposal thresholds and scoring, actionness thresholds, NMS IoU, upsampling).
         class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority"
             (FEEL/TCAM protocol).
         class_scores: a test video's (pseudo-)class scores: "network" (the model's video scores: the papers) or
@@ -92,12 +83,7 @@ class LocalizationModule(L.LightningModule):
         num_classes: int,
         feature_dim: int = 2048,
         optimizer: OptimizerCallable = torch.optim.Adam,
-        class_threshold: float = 0.2,
-        proposal_thresholds: Sequence[float] = COLA_THUMOS_THRESHOLDS,
-        proposal_scoring: Literal["thresholded", "unthresholded"] = "thresholded",
-        actionness_thresholds: Sequence[float] = (),
-        nms_iou: float = 0.6,
-        upsample_scale: int = 24,
+        detection: DetectionSettings = DetectionSettings(),
         class_mapping: Literal["hungarian", "majority"] = "hungarian",
         class_scores: Literal["network", "centroids"] = "network",
         localization: Literal["class_map", "actionness"] = "class_map",
@@ -112,14 +98,9 @@ class LocalizationModule(L.LightningModule):
         self.num_classes, self.feature_dim, self.rgb_dim = num_classes, feature_dim, rgb_dim
         if class_mapping not in ("hungarian", "majority"):
             raise ValueError(f"class_mapping must be 'hungarian' or 'majority', got {class_mapping!r}")
-        self.class_threshold = class_threshold
-        self.proposal_thresholds = tuple(proposal_thresholds)
-        self.actionness_thresholds = tuple(actionness_thresholds)
-        if proposal_scoring not in ("thresholded", "unthresholded"):
-            raise ValueError(f"proposal_scoring must be 'thresholded' or 'unthresholded', got {proposal_scoring!r}")
-        self.proposal_scoring = proposal_scoring
-        self.nms_iou = nms_iou
-        self.upsample_scale = upsample_scale
+        if isinstance(detection, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
+            detection = DetectionSettings(**detection)
+        self.detection = detection
         self.class_mapping = class_mapping
         if class_scores not in ("network", "centroids"):
             raise ValueError(f"class_scores must be 'network' or 'centroids', got {class_scores!r}")
@@ -184,12 +165,14 @@ class LocalizationModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer(self.model.parameters())
 
-    def save_settings(self, **dataclasses: Any) -> None:
+    def save_settings(self) -> None:
         """``save_hyperparameters`` of the calling constructor, but for the network and optimizer (callables) and
-        with ``dataclasses`` (loss settings) saved as plain dicts: checkpoints stay loadable with
+        with settings dataclasses (loss, detection) saved as plain dicts: checkpoints stay loadable with
         ``weights_only=True``."""
-        self.save_hyperparameters(ignore=["network", "optimizer", *dataclasses], frame=inspect.currentframe().f_back)
-        self.hparams.update({name: asdict(value) for name, value in dataclasses.items()})
+        self.save_hyperparameters(ignore=["network", "optimizer"], frame=inspect.currentframe().f_back)
+        for name, value in list(self.hparams.items()):
+            if is_dataclass(value) and not isinstance(value, type):
+                self.hparams[name] = asdict(value)
 
     def _build_model(self) -> nn.Module:
         """A new network as the constructor builds it (on the CPU, drawing from the global RNG)."""
@@ -257,7 +240,8 @@ class LocalizationModule(L.LightningModule):
         mapping, centroids = reference
         features = batch["features"].to(self.device)
         output = self.localize(features, model)
-        actionness = output.actionness()[0].float().cpu() if self.actionness_thresholds else None
+        settings = self.detection
+        actionness = output.actionness()[0].float().cpu() if settings.actionness_thresholds else None
         if centroids is None:
             video_scores = output.video_scores[0]
         else:
@@ -269,13 +253,13 @@ class LocalizationModule(L.LightningModule):
             video_scores.float().cpu(),
             mapping,
             float(batch["seconds_per_step"]),
-            self.proposal_thresholds,
-            self.class_threshold,
-            self.nms_iou,
-            scale=self.upsample_scale,
+            settings.proposal_thresholds,
+            settings.class_threshold,
+            settings.nms_iou,
+            scale=settings.upsample_scale,
             actionness=actionness,
-            actionness_thresholds=self.actionness_thresholds,
-            thresholded_scoring=self.proposal_scoring == "thresholded",
+            actionness_thresholds=settings.actionness_thresholds,
+            thresholded_scoring=settings.proposal_scoring == "thresholded",
             seconds_offset=float(batch.get("seconds_offset", 0.0)),
         )
         return rows.numpy()
@@ -330,7 +314,7 @@ class CoLAModule(LocalizationModule):
         super().__init__(network, **kwargs)
         if isinstance(loss, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
             loss = CoLALoss(**loss)
-        self.save_settings(loss=loss)
+        self.save_settings()
         self.loss = loss
         self.model = self._build_model()
 
@@ -431,7 +415,7 @@ class IOCNetModule(LocalizationModule):
         super().__init__(network, **kwargs)
         if isinstance(loss, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
             loss = IOCNetLoss(**loss)
-        self.save_settings(loss=loss)
+        self.save_settings()
         self.loss = loss
         self.model = self._build_model()
         self.teacher = EMATeacher(self.model, ema_decay) if loss.use_co else None
