@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from tests.helpers.models import cola_module, iocnet_module
-from utal_lightning.loop.refresh import PseudoLabelRefresh
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,10 +83,3 @@ def test_iocnet_teacher_restarts_from_the_fresh_student():
     _assert_same_weights(module.teacher.module, fresh.teacher.module)
     assert int(module.teacher.n_averaged) == 0
     torch.testing.assert_close(module.localize(features).h_cs, fresh.localize(features).h_cs, rtol=0, atol=0)
-
-
-def test_restart_seed_depends_on_data_seed_and_iteration_only():
-    seeds = {PseudoLabelRefresh.restart_seed(s, i) for s in (0, 1) for i in (2, 3)}
-    assert len(seeds) == 4
-    assert PseudoLabelRefresh.restart_seed(0, 2) == PseudoLabelRefresh.restart_seed(0, 2)
-    torch.manual_seed(PseudoLabelRefresh.restart_seed(0, 2))  # a valid torch seed

@@ -5,7 +5,7 @@ import torch
 
 from utal_lightning.pseudo.cluster import kmeans
 from utal_lightning.pseudo.pooling import attention_pool, minmax_over_time
-from utal_lightning.pseudo.select import iis_beta, iis_select, iteration_epochs
+from utal_lightning.pseudo.select import iis_beta, iis_select
 
 
 def test_iis_beta_schedules():
@@ -68,35 +68,6 @@ def test_iis_variable_quota_is_exact(mu, i, i_max, n, hand_beta, hand_quota):
     assert iis_beta(i, i_max, "variable", str(mu)) == iis_beta(i, i_max, "variable", Fraction(str(mu))) == hand_beta
     labels, rank = _one_cluster(n)
     assert int(iis_select(labels, rank, iis_beta(i, i_max, "variable", mu)).sum()) == hand_quota
-
-
-@pytest.mark.parametrize(
-    "e_max,per_epoch,n,batch,adaptive,expected",
-    [
-        # adaptive: E_max epochs over P (100 x ceil(30/16) = 200 of the baseline's 100 x 8 = 800 batches)
-        (100, 30, 120, 16, True, 100),
-        (460, 37, 200, 16, True, 460),
-        # fixed budget: E_max x ceil(N/B) batches; 100 x 8 = 800 batches of 2 per epoch = 400 epochs
-        (100, 30, 120, 16, False, 400),
-        # THUMOS: 460 x 13 = 5980 batches, 3 per epoch over 37 videos: 1993.3 -> 1994 epochs
-        (460, 37, 200, 16, False, 1994),
-        # ActivityNet: 30 x 38 = 1140 batches, 4 per epoch over 500 videos: 285 epochs
-        (30, 500, 4819, 128, False, 285),
-        # fewer videos than a batch: one batch per epoch, the baseline's 20 x 1 batches
-        (20, 5, 8, 16, False, 20),
-        # an epoch over all N videos (P and U): E_max either way
-        (40, 120, 120, 16, True, 40),
-        (40, 120, 120, 16, False, 40),
-    ],
-)
-def test_iteration_epochs(e_max, per_epoch, n, batch, adaptive, expected):
-    assert iteration_epochs(e_max, per_epoch, n, batch, adaptive) == expected
-
-
-def test_iteration_epochs_rejects_empty_or_oversized_epochs():
-    for bad in (0, 121):
-        with pytest.raises(ValueError):
-            iteration_epochs(10, bad, 120, 16, True)
 
 
 def test_attention_pool_uniform_is_mean_and_weighted_is_weighted():

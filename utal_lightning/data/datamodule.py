@@ -433,6 +433,12 @@ class UTALDataModule(L.LightningDataModule):
                 "lengths": torch.minimum(lengths, grid.new_tensor(self.num_segments)),
             }
 
+    def training_ground_truth(self) -> tuple[Tensor, Tensor]:
+        """(main class (N,), -1 where none; multi-hot (N, C)) of the training videos: what a weakly supervised
+        labeller (``GroundTruthLabels``) trains on. Never read by an unsupervised run."""
+        ids = self.index.train_ids
+        return torch.as_tensor(self.index.class_targets(ids)), torch.as_tensor(self.index.multi_hot_labels(ids))
+
     def label_free_reference(self, video_index: Tensor) -> Tensor:
         """(B, D) the reference of the label-free actionness (docs/method.md sec. 3.1.1) for these training videos'
         features as :meth:`pooling_batches` gives them: the mean training snippet as read, less each video's

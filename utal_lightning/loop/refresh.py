@@ -23,10 +23,10 @@ from torch import Tensor
 
 from utal_lightning.distributed import gather_objects, gather_rows, shard
 from utal_lightning.eval.actionness import snippet_auc
+from utal_lightning.loop.schedule import epochs_into_iteration, iteration_epochs, restart_seed
 from utal_lightning.pseudo.parts import PseudoLabels
 from utal_lightning.pseudo.pooling import deviation_actionness, orientation_sign, within_video_correlation
 from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
-from utal_lightning.pseudo.select import iteration_epochs
 from utal_lightning.reporting import iteration as report
 from utal_lightning.reporting import plots
 from utal_lightning.reporting.summary import write_summary
@@ -68,11 +68,11 @@ class PseudoLabelRefresh(L.Callback):
         epochs_per_iteration: E_max, the baseline's epochs per iteration (over all N videos).
         adaptive_epochs: FEEL's adaptive epochs: E_max epochs over P_i, about |P_i| / N of the
             baseline's ``E_max * ceil(N / B)`` batches; else that full batch budget every iteration
-            (as many epochs over P_i as it takes). See ``pseudo.select.iteration_epochs``.
+            (as many epochs over P_i as it takes). See ``loop.schedule.iteration_epochs``.
         restart_each_iteration: re-initialize the model (and optimizer state) at every new
             iteration (FEEL's released code) instead of continuing from the previous weights (COPL);
             the fresh weights are those of the model's constructor under a seed drawn from the
-            DataModule's ``seed`` and the iteration (the same on every rank, see :meth:`restart_seed`).
+            DataModule's ``seed`` and the iteration (the same on every rank, ``loop.schedule.restart_seed``).
         diagnostics: record per iteration how well the pooling attention and the label-free actionness find the
             training videos' annotated actions (AUC) and the NMI of k-means on the pooled features
             (docs/method.md sec. 2.1; metrics only, never read by a decision; costs one k-means per iteration).
@@ -128,7 +128,7 @@ class PseudoLabelRefresh(L.Callback):
                 )
                 self._relabel(trainer, pl_module, use_model=True)
                 if self.restart_each_iteration:
-                    pl_module.reset_weights(self.restart_seed(datamodule.seed, datamodule.iteration))
+                    pl_module.reset_weights(restart_seed(datamodule.seed, datamodule.iteration))
                     self._clear_optimizer_state = True  # once Lightning has restored it (after this hook)
         trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
 
@@ -194,7 +194,7 @@ class PseudoLabelRefresh(L.Callback):
         if datamodule.iteration < self.max_iterations:
             self._relabel(trainer, pl_module, use_model=True)
             if self.restart_each_iteration:
-                pl_module.reset_weights(self.restart_seed(datamodule.seed, datamodule.iteration))
+                pl_module.reset_weights(restart_seed(datamodule.seed, datamodule.iteration))
                 for optimizer in trainer.optimizers:  # forget Adam's moments too
                     optimizer.state.clear()
             trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
@@ -210,7 +210,7 @@ class PseudoLabelRefresh(L.Callback):
     def _iteration_epochs_done(self, trainer: L.Trainer, datamodule: Any, finished: bool) -> tuple[int, int]:
         """(epochs of the current iteration done, epochs it has)."""
         epochs = datamodule.epoch_plan[-1]
-        return trainer.current_epoch + int(finished) - (datamodule.iteration_end_epoch - epochs), epochs
+        return epochs_into_iteration(trainer.current_epoch, datamodule.iteration_end_epoch, epochs, finished), epochs
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.datamodule.epoch_plan:
@@ -240,12 +240,6 @@ class PseudoLabelRefresh(L.Callback):
             f"{pace:.2f} s/epoch, about {pace * (epochs - done):.0f} s left in this iteration"
         )
         self._progress_mark = (now, done)
-
-    @staticmethod
-    def restart_seed(seed: int, iteration: int) -> int:
-        """Seed of the weights an iteration restarts from: a function of the data seed and the
-        (1-based) iteration only, so every rank builds the same network."""
-        return int(np.random.SeedSequence((seed, iteration)).generate_state(1)[0])
 
     # ------------------------------------------------------------------ state (RNG: Lightning saves none)
     def state_dict(self) -> dict[str, Any]:
@@ -406,13 +400,8 @@ class PseudoLabelRefresh(L.Callback):
     ) -> tuple:
         """Rank 0: cluster, refine, select; the epoch count and the iteration's record (with the
         seconds of the pooling pass, of clustering + refinement + selection, and of the whole stage)."""
-        ground_truth = None
-        if self.pseudolabeler.needs_ground_truth:  # weak supervision: training labels by design
-            ids = datamodule.index.train_ids
-            ground_truth = (
-                torch.as_tensor(datamodule.index.class_targets(ids)),
-                torch.as_tensor(datamodule.index.multi_hot_labels(ids)),
-            )
+        # weak supervision only: the training videos' labels, by design
+        ground_truth = datamodule.training_ground_truth() if self.pseudolabeler.needs_ground_truth else None
         assign_started = time.perf_counter()
         result = self.pseudolabeler.assign(
             video_features,

@@ -1,4 +1,4 @@
-"""Which pseudolabeled videos to train on (docs/method.md sec. 3.4), and for how many epochs."""
+"""Which pseudolabeled videos to train on (docs/method.md sec. 3.4); how many epochs: ``loop/schedule.py``."""
 
 from __future__ import annotations
 
@@ -42,27 +42,3 @@ def iis_select(labels: Tensor, rank: Tensor, beta: Rational) -> Tensor:
     sizes = torch.bincount(labels, minlength=int(labels.max()) + 1).tolist()
     quota = [max(1, beta.numerator * n // beta.denominator) for n in sizes]
     return rank < torch.tensor(quota, dtype=torch.long, device=labels.device)[labels]
-
-
-def iteration_epochs(max_epochs: int, videos_per_epoch: int, num_videos: int, batch_size: int, adaptive: bool) -> int:
-    """Epochs of an outer iteration (FEEL sec. 3.6 / 4.1.2, adaptive epochs).
-
-    The baseline trains ``E_max`` epochs over all N videos: ``E_max * ceil(N / B)`` batches.
-    ``adaptive``: FEEL's ``E_i = E_max |V_i| / |V|`` counts epochs in units of N videos' worth of
-    batches, i.e. ``E_max`` epochs over the ``videos_per_epoch`` videos an epoch covers (|P_i|):
-    ``E_max * ceil(|P_i| / B)`` batches, the baseline's budget scaled by about |P_i| / N. Else the
-    baseline's budget whatever |P_i| is: ``ceil(E_max * ceil(N / B) / ceil(|P_i| / B))`` epochs.
-    Models whose epochs cover all N videos (P and U) get ``E_max`` either way.
-    """
-    if not 1 <= videos_per_epoch <= num_videos:
-        raise ValueError(f"videos_per_epoch must be in [1, num_videos={num_videos}], got {videos_per_epoch}")
-    if max_epochs < 1 or batch_size < 1:
-        raise ValueError(f"max_epochs and batch_size must be >= 1, got {max_epochs} and {batch_size}")
-    if adaptive:
-        return max_epochs
-    budget = max_epochs * _ceil_div(num_videos, batch_size)
-    return _ceil_div(budget, _ceil_div(videos_per_epoch, batch_size))
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
