@@ -5,7 +5,7 @@ Run from the repository root:  .venv/bin/python benchmarks/bench_scaling.py [--s
 [--out runs/bench/scaling.png] [--device auto|cuda|cpu]
 
 One outer iteration's pseudolabel stage, as the loop runs it (the refresh callback's pass + the
-strategy's ``assign``), split in three timed stages and built from the package's pure functions:
+pseudolabeler's ``assign``), split in three timed stages and built from the package's pure functions:
 
   pool     every training video through the inference model (``IOCNet`` in eval mode, no grad, batches
            of ``--pool-batch`` like the DataModule's pooling batches) on its T positions, then COPL's
@@ -174,7 +174,7 @@ def copl_cluster(features: torch.Tensor, k: int, seed: int, args: argparse.Names
 
 def copl_select(affinity: Any, labels: torch.Tensor) -> torch.Tensor:
     """``PLRISelector.select`` after the clustering: PLRI confidence (moved to the labels' device, as
-    the strategy does for the host-side kNN affinity), split, ranking."""
+    the selector does for the host-side kNN affinity), split, ranking."""
     confidence = plri_confidence(affinity, labels, form="affinity").to(labels.device)
     selected = plri_split(confidence, labels, 0.0)
     rank_within_clusters(-confidence[:, None].expand(-1, int(labels.max()) + 1).double(), labels)

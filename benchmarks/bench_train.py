@@ -244,6 +244,7 @@ def measure_bound(
     module = instantiate_model(
         config["model"], num_classes=dm.num_clusters, feature_dim=dm.feature_dim, rgb_dim=dm.rgb_dim
     )
+    uses_unlabeled = bool(module.uses_unlabeled)
     module.log_progress = lambda *args, **kwargs: None  # training_step's self.log needs a Trainer
     module.to(device).train()
     optimizers = module.configure_optimizers()
@@ -297,7 +298,7 @@ def measure_bound(
         "batch": [b, t, d],
         "num_clusters": k,
         "num_train": len(dm.index.train_ids),
-        "uses_unlabeled": bool(module.uses_unlabeled),
+        "uses_unlabeled": uses_unlabeled,
         "memory": memory,
     }
 

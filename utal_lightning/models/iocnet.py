@@ -1,7 +1,7 @@
 """IOCNet, COPL's localization model (docs/method.md sec. 4.2, paper Eq. 11-14), as a plain ``nn.Module``.
 
 ``forward`` returns an :class:`IOCNetOutput`, a :class:`LocalizationOutput` subclass, so every
-strategy written against the shared output type keeps working; the extra fields are what the COPL
+pooler written against the shared output type keeps working; the extra fields are what the COPL
 losses (``copl_losses``) need. No Lightning here: a thin LightningModule calls
 ``out = student(temporal_shift(x)); teacher_out = teacher(x); iocnet_loss(out, teacher_out, ...)``.
 

@@ -1,4 +1,4 @@
-"""The one output type every localization model returns, so every strategy works with every model."""
+"""The one output type every localization model returns, so every pseudolabeler part works with every model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class LocalizationOutput:
 
     ``attention`` is the class-specific actionness in [0, 1] (``sigmoid(sum_k CAS)``, docs/method.md sec. 3.1);
     ``agnostic_attention`` the class-agnostic one (IOCNet's ``A_ca``), or None for models without
-    that branch (CoLA): a strategy that needs it falls back to ``attention``.
+    that branch (CoLA): a pooler that needs it falls back to ``attention``.
     """
 
     cas: Tensor  # (B, T, K) class activation sequence used for localization
