@@ -218,7 +218,7 @@ class UTALCLI(LightningCLI):
         # as callbacks.
         parser.add_lightning_class_args(PseudoLabelRefresh, "loop")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        # Preemption (SIGUSR1): flag in the handler, save + requeue + stop at the next batch (loop/preemption.py).
+        # Preemption (SIGUSR1): flag in the handler, save + requeue + stop at the next batch (runtime/preemption.py).
         parser.add_lightning_class_args(PreemptionCheckpoint, "preemption")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_on_train_epoch_end": True})
         # A stable checkpoint folder (not lightning_logs/version_N/): resumes and requeues find it.
