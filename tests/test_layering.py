@@ -85,6 +85,15 @@ def test_the_runtime_room_imports_neither_the_loop_nor_the_clis(module):
     assert _offending(imported_modules(PACKAGE / module), forbidden) == []
 
 
+LOOP = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "loop").rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", LOOP)
+def test_the_loop_imports_neither_cli(module):
+    assert "loop/refresh.py" in LOOP and "loop/schedule.py" in LOOP
+    assert _offending(imported_modules(PACKAGE / module), ("utal_lightning.lightning_cli", "utal_lightning.cli")) == []
+
+
 def test_the_check_sees_nested_and_relative_imports(tmp_path):
     # The guard itself must be able to fail: imports inside functions and relative ones are found.
     probe = tmp_path / "probe.py"
