@@ -31,6 +31,12 @@ from utal_lightning.pseudo.pooling import background_subtracted_pool
 from utal_lightning.reporting.test_results import report_final_test, test_metrics
 
 
+def as_settings(settings: type, value: Any) -> Any:
+    """``value``, or the settings dataclass ``settings`` built from it: ``load_from_checkpoint`` passes the plain
+    dict :meth:`LocalizationModule.save_settings` saved."""
+    return settings(**value) if isinstance(value, dict) else value
+
+
 class NetworkFactory(Protocol):
     """A network class with its config's arguments (``model.init_args.network``), built with what the data
     decides: the class count (the data's ``num_clusters``) and the input width."""
@@ -98,9 +104,7 @@ class LocalizationModule(L.LightningModule):
         self.num_classes, self.feature_dim, self.rgb_dim = num_classes, feature_dim, rgb_dim
         if class_mapping not in ("hungarian", "majority"):
             raise ValueError(f"class_mapping must be 'hungarian' or 'majority', got {class_mapping!r}")
-        if isinstance(detection, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
-            detection = DetectionSettings(**detection)
-        self.detection = detection
+        self.detection = as_settings(DetectionSettings, detection)
         self.class_mapping = class_mapping
         if class_scores not in ("network", "centroids"):
             raise ValueError(f"class_scores must be 'network' or 'centroids', got {class_scores!r}")
@@ -312,10 +316,8 @@ class CoLAModule(LocalizationModule):
 
     def __init__(self, network: NetworkFactory, loss: CoLALoss = CoLALoss(), **kwargs: Any) -> None:
         super().__init__(network, **kwargs)
-        if isinstance(loss, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
-            loss = CoLALoss(**loss)
         self.save_settings()
-        self.loss = loss
+        self.loss = as_settings(CoLALoss, loss)
         self.model = self._build_model()
 
     def forward(self, features: Tensor) -> LocalizationOutput:
@@ -413,12 +415,10 @@ class IOCNetModule(LocalizationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(network, **kwargs)
-        if isinstance(loss, dict):  # load_from_checkpoint: the hyper-parameters hold it as a dict
-            loss = IOCNetLoss(**loss)
         self.save_settings()
-        self.loss = loss
+        self.loss = as_settings(IOCNetLoss, loss)
         self.model = self._build_model()
-        self.teacher = EMATeacher(self.model, ema_decay) if loss.use_co else None
+        self.teacher = EMATeacher(self.model, ema_decay) if self.loss.use_co else None
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
         self.shift_channels = min(shift_channels, self.feature_dim)

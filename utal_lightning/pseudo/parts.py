@@ -16,7 +16,7 @@ in a new file. Parts are pure tensor code: no Lightning, no loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,9 +54,6 @@ class Clustering:
     rank: Tensor | None = None
     known: Tensor | None = None
     targets: Tensor | None = None
-
-    def with_(self, **changes: Any) -> Clustering:
-        return replace(self, **changes)
 
 
 def cluster_means(features: Tensor, labels: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import Tensor
 
 from utal_lightning.pseudo.cci import cci_refine
@@ -23,4 +25,4 @@ class CCIRefiner(Refiner):
     def refine(self, features: Tensor, clustering: Clustering) -> Clustering:
         centres = clustering.centres if clustering.centres is not None else cluster_means(features, clustering.labels)
         refined = cci_refine(features, centres, k1=self.k1, k2=self.k2, gamma=self.gamma)
-        return clustering.with_(labels=refined.labels, rank=refined.rank)
+        return replace(clustering, labels=refined.labels, rank=refined.rank)
