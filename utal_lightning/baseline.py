@@ -34,12 +34,8 @@ from utal_lightning.eval.detect import DetectionSettings, detect_with_mapping
 from utal_lightning.eval.io import write_detections
 from utal_lightning.pseudo.cluster import kmeans
 from utal_lightning.pseudo.has import has_pool
-from utal_lightning.pseudo.pooling import (
-    background_subtracted_pool,
-    deviation_actionness,
-    minmax_over_time,
-    top_fraction_weights,
-)
+from utal_lightning.pseudo.poolers import DeviationPooler
+from utal_lightning.pseudo.pooling import background_subtracted_pool, deviation_actionness
 
 BaselinePooling = Literal["deviation", "mean", "oracle"]
 POOLINGS = ("deviation", "mean", "oracle")
@@ -71,12 +67,8 @@ def _pool(
     """(D,) L2-normalized pooled feature of one video (T, D)."""
     if pooling == "mean":
         return has_pool(x[None], torch.ones((1, len(x)), dtype=x.dtype))[0]
-    if pooling == "deviation":
-        weights = (
-            minmax_over_time(actionness[None])[0]
-            if fraction is None
-            else top_fraction_weights(actionness[None], fraction)[0]
-        )
+    if pooling == "deviation":  # the label-free pooler's weights, as the methods' iteration 1 takes them
+        weights = DeviationPooler(fraction).weights(None, x[None], None, label_free=actionness[None])[0]
     else:
         weights = action.to(x.dtype)  # all zero (no annotated snippet): both poolings fall back to the mean
     pool = background_subtracted_pool if subtract_background else has_pool

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from utal_lightning.data.datamodule import UTALDataModule
+from utal_lightning.data.layouts import SHIPPED as SHIPPED_LAYOUTS
 from utal_lightning.distributed import gather_objects
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import write_detections
@@ -384,7 +385,6 @@ MOVED_KEYS = {
     },
     ("data", "default_fps"): "data.init_args.layout.init_args",
 }
-LAYOUT_NAMES = {"auto": None, "cola": "CoLALayout", "actionformer": "ActionFormerLayout"}
 
 
 def outdated_config_hint(message: str) -> str | None:
@@ -401,11 +401,11 @@ def outdated_config_hint(message: str) -> str | None:
         parts = "the file layout is a class now" if group == "data" else "the model's settings are grouped by part"
         return f"outdated config: {group}.init_args.{key} moved to {where}.{key} ({parts}; {see})"
     named = re.search(r"Parser key \"layout\".*?string: (\w+)", message, re.S)
-    if named and named.group(1) in LAYOUT_NAMES:
-        name = LAYOUT_NAMES[named.group(1)]
+    if named and named.group(1) in ("auto", *SHIPPED_LAYOUTS):
+        layout = SHIPPED_LAYOUTS.get(named.group(1))
         how = (
-            f"data.init_args.layout: utal_lightning.data.layouts.{named.group(1)}.{name}"
-            if name
+            f"data.init_args.layout: {layout.__module__}.{layout.__name__}"
+            if layout is not None
             else "leave it out or null (the layout is found from the files)"
         )
         return f"outdated config: data.init_args.layout is a class now, not a name: {how} ({see})"
