@@ -100,3 +100,82 @@ def test_wandb_config_without_wandb_says_which_extra(tmp_path):
     assert done.returncode == 2 and len(errors) == 1, done.stdout + done.stderr
     assert "pip install 'utal-lightning[wandb]'" in errors[0] and "WandbLogger" in errors[0]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+OLD_STRATEGY_CONFIG = """
+loop:
+  strategy:
+    class_path: utal_lightning.pseudo.strategies.FEELStrategy
+    init_args:
+      use_cci: false
+"""
+
+
+def _outdated_error(*args: str) -> str:
+    """The one-line error `utal fit` raises for these arguments (in this process: the parser stops before data)."""
+    from utal_lightning.errors import DatasetError
+    from utal_lightning.lightning_cli import run
+
+    with pytest.raises(DatasetError) as info:
+        run(["fit", "--config", str(CONFIGS / "synthetic_feel.yaml"), *args])
+    return str(info.value)
+
+
+def _moved_keys() -> list[tuple[str, str, str]]:
+    from utal_lightning.lightning_cli import MOVED_KEYS
+
+    return [(group, key, where) for (group, key), where in MOVED_KEYS.items()]
+
+
+@pytest.fixture(scope="module")
+def resolved_configs() -> list[dict]:
+    """The shipped CoLA and IOCNet configs as `utal fit --print_config` resolves them (the latter also with the
+    ActionFormer layout named): where every key of today's configs lives."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from utal_lightning.cli import main
+
+    trees = []
+    for extra in (["synthetic_feel.yaml"], ["synthetic_copl.yaml"], ["synthetic_copl.yaml", "layout"]):
+        args = ["fit", "--config", str(CONFIGS / extra[0]), "--print_config"]
+        if extra[1:]:
+            args.insert(3, "--data.init_args.layout=utal_lightning.data.layouts.actionformer.ActionFormerLayout")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            main(args)
+        trees.append(yaml.safe_load(out.getvalue()))
+    return trees
+
+
+def _has_key(tree: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+@pytest.mark.parametrize("group, key, where", _moved_keys(), ids=lambda v: str(v))
+def test_every_moved_key_is_named_with_its_new_home(group, key, where, resolved_configs):
+    message = _outdated_error(f"--{group}.init_args.{key}=1")
+    assert message.startswith("outdated config:") and f"{group}.init_args.{key} moved to {where}.{key}" in message
+    assert "\n" not in message
+    # the home it names is a key of today's resolved configs, not only of the hint's table
+    assert any(_has_key(tree, f"{where}.{key}") for tree in resolved_configs), (where, key)
+
+
+@pytest.mark.parametrize("name", ["auto", "cola", "actionformer"])
+def test_a_layout_given_by_name_says_how_to_name_its_class(name):
+    message = _outdated_error(f"--data.init_args.layout={name}")
+    expected = "leave it out or null" if name == "auto" else f"utal_lightning.data.layouts.{name}."
+    assert message.startswith("outdated config: data.init_args.layout is a class now") and expected in message
+
+
+def test_an_old_strategy_block_in_a_config_file_says_where_it_went(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text(OLD_STRATEGY_CONFIG)
+    message = _outdated_error("--config", str(old))
+    assert message.startswith("outdated config: loop.strategy") and "loop.pseudolabeler" in message
