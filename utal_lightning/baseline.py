@@ -11,10 +11,12 @@ ActivityNet JSON) with the inference of a dataset's model config:
   (an upper bound of pooling, what perfect attention would give: it reads labels, so it is a
   reference row, never a method);
 - the pooled training videos are clustered with the project's seeded k-means (docs/method.md sec. 3.2) and
-  mapped to classes with the Hungarian protocol on the *training* ground truth (sec. 3.5);
+  mapped to classes on the *training* ground truth by the ``evaluator``'s protocol (Hungarian by default, sec. 3.5);
 - a test video's class scores = softmax over negative squared distances of its pooled feature to the
-  cluster centres; its localization map = the actionness, the same for every class; proposals, NMS
-  and class threshold as ``detection`` says (:class:`~utal_lightning.eval.detect.DetectionSettings`).
+  cluster centres (the evaluator's ``centroid_temperature``); its localization map = the actionness, the same
+  for every class; proposals, NMS and class threshold as the evaluator's ``detection`` says
+  (:class:`~utal_lightning.eval.evaluator.Evaluator`, the models' own; its ``class_scores`` and ``localization``
+  are those just named whatever it says: nothing here was trained).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from torch import Tensor
 from utal_lightning.data.layout import DatasetIndex, DatasetLayout, read_dataset
 from utal_lightning.data.store import FeatureStore
 from utal_lightning.eval.actionness import mean_auc, snippet_auc
-from utal_lightning.eval.centroids import centroid_scores
-from utal_lightning.eval.clustering import cluster_to_class_map, clustering_scores
-from utal_lightning.eval.detect import DetectionSettings, detect_with_mapping
+from utal_lightning.eval.clustering import clustering_scores
+from utal_lightning.eval.evaluator import Evaluator
 from utal_lightning.eval.io import write_detections
 from utal_lightning.pseudo.cluster import kmeans
 from utal_lightning.pseudo.has import has_pool
@@ -84,15 +85,14 @@ def run_baseline(
     test_grid: Literal["sampled", "all"] = "sampled",
     seed: int = 0,
     num_clusters: int | None = None,
-    detection: DetectionSettings | None = None,
+    evaluator: Evaluator | None = None,
     subtract_background: bool = True,
-    temperature: float = 0.05,
 ) -> dict[str, object]:
     """Write the baseline's test detections to ``out``; return its training clustering scores and the
     label-free actionness's AUC on the training videos (module docstring)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    detection = detection or DetectionSettings()
+    evaluator = evaluator or Evaluator()
     index = read_dataset(layout)
     layout = index.layout  # resolved: "auto" -> the layout found
     train = FeatureStore.from_index(index, layout.train_split)
@@ -112,27 +112,20 @@ def run_baseline(
     pooled = torch.stack([row[0] for row in train_rows])
     clusters, centres = kmeans(pooled, k, seed=seed)
     targets = torch.as_tensor(index.class_targets(index.train_ids))
-    mapping = cluster_to_class_map(clusters, targets, k, index.num_classes)
+    mapping = evaluator.cluster_map(clusters, targets, k, index.num_classes)
 
     detections = []
     for i in range(len(test)):
         video, _, _, actionness = pooled_and_auc(test, i, num_segments if test_grid == "sampled" else None)
-        cluster_scores = centroid_scores(video[None], centres, temperature)[0]
-        rows = detect_with_mapping(
+        rows = evaluator.detect_maps(
             actionness[:, None].expand(-1, len(centres)),
-            cluster_scores,
+            evaluator.centroid_scores(video[None], centres)[0],
             mapping[: len(centres)],
             test.seconds_per_position(i, len(actionness)),
-            detection.proposal_thresholds,
-            detection.class_threshold,
-            detection.nms_iou,
-            scale=detection.upsample_scale,
-            actionness=actionness if detection.actionness_thresholds else None,
-            actionness_thresholds=detection.actionness_thresholds,
-            thresholded_scoring=detection.proposal_scoring == "thresholded",
-            seconds_offset=test.seconds_offset(i),
+            test.seconds_offset(i),
+            actionness if evaluator.detection.actionness_thresholds else None,
         )
-        detections.append(rows.numpy())
+        detections.append(rows)
     write_detections(out, test.video_ids, detections, index.classes)
     scores = clustering_scores(clusters, targets, num_clusters=k)
     label_free_auc = mean_auc(torch.tensor([row[1] for row in train_rows]))
@@ -148,15 +141,16 @@ def run_baseline(
 
 
 def baseline_settings(config: dict) -> dict[str, object]:
-    """What :func:`run_baseline` takes from a model config (a ``utal fit`` YAML, merged): the detection settings
-    of ``model.init_args.detection``, the grids ``data.init_args.num_segments`` and ``test_grid``, and the label-free
+    """What :func:`run_baseline` takes from a model config (a ``utal fit`` YAML, merged): the evaluator of
+    ``model.init_args.evaluator`` (detection settings, class mapping, centroid temperature), the grids
+    ``data.init_args.num_segments`` and ``test_grid``, and the label-free
     pooling of the pseudolabeler's first pooler (``loop.pseudolabeler.init_args.first_pooler.init_args``:
     ``fraction``, ``subtract_background``), each where the config has it."""
     model = (config.get("model") or {}).get("init_args") or {}
     data = (config.get("data") or {}).get("init_args") or {}
     pseudolabeler = ((config.get("loop") or {}).get("pseudolabeler") or {}).get("init_args") or {}
     first_pooler = (pseudolabeler.get("first_pooler") or {}).get("init_args") or {}
-    settings: dict[str, object] = {"detection": DetectionSettings.from_config(model.get("detection") or {})}
+    settings: dict[str, object] = {"evaluator": Evaluator.from_config(model.get("evaluator") or {})}
     if "num_segments" in data:
         settings["num_segments"] = int(data["num_segments"])
     if "test_grid" in data:

@@ -373,11 +373,15 @@ MOVED_KEYS = {
     },
     **{("model", key): "model.init_args.optimizer.init_args" for key in ("lr", "weight_decay")},
     **{
-        ("model", key): "model.init_args.detection"
+        ("model", key): "model.init_args.evaluator.detection"
         for key in (
             *("class_threshold", "proposal_thresholds", "proposal_scoring", "actionness_thresholds", "nms_iou"),
             "upsample_scale",
         )
+    },
+    **{
+        ("model", key): "model.init_args.evaluator"
+        for key in ("detection", "class_mapping", "class_scores", "localization", "centroid_temperature", "tious")
     },
     **{
         ("data", key): "data.init_args.layout.init_args"

@@ -95,13 +95,15 @@ def test_the_baseline_runs_the_inference_of_a_model_config(small, tmp_path, caps
     from utal_lightning.utils import read_configs
 
     settings = baseline_settings(read_configs(["thumos_feel", "lite/thumos_feel"]))
-    detection = settings["detection"]
+    detection = settings["evaluator"].detection
     assert isinstance(detection, DetectionSettings)
     assert detection.nms_iou == 0.7 and len(detection.actionness_thresholds) == 33 and detection.class_threshold == 0.2
     assert settings["num_segments"] == 750 and settings["subtract_background"] is True
     copl = baseline_settings(read_configs(["anet_copl"]))
-    assert copl["detection"].actionness_thresholds == () and copl["detection"].class_threshold == 0.1
-    assert copl["detection"].proposal_scoring == "unthresholded" and copl["num_segments"] == 50
+    copl_detection = copl["evaluator"].detection
+    assert copl_detection.actionness_thresholds == () and copl_detection.class_threshold == 0.1
+    assert copl_detection.proposal_scoring == "unthresholded" and copl["num_segments"] == 50
+    assert copl["evaluator"].tious[0] == 0.5 and len(copl["evaluator"].tious) == 10
     # a config's settings change the detections (here NMS and the proposal sources)
     _, default_map = _baseline(small, tmp_path, capsys, "--num-segments", "64")
     _, feel_map = _baseline(small, tmp_path, capsys, "--config", "thumos_feel", "--num-segments", "64")

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from utal_lightning.eval.detect import DetectionSettings
+from utal_lightning.eval.evaluator import Evaluator
 from utal_lightning.models.cola import CoLA
 from utal_lightning.models.copl_losses import IOCNetLoss
 from utal_lightning.models.iocnet import IOCNet
@@ -35,19 +36,21 @@ def _module(module_class, network_class, loss_class, flat: dict):
     network = {k: flat.pop(k) for k in list(flat) if k in network_args}
     loss = {k: flat.pop(k) for k in list(flat) if k in loss_args}
     detection = {k: flat.pop(k) for k in list(flat) if k in {f.name for f in dataclasses.fields(DetectionSettings)}}
+    evaluator = {k: flat.pop(k) for k in list(flat) if k in {f.name for f in dataclasses.fields(Evaluator)}}
     optimizer = {"lr": flat.pop("lr", 1e-4), "weight_decay": flat.pop("weight_decay", 5e-4)}
     return module_class(
         partial(network_class, **network),
         loss=loss_class(**loss),
         optimizer=partial(torch.optim.Adam, **optimizer),
-        detection=DetectionSettings(**detection),
+        evaluator=Evaluator(detection=DetectionSettings(**detection), **evaluator),
         **flat,
     )
 
 
 def cola_module(**flat: Any) -> CoLAModule:
     """A CoLAModule from one flat set of keyword arguments, as tests write them: the network's (CoLA), the loss's
-    (CoLALoss), the detection settings' (DetectionSettings), ``lr`` / ``weight_decay`` (Adam; 1e-4 / 5e-4 by
+    (CoLALoss), the evaluator's (Evaluator) and its detection settings' (DetectionSettings),
+    ``lr`` / ``weight_decay`` (Adam; 1e-4 / 5e-4 by
     default) and the module's own."""
     return _module(CoLAModule, CoLA, CoLALoss, flat)
 

@@ -151,7 +151,7 @@ def test_every_iteration_is_recorded_and_tested(run):
     history = run.datamodule.history
     assert [h["iteration"] for h in history] == [1, 2, 3]
     assert [h["num_selected"] for h in history] == [4, 6, 8]
-    tious = {f"{t:g}" for t in run.trainer.lightning_module.tious}
+    tious = {f"{t:g}" for t in run.trainer.lightning_module.evaluator.tious}
     assert all(set(h["test"]) == tious | {"average_mAP"} for h in history)  # test_iterations="all": every one
     summary = json.loads((Path(run.trainer.default_root_dir) / "summary.json").read_text())
     assert [h["iteration"] for h in summary["iterations"]] == [1, 2, 3]

@@ -13,6 +13,7 @@ import torch
 from tests.helpers.paths import CONFIGS
 from utal_lightning.cli import main
 from utal_lightning.eval.detect import DetectionSettings
+from utal_lightning.eval.evaluator import Evaluator
 from utal_lightning.models import modules
 from utal_lightning.models.cola import CoLA
 from utal_lightning.models.copl_losses import IOCNetLoss
@@ -69,8 +70,10 @@ def test_no_argument_is_written_twice(network):
     assert set(NON_DEFAULT[network]) | set(DIMENSIONS[network]) == network_args
     assert module_parameters(MODULE_OF[network]) & (network_args | loss_args) == set(DIMENSIONS[network])
     assert not network_args & loss_args
-    detection_args = {f.name for f in dataclasses.fields(DetectionSettings)}  # the inference's, as the baseline's
-    assert not module_parameters(MODULE_OF[network]) & detection_args
+    evaluator_args = {f.name for f in dataclasses.fields(Evaluator)}  # the inference's, as the baseline's
+    detection_args = {f.name for f in dataclasses.fields(DetectionSettings)}
+    assert not module_parameters(MODULE_OF[network]) & (evaluator_args | detection_args)
+    assert not evaluator_args & detection_args
     for name, value in NON_DEFAULT[network].items():  # the values below do test something
         default = inspect.signature(network.__init__).parameters[name].default
         assert default != value, name

@@ -215,7 +215,8 @@ def test_centroid_reference_pools_the_training_videos_of_p_with_the_inference_mo
             train_ids=[f"v{i}" for i in range(5)], class_targets=lambda ids: [0, 1, 0, 2, 1], num_classes=K
         ),
     )
-    mapping, centroids = module.class_reference(datamodule)
+    reference = module.class_reference(datamodule)
+    mapping, centroids = reference.mapping, reference.centroids
     pooled = []
     for b in batches:
         with torch.no_grad():
@@ -227,4 +228,4 @@ def test_centroid_reference_pools_the_training_videos_of_p_with_the_inference_mo
         torch.testing.assert_close(centroids[k], expected)
     assert mapping.shape == (K, K)
     network = _iocnet()
-    assert network.class_reference(datamodule)[1] is None  # the papers' class scores need no centroids
+    assert network.class_reference(datamodule).centroids is None  # the papers' class scores need no centroids

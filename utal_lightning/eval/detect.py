@@ -28,7 +28,7 @@ COLA_ACTIONNESS_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.9
 @dataclass(frozen=True)
 class DetectionSettings:
     """How a localization map becomes detections (docs/method.md sec. 5): a model config's
-    ``model.init_args.detection``, so a label-free detector can run exactly the inference of a dataset's model
+    ``model.init_args.evaluator.detection``, so a label-free detector can run exactly the inference of a dataset's model
     config (:meth:`from_config`).
 
     Args:
@@ -61,7 +61,7 @@ class DetectionSettings:
 
     @classmethod
     def from_config(cls, detection: Mapping[str, Any]) -> DetectionSettings:
-        """The settings of a model config's ``model.init_args.detection``; fields it leaves out keep their
+        """The settings of a model config's ``model.init_args.evaluator.detection``; fields it leaves out keep their
         defaults."""
         return cls(**{f.name: detection[f.name] for f in fields(cls) if f.name in detection})
 

@@ -161,32 +161,7 @@ class PseudoLabelRefresh(L.Callback):
             return
         last = datamodule.iteration == self.max_iterations
         if self.test_iterations == "all" or (self.test_iterations == "last" and last):
-            metrics = {"outer/iteration": float(datamodule.iteration)}
-            mine = datamodule.test_videos(
-                shard(len(datamodule.index.test_ids), trainer.global_rank, trainer.world_size)
-            )
-            for name, model in pl_module.evaluation_models().items():
-                parts = gather_objects(trainer, pl_module.detect_videos(datamodule, mine, model=model))
-                result = pl_module.score_detections(datamodule, {i: rows for part in parts for i, rows in part.items()})
-                metrics.update(test_metrics(result, prefix=f"test{name}"))
-                datamodule.history[-1][f"test{name}"] = result.as_dict()
-                if name == "" and trainer.is_global_zero:
-                    log_per_class_table(trainer, result, step=datamodule.iteration)
-            pl_module.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
-            rank_zero_info(
-                report.test_line(
-                    datamodule.history[-1]["test"],
-                    datamodule.iteration,
-                    self.max_iterations,
-                    len(datamodule.index.test_ids),
-                )
-            )
-            if trainer.is_global_zero:
-                plots.log_figures(
-                    trainer,
-                    {"outer/attention": report.attention_figure(datamodule, pl_module)},
-                    step=datamodule.iteration,
-                )
+            self._test(trainer, pl_module, datamodule)
         if trainer.is_global_zero:
             plots.log_figures(
                 trainer, {"outer/progress": plots.progress_figure(datamodule.history)}, step=datamodule.iteration
@@ -200,6 +175,27 @@ class PseudoLabelRefresh(L.Callback):
             trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, datamodule.history)
+
+    def _test(self, trainer: L.Trainer, pl_module: L.LightningModule, datamodule: Any) -> None:
+        """The in-loop test of every evaluation model, logged and recorded (never read by a decision)."""
+        results = pl_module.test_pass(datamodule)
+        metrics = {"outer/iteration": float(datamodule.iteration)}
+        for name, (result, _) in results.items():
+            metrics.update(test_metrics(result, prefix=f"test{name}"))
+            datamodule.history[-1][f"test{name}"] = result.as_dict()
+        pl_module.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
+        index = datamodule.index
+        rank_zero_info(
+            report.test_line(
+                datamodule.history[-1]["test"], datamodule.iteration, self.max_iterations, len(index.test_ids)
+            )
+        )
+        if trainer.is_global_zero:
+            result, detections = results[""]
+            log_per_class_table(trainer, result, step=datamodule.iteration)
+            readings = pl_module.read_test_videos(datamodule, detections)
+            figure = report.attention_figure(readings, index.test_ids, index.annotations, index.classes)
+            plots.log_figures(trainer, {"outer/attention": figure}, step=datamodule.iteration)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:

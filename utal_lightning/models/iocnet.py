@@ -65,6 +65,11 @@ class IOCNetOutput(LocalizationOutput):
     embeddings_flow: Tensor  # (B, T, H)
     top_l_index: Tensor  # (B, l, K) per-class top-l snippet indices (L_asl positives)
 
+    def class_map(self) -> Tensor:
+        """COPL localizes with the action selection function h_cs (docs/method.md sec. 5); class scores still come
+        from the CAS."""
+        return self.h_cs
+
 
 class IOCNet(nn.Module):
     """IOCNet (docs/method.md sec. 4.2).

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, is_dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -14,20 +14,13 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-from utal_lightning.distributed import gather_objects
-from utal_lightning.eval.centroids import centroid_scores, cluster_centroids
-from utal_lightning.eval.clustering import cluster_to_class_map
-from utal_lightning.eval.detect import (
-    DetectionSettings,
-    detect_with_mapping,
-    detection_map_on_videos,
-)
-from utal_lightning.eval.detection_map import THUMOS_TIOUS, DetectionMAP
+from utal_lightning.distributed import gather_objects, shard
+from utal_lightning.eval.detection_map import DetectionMAP
+from utal_lightning.eval.evaluator import ClassReference, Evaluator, VideoReading
 from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.copl_losses import IOCNetLoss, iocnet_loss
 from utal_lightning.models.losses import CoLALoss, cola_training_loss
 from utal_lightning.models.outputs import LocalizationOutput
-from utal_lightning.pseudo.pooling import background_subtracted_pool
 from utal_lightning.reporting.test_results import report_final_test, test_metrics
 
 
@@ -61,17 +54,8 @@ class LocalizationModule(L.LightningModule):
             weight_decay}``), built on the network's parameters.
         num_classes: K (linked from the data's ``num_clusters``).
         feature_dim: input width (linked from the data: 2048 for I3D rgb + flow).
-        detection: how a localization map becomes detections (:class:`~utal_lightning.eval.detect.DetectionSettings`:
-            class threshold, proposal thresholds and scoring, actionness thresholds, NMS IoU, upsampling).
-        class_mapping: cluster -> class map for evaluation: "hungarian" (main number) or "majority"
-            (FEEL/TCAM protocol).
-        class_scores: a test video's (pseudo-)class scores: "network" (the model's video scores: the papers) or
-            "centroids" (nearness of its pooled feature to each pseudo-class's centroid, docs/method.md sec. 5.2).
-        centroid_temperature: temperature of the "centroids" softmax over negative squared distances.
-        localization: the map a kept class's proposals come from: "class_map" (the model's class-specific map:
-            CoLA's CAS, IOCNet's h_cs; the papers) or "actionness" (its class-agnostic actionness, the same for
-            every class; docs/method.md sec. 5.3).
-        tious: tIoU thresholds of the test mAP (THUMOS 0.1:0.1:0.7, ActivityNet 0.5:0.05:0.95).
+        evaluator: the inference and test settings (:class:`~utal_lightning.eval.evaluator.Evaluator`: detection,
+            cluster -> class map, class scores, localization map, tIoUs).
         rgb_dim: width of the RGB channels at the front of the input (linked from the data); used by
             models that treat the modalities separately (IOCNet).
         compile_training: run the training forward through ``torch.compile`` (T is fixed in training, so
@@ -89,12 +73,7 @@ class LocalizationModule(L.LightningModule):
         num_classes: int,
         feature_dim: int = 2048,
         optimizer: OptimizerCallable = torch.optim.Adam,
-        detection: DetectionSettings = DetectionSettings(),
-        class_mapping: Literal["hungarian", "majority"] = "hungarian",
-        class_scores: Literal["network", "centroids"] = "network",
-        localization: Literal["class_map", "actionness"] = "class_map",
-        centroid_temperature: float = 0.05,
-        tious: Sequence[float] = tuple(THUMOS_TIOUS.tolist()),
+        evaluator: Evaluator = Evaluator(),
         rgb_dim: int = 1024,
         compile_training: bool = False,
         compile_backend: str = "inductor",
@@ -102,22 +81,11 @@ class LocalizationModule(L.LightningModule):
         super().__init__()
         self.network, self.optimizer = network, optimizer
         self.num_classes, self.feature_dim, self.rgb_dim = num_classes, feature_dim, rgb_dim
-        if class_mapping not in ("hungarian", "majority"):
-            raise ValueError(f"class_mapping must be 'hungarian' or 'majority', got {class_mapping!r}")
-        self.detection = as_settings(DetectionSettings, detection)
-        self.class_mapping = class_mapping
-        if class_scores not in ("network", "centroids"):
-            raise ValueError(f"class_scores must be 'network' or 'centroids', got {class_scores!r}")
-        if centroid_temperature <= 0:
-            raise ValueError(f"centroid_temperature must be > 0, got {centroid_temperature}")
-        self.class_scores, self.centroid_temperature = class_scores, centroid_temperature
-        if localization not in ("class_map", "actionness"):
-            raise ValueError(f"localization must be 'class_map' or 'actionness', got {localization!r}")
-        self.localization = localization
-        self.tious = tuple(tious)
+        self.evaluator = as_settings(Evaluator, evaluator)
         self.compile_training, self.compile_backend = compile_training, compile_backend
         self._compiled: list[nn.Module] = []  # in a list: not a submodule (no second copy in the state dict)
         self._test_detections: dict[int, np.ndarray] = {}
+        self._cluster_map: tuple[Tensor, Tensor] | None = None  # (the labels it was computed from, the map)
 
     # ------------------------------------------------------------------ models
     @property
@@ -176,7 +144,7 @@ class LocalizationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["network", "optimizer"], frame=inspect.currentframe().f_back)
         for name, value in list(self.hparams.items()):
             if is_dataclass(value) and not isinstance(value, type):
-                self.hparams[name] = asdict(value)
+                self.hparams[name] = asdict(value)  # nested settings (the evaluator's detection) too
 
     def _build_model(self) -> nn.Module:
         """A new network as the constructor builds it (on the CPU, drawing from the global RNG)."""
@@ -194,79 +162,44 @@ class LocalizationModule(L.LightningModule):
 
     # ------------------------------------------------------------------ inference
     def cluster_to_class(self, datamodule: Any) -> Tensor:
-        """(K, C) evaluation map from the training pseudolabels and the *training* ground truth.
-
-        docs/method.md sec. 3.5.
-        """
-        targets = datamodule.index.class_targets(datamodule.index.train_ids)
-        return cluster_to_class_map(
-            datamodule.labels, targets, datamodule.num_clusters, datamodule.index.num_classes, self.class_mapping
-        )
-
-    def localization_map(self, output: LocalizationOutput) -> Tensor:
-        """(B, T, K) map whose thresholded runs are proposals (docs/method.md sec. 5): the model's own
-        (:meth:`class_map`), or with ``localization="actionness"`` its class-agnostic actionness for every class."""
-        if self.localization == "actionness":
-            actionness = output.actionness()
-            return actionness[..., None].expand(-1, -1, output.cas.shape[2])
-        return self.class_map(output)
-
-    def class_map(self, output: LocalizationOutput) -> Tensor:
-        """(B, T, K) the model's class-specific localization map: CoLA's CAS."""
-        return output.cas
+        """(K, C) evaluation map from the training pseudolabels and the *training* ground truth (docs/method.md
+        sec. 3.5), computed once per set of pseudolabels (the DataModule replaces its ``labels`` tensor when it
+        takes new ones, so its identity marks them)."""
+        labels = datamodule.labels
+        if self._cluster_map is None or self._cluster_map[0] is not labels:
+            targets = datamodule.index.class_targets(datamodule.index.train_ids)
+            mapping = self.evaluator.cluster_map(labels, targets, datamodule.num_clusters, datamodule.index.num_classes)
+            self._cluster_map = (labels, mapping)
+        return self._cluster_map[1]
 
     @torch.no_grad()
-    def class_reference(self, datamodule: Any, model: nn.Module | None = None) -> tuple[Tensor, Tensor | None]:
+    def class_reference(self, datamodule: Any, model: nn.Module | None = None) -> ClassReference:
         """What a test video's classes are scored against: the cluster -> class map (:meth:`cluster_to_class`) and,
-        with ``class_scores="centroids"``, the (K, D) centroids of the pooled training videos of each pseudo-class
-        in P (pooled as :meth:`pooled_feature`, with ``model``); else None (the network's own video scores)."""
+        with ``class_scores="centroids"``, the centroids of the training videos of each pseudo-class in P, pooled
+        by ``model``'s actionness (``Evaluator.pooled_feature``)."""
         mapping = self.cluster_to_class(datamodule)
-        if self.class_scores == "network":
-            return mapping, None
+        if self.evaluator.class_scores == "network":
+            return ClassReference(mapping)
         pooled = []
         for batch in datamodule.pooling_batches():
             lengths = batch["lengths"].to(self.device)
-            output = self.localize(batch["features"], model, lengths)
-            pooled.append(self.pooled_feature(batch["features"].to(self.device), output, lengths))
-        labels = torch.where(datamodule.selected, datamodule.labels, torch.full_like(datamodule.labels, -1))
-        return mapping, cluster_centroids(torch.cat(pooled), labels.to(self.device), datamodule.num_clusters)
-
-    @staticmethod
-    def pooled_feature(features: Tensor, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
-        """(B, D) a video's feature for centroid class scores: its snippets weighted by the model's class-agnostic
-        actionness, minus the rest of the video (docs/method.md sec. 3.1.2, 5.2)."""
-        return background_subtracted_pool(features, output.actionness(), lengths)
-
-    def detect(
-        self, batch: dict[str, Any], reference: tuple[Tensor, Tensor | None], model: nn.Module | None = None
-    ) -> np.ndarray:
-        """Detections ``[start_s, end_s, score, class]`` of one test video (``reference``: :meth:`class_reference`)."""
-        mapping, centroids = reference
-        features = batch["features"].to(self.device)
-        output = self.localize(features, model)
-        settings = self.detection
-        actionness = output.actionness()[0].float().cpu() if settings.actionness_thresholds else None
-        if centroids is None:
-            video_scores = output.video_scores[0]
-        else:
-            video_scores = centroid_scores(self.pooled_feature(features, output), centroids, self.centroid_temperature)[
-                0
-            ]
-        rows = detect_with_mapping(
-            self.localization_map(output)[0].float().cpu(),
-            video_scores.float().cpu(),
-            mapping,
-            float(batch["seconds_per_step"]),
-            settings.proposal_thresholds,
-            settings.class_threshold,
-            settings.nms_iou,
-            scale=settings.upsample_scale,
-            actionness=actionness,
-            actionness_thresholds=settings.actionness_thresholds,
-            thresholded_scoring=settings.proposal_scoring == "thresholded",
-            seconds_offset=float(batch.get("seconds_offset", 0.0)),
+            features = batch["features"].to(self.device)
+            pooled.append(self.evaluator.pooled_feature(features, self.localize(features, model, lengths), lengths))
+        centroids = self.evaluator.centroids(
+            torch.cat(pooled), datamodule.labels, datamodule.selected, datamodule.num_clusters
         )
-        return rows.numpy()
+        return ClassReference(mapping, centroids)
+
+    def detect(self, batch: dict[str, Any], reference: ClassReference, model: nn.Module | None = None) -> np.ndarray:
+        """Detections ``[start_s, end_s, score, class]`` of one test video (``reference``: :meth:`class_reference`)."""
+        features = batch["features"].to(self.device)
+        return self.evaluator.detect(
+            self.localize(features, model),
+            features,
+            reference,
+            float(batch["seconds_per_step"]),
+            float(batch.get("seconds_offset", 0.0)),
+        )
 
     def detect_videos(
         self, datamodule: Any, videos: Iterable[dict[str, Any]], model: nn.Module | None = None
@@ -277,9 +210,42 @@ class LocalizationModule(L.LightningModule):
 
     def score_detections(self, datamodule: Any, detections: dict[int, np.ndarray]) -> DetectionMAP:
         """mAP over all test videos (a video without detections counts as such)."""
-        ids = datamodule.index.test_ids
-        rows = [detections.get(i, np.zeros((0, 4))) for i in range(len(ids))]
-        return detection_map_on_videos(datamodule.index.annotations, ids, rows, datamodule.index.classes, self.tious)
+        index = datamodule.index
+        return self.evaluator.score(index.annotations, index.test_ids, detections, index.classes)
+
+    def test_pass(self, datamodule: Any) -> dict[str, tuple[DetectionMAP, dict[int, np.ndarray]]]:
+        """The in-loop test (usable inside ``fit``): each of :meth:`evaluation_models` detects on this rank's shard of
+        the test videos; the detections of every rank are gathered and scored. By metric-key suffix: (mAP,
+        detections by video index), the same on every rank."""
+        trainer = self.trainer
+        mine = datamodule.test_videos(shard(len(datamodule.index.test_ids), trainer.global_rank, trainer.world_size))
+        results = {}
+        for name, model in self.evaluation_models().items():
+            parts = gather_objects(trainer, self.detect_videos(datamodule, mine, model=model))
+            detections = {i: rows for part in parts for i, rows in part.items()}
+            results[name] = (self.score_detections(datamodule, detections), detections)
+        return results
+
+    @torch.no_grad()
+    def read_test_videos(
+        self, datamodule: Any, detections: dict[int, np.ndarray], count: int = 3
+    ) -> list[VideoReading]:
+        """The first ``count`` test videos as the inference model reads them, with their ``detections`` (for the
+        attention figure)."""
+        dataset = datamodule.test_videos()
+        readings = []
+        for i in range(min(count, len(dataset))):
+            batch = dataset[i]
+            readings.append(
+                self.evaluator.read(
+                    self.localize(batch["features"]),
+                    i,
+                    float(batch["seconds_per_step"]),
+                    float(batch.get("seconds_offset", 0.0)),
+                    detections.get(i, np.zeros((0, 4))),
+                )
+            )
+        return readings
 
     # ------------------------------------------------------------------ test / predict
     def on_test_epoch_start(self) -> None:
@@ -449,13 +415,6 @@ class IOCNetModule(LocalizationModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint written before the orientation existed read the network as trained.
         checkpoint["state_dict"].setdefault("actionness_sign", torch.ones(()))
-
-    def class_map(self, output: LocalizationOutput) -> Tensor:
-        """COPL localizes with the action selection function h_cs (docs/method.md sec. 5).
-
-        Class scores still come from the CAS.
-        """
-        return output.h_cs
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         features = batch["features"]

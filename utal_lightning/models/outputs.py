@@ -26,3 +26,7 @@ class LocalizationOutput:
         """(B, T) class-agnostic actionness: the class-agnostic branch where the model has one
         (IOCNet's ``A_ca``), else ``sum_k CAS`` (CoLA's actionness, unbounded: its CAS is non-negative)."""
         return self.agnostic_attention if self.agnostic_attention is not None else self.cas.sum(dim=2)
+
+    def class_map(self) -> Tensor:
+        """(B, T, K) the model's class-specific localization map (docs/method.md sec. 5): CoLA's CAS."""
+        return self.cas

@@ -6,6 +6,7 @@ reads them to decide anything); the attention figure draws a few test videos for
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from utal_lightning.data.layout import VideoAnnotation
 from utal_lightning.eval.clustering import cluster_to_class_map, clustering_scores
+from utal_lightning.eval.evaluator import VideoReading
 from utal_lightning.pseudo.pooling import minmax_over_time
 from utal_lightning.reporting import plots
 
@@ -158,34 +161,36 @@ def pseudolabel_figures(
     plots.log_figures(trainer, figures, step=iteration)
 
 
-def attention_figure(datamodule: Any, pl_module: Any, num_videos: int = 3) -> Figure:
-    """Attention (and the top class's CAS) over time against the ground truth and the detections, for a few
-    test videos."""
+def attention_figure(
+    readings: Sequence[VideoReading],
+    video_ids: Sequence[str],
+    annotations: Mapping[str, VideoAnnotation],
+    classes: Sequence[str],
+) -> Figure:
+    """Attention and the top pseudo-class's localization map over time against the ground truth and the detections,
+    for the test videos read (:meth:`~utal_lightning.models.modules.LocalizationModule.read_test_videos`)."""
     videos = []
-    dataset = datamodule.test_videos()
-    reference = pl_module.class_reference(datamodule)
-    classes = datamodule.index.classes
-    for i in range(min(num_videos, len(dataset))):
-        batch = dataset[i]
-        rows = pl_module.detect(batch, reference)
-        output = pl_module.localize(batch["features"])
-        vid = datamodule.index.test_ids[i]
-        annotation = datamodule.index.annotations.get(vid)
-        top = int(output.video_scores[0].argmax())
-        cas = pl_module.localization_map(output)[0, :, top].float().cpu()
-        steps = torch.arange(output.attention.shape[1])
+    for reading in readings:
+        vid = video_ids[reading.video_index]
+        annotation = annotations.get(vid)
+        top_map = reading.top_map
         videos.append(
             {
                 "video_id": vid,
-                "seconds": (batch["seconds_offset"] + steps * batch["seconds_per_step"]).numpy(),
+                "seconds": reading.seconds,
                 # the class-agnostic actionness that pools the videos and finds the centroids (CoLA: sum_k CAS; IOCNet:
                 # A_ca), rescaled over the video; IOCNet's A_cs = sigmoid(sum_k CAS logits) can sit near 0 throughout
-                "attention": minmax_over_time(output.actionness().float())[0].cpu().numpy(),
+                "attention": minmax_over_time(torch.from_numpy(reading.actionness)[None])[0].numpy(),
                 "attention_label": "actionness (rescaled)",
-                "cas": {f"cluster {top}": ((cas - cas.min()) / (cas.max() - cas.min() + 1e-12)).numpy()},
+                "cas": {
+                    f"cluster {reading.top_cluster}": (top_map - top_map.min())
+                    / (top_map.max() - top_map.min() + 1e-12)
+                },
                 "segments": annotation.segments if annotation is not None else np.zeros((0, 2)),
                 "labels": list(annotation.labels) if annotation is not None else [],
-                "detections": [(float(a), float(b), float(score), classes[int(c)]) for a, b, score, c in rows],
+                "detections": [
+                    (float(a), float(b), float(score), classes[int(c)]) for a, b, score, c in reading.detections
+                ],
             }
         )
     return plots.attention_figure(videos)
