@@ -161,7 +161,7 @@ def main() -> int:
         start = time.perf_counter()
         dm.setup("fit")
         load_time = time.perf_counter() - start
-        dm.set_pseudolabels(torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool), epochs=1, record={})
+        dm.set_pseudolabels(torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool), epochs=1)
         return dm, init_time, load_time
 
     def batches(dm: UTALDataModule, device: torch.device):
@@ -215,9 +215,7 @@ def main() -> int:
             )
             gpu_dm.trainer = trainer
             gpu_dm.setup("fit")
-            gpu_dm.set_pseudolabels(
-                torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool), epochs=1, record={}
-            )
+            gpu_dm.set_pseudolabels(torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool), epochs=1)
 
             def gpu_epoch(gpu_dm: UTALDataModule = gpu_dm) -> float:
                 torch.cuda.synchronize()

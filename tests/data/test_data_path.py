@@ -66,7 +66,7 @@ def labelled(root, **kwargs) -> UTALDataModule:
     dm = UTALDataModule(root, num_segments=T, batch_size=4, seed=3, **kwargs)
     dm.setup("fit")
     n = len(dm.index.train_ids)
-    dm.set_pseudolabels(torch.arange(n) % 3, torch.ones(n, dtype=torch.bool), epochs=1, record={})
+    dm.set_pseudolabels(torch.arange(n) % 3, torch.ones(n, dtype=torch.bool), epochs=1)
     return dm
 
 
@@ -182,8 +182,8 @@ def test_short_videos_are_pooled_and_voted_on_their_own_snippets(many_videos):
         for batch in dm.pooling_batches():
             out, lengths = net(batch["features"]), batch["lengths"]
             votes = copl.epoch_observation(out, lengths)
-            pooled = copl.video_features(out, batch["features"], batch["video_index"], lengths)
-            means = feel.video_features(None, batch["features"], batch["video_index"], lengths)
+            pooled, _ = copl.video_features(out, batch["features"], batch["video_index"], lengths)
+            means, _ = feel.video_features(None, batch["features"], batch["video_index"], lengths)
             for row, v in enumerate(batch["video_index"].tolist()):
                 x = store.video(v)[None]
                 n = x.shape[1]

@@ -43,7 +43,7 @@ def _label(dm: UTALDataModule, selected: list[int], epochs: int = 2) -> tuple[to
     labels = torch.arange(n) % dm.num_clusters
     mask = torch.zeros(n, dtype=torch.bool)
     mask[selected] = True
-    dm.set_pseudolabels(labels, mask, epochs=epochs, record={"iteration": dm.iteration + 1})
+    dm.set_pseudolabels(labels, mask, epochs=epochs)
     return labels, mask
 
 
@@ -82,7 +82,6 @@ def test_each_set_pseudolabels_starts_an_iteration(root):
     _label(dm, [0, 1], epochs=3)
     _label(dm, [0, 1, 2, 3], epochs=5)
     assert dm.iteration == 2 and dm.epoch_plan == [3, 5] and dm.iteration_end_epoch == 8
-    assert [h["iteration"] for h in dm.history] == [1, 2]
     assert dm.selected_indices.tolist() == [0, 1, 2, 3]
 
 
@@ -95,7 +94,7 @@ def test_the_state_round_trips_and_refuses_other_videos(root, tmp_path):
     restored.load_state_dict(state)
     assert torch.equal(restored.labels, torch.arange(len(LENGTHS)) % 3)
     assert torch.equal(restored.selected, mask)
-    assert (restored.iteration, restored.epoch_plan, restored.history) == (1, [4], [{"iteration": 1}])
+    assert (restored.iteration, restored.epoch_plan) == (1, [4])
 
     other = dict(VIDEOS)
     other["video_validation_99"] = ("train", 7, None)
@@ -132,7 +131,7 @@ def test_multi_hot_targets_replace_one_hot_labels(root):
     targets = torch.zeros(n, 3)
     targets[:, 0] = 1.0
     targets[::2, 2] = 1.0
-    dm.set_pseudolabels(torch.zeros(n, dtype=torch.int64), torch.ones(n, dtype=torch.bool), 1, {}, targets=targets)
+    dm.set_pseudolabels(torch.zeros(n, dtype=torch.int64), torch.ones(n, dtype=torch.bool), 1, targets=targets)
     for b in _epoch(dm):
         assert torch.equal(b["targets"], targets[b["video_index"]])
 

@@ -30,6 +30,8 @@ def test_copl_improves_its_pseudolabels_and_plri_separates_reliable_videos(copl_
         assert h["num_selected"] > 0 and h["num_unselected"] > 0
         # teacher and student are both evaluated
         assert "average_mAP" in h["test"] and "average_mAP" in h["test_student"]
+        # the network was read at the iteration's end: which way its actionness runs is recorded (sec. 4.2.2)
+        assert isinstance(h["actionness_reversed"], bool)
     # PLRI's unlabeled set U holds the less reliable videos. From iteration 1's strong label-free clusters it is
     # small (2-4 of 120 videos), so its accuracy is read over all iterations together.
     in_u = sum(h["num_unselected"] for h in iterations)

@@ -89,11 +89,12 @@ def test_checkpoint_holds_the_loop_state(feel_run):
     _, root = feel_run
     checkpoint = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
     state = checkpoint["UTALDataModule"]
-    assert state["iteration"] == len(state["history"]) and sum(state["epoch_plan"]) == checkpoint["epoch"] + 1
+    loop = [v for k, v in checkpoint["callbacks"].items() if k.startswith("PseudoLabelRefresh")]
+    assert loop and state["iteration"] == len(loop[0]["history"]) == loop[0]["history"][-1]["iteration"]
+    assert sum(state["epoch_plan"]) == checkpoint["epoch"] + 1
     assert state["labels"].shape == state["selected"].shape and state["labels"].min() >= 0
-    rng = [v for k, v in checkpoint["callbacks"].items() if k.startswith("PseudoLabelRefresh")]
-    assert rng and len(rng[0]["rng"]) == 1  # one process: one set of RNG states
-    assert set(rng[0]["rng"][0]) == {"torch", "cuda", "numpy", "python"}
+    assert len(loop[0]["rng"]) == 1  # one process: one set of RNG states
+    assert set(loop[0]["rng"][0]) == {"torch", "cuda", "numpy", "python"}
 
 
 def test_resume_at_iteration_boundary_gives_the_same_run(small, tmp_path):

@@ -33,7 +33,7 @@ def _datamodule(root: Path, seed: int = 3) -> UTALDataModule:
     dm = UTALDataModule(root, num_segments=T, batch_size=2, seed=seed)
     dm.setup("fit")
     n = len(dm.index.train_ids)
-    dm.set_pseudolabels(torch.arange(n) % 3, torch.ones(n, dtype=torch.bool), epochs=1, record={})
+    dm.set_pseudolabels(torch.arange(n) % 3, torch.ones(n, dtype=torch.bool), epochs=1)
     return dm
 
 

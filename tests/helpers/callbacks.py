@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import lightning as L
 
+from utal_lightning.loop.refresh import PseudoLabelRefresh
 from utal_lightning.runtime.preemption import PreemptionCheckpoint
 
 
@@ -33,7 +34,7 @@ class Probe(L.Callback):
             "epoch0": self.epoch0,
             "labels": datamodule.labels.tolist(),
             "selected": datamodule.selected.tolist(),
-            "history": datamodule.history,
+            "history": next(c.history for c in trainer.callbacks if isinstance(c, PseudoLabelRefresh)),
         }
         path = Path(trainer.default_root_dir) / f"probe_rank{trainer.global_rank}.json"
         path.write_text(json.dumps(state))

@@ -12,7 +12,7 @@ import torch
 
 from tests.helpers.models import iocnet_module, randomize_agnostic_heads
 from utal_lightning.data.datamodule import UTALDataModule
-from utal_lightning.loop.refresh import PseudoLabelRefresh
+from utal_lightning.loop.reading import read_network
 from utal_lightning.models.iocnet import IOCNet
 from utal_lightning.models.modules import IOCNetModule
 from utal_lightning.pseudo.clusterers import SpectralClusterer
@@ -22,12 +22,11 @@ from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _loop(tiny):
+def _setting(tiny):
     datamodule = UTALDataModule(tiny, num_segments=16)
     datamodule.setup("fit")
-    datamodule.history = [{"iteration": 1}]
     trainer = SimpleNamespace(datamodule=datamodule, global_rank=0, world_size=1)
-    return trainer, PseudoLabelRefresh(pseudolabeler=PseudoLabeler(HASPooler(), SpectralClusterer()))
+    return trainer, PseudoLabeler(HASPooler(), SpectralClusterer())
 
 
 def _module(datamodule, seed: int, **kwargs) -> IOCNetModule:
@@ -53,29 +52,29 @@ def _negate_agnostic_heads(module: IOCNetModule) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_what_the_loop_reads_does_not_depend_on_the_heads_sign(tiny, seed):
-    trainer, loop = _loop(tiny)
+    trainer, pseudolabeler = _setting(tiny)
     module = _module(trainer.datamodule, seed)
     batch = next(iter(trainer.datamodule.pooling_batches()))
-    loop._read_network(trainer, module, record=True)
+    reading = read_network(trainer, module, pseudolabeler, observe=False)
     first_sign, first = float(module.actionness_sign), module.localize(batch["features"], lengths=batch["lengths"])
-    assert trainer.datamodule.history[-1]["actionness_reversed"] == (first_sign < 0)
+    assert reading.reversed == (first_sign < 0) and reading.observation is None
     _negate_agnostic_heads(module)  # the same network trained "the other way round": A_ca -> 1 - A_ca
-    loop._read_network(trainer, module, record=True)
+    reading = read_network(trainer, module, pseudolabeler, observe=False)
     second = module.localize(batch["features"], lengths=batch["lengths"])
     assert float(module.actionness_sign) == -first_sign
-    assert trainer.datamodule.history[-1]["actionness_reversed"] == (first_sign > 0)
+    assert reading.reversed == (first_sign > 0)
     for name in ("agnostic_attention", "h_cs", "video_scores"):
         torch.testing.assert_close(getattr(second, name), getattr(first, name), msg=name)
     torch.testing.assert_close(second.attention, 1 - first.attention)  # A_cs is not the heads': reversed with them
 
 
 def test_the_oriented_actionness_runs_with_the_label_free_one(tiny):
-    trainer, loop = _loop(tiny)
+    trainer, pseudolabeler = _setting(tiny)
     module = _module(trainer.datamodule, 0)
     for flip in (False, True):
         if flip:
             _negate_agnostic_heads(module)
-        loop._read_network(trainer, module, record=False)
+        read_network(trainer, module, pseudolabeler, observe=False)
         total = []  # the slow way: Pearson per training video over its real positions, then the mean
         for batch in trainer.datamodule.pooling_batches():
             output = module.localize(batch["features"], lengths=batch["lengths"])
@@ -88,22 +87,22 @@ def test_the_oriented_actionness_runs_with_the_label_free_one(tiny):
 
 
 def test_the_papers_form_reads_the_network_as_trained(tiny):
-    trainer, loop = _loop(tiny)
+    trainer, pseudolabeler = _setting(tiny)
     module = _module(trainer.datamodule, 0, orient_actionness=False)
     batch = next(iter(trainer.datamodule.pooling_batches()))
     before = module.localize(batch["features"], lengths=batch["lengths"])
     for flip in (False, True):
         if flip:
             _negate_agnostic_heads(module)
-        loop._read_network(trainer, module, record=True)
+        reading = read_network(trainer, module, pseudolabeler, observe=False)
         assert float(module.actionness_sign) == 1.0
-        assert "actionness_reversed" not in trainer.datamodule.history[-1]
+        assert reading.reversed is None  # not measured: nothing to record
     after = module.localize(batch["features"], lengths=batch["lengths"])
     torch.testing.assert_close(after.agnostic_attention, 1 - before.agnostic_attention)
 
 
 def test_the_reading_is_saved_with_the_weights(tiny):
-    trainer, _ = _loop(tiny)
+    trainer, _ = _setting(tiny)
     module = _module(trainer.datamodule, 1)
     module.actionness_sign.fill_(-1.0)
     restored = _module(trainer.datamodule, 2)
@@ -112,7 +111,7 @@ def test_the_reading_is_saved_with_the_weights(tiny):
 
 
 def test_a_checkpoint_from_before_the_orientation_reads_the_network_as_trained(tiny, tmp_path):
-    trainer, _ = _loop(tiny)
+    trainer, _ = _setting(tiny)
     module = _module(trainer.datamodule, 1)
     state = {k: v for k, v in module.state_dict().items() if k != "actionness_sign"}
     path = tmp_path / "old.ckpt"
@@ -127,14 +126,14 @@ def test_a_checkpoint_from_before_the_orientation_reads_the_network_as_trained(t
 def test_the_epochs_observation_is_that_of_the_network_as_read(tiny, orient):
     """The HAS votes see the network as :meth:`IOCNetModule.localize` reads it after the orientation, though the
     loop takes both readings from one forward pass."""
-    trainer, loop = _loop(tiny)
+    trainer, pseudolabeler = _setting(tiny)
     module = _module(trainer.datamodule, 0, orient_actionness=orient)
     for flip in (False, True):
         if flip:
             _negate_agnostic_heads(module)
-        observation = loop._read_network(trainer, module, record=False, observe=True)
+        observation = read_network(trainer, module, pseudolabeler, observe=True).observation
         expected = [
-            loop.pseudolabeler.epoch_observation(module.localize(b["features"], lengths=b["lengths"]), b["lengths"])
+            pseudolabeler.epoch_observation(module.localize(b["features"], lengths=b["lengths"]), b["lengths"])
             for b in trainer.datamodule.pooling_batches()
         ]
         torch.testing.assert_close(observation, torch.cat(expected), rtol=0, atol=0)

@@ -113,7 +113,7 @@ def _fit(root: Path, run: Path, seed: int = 5, **refresh) -> SimpleNamespace:
     )
     trainer.fit(module, datamodule=datamodule)
     return SimpleNamespace(
-        pseudolabeler=pseudolabeler, watch=watch, datamodule=datamodule, trainer=trainer, module=module
+        pseudolabeler=pseudolabeler, watch=watch, datamodule=datamodule, trainer=trainer, module=module, loop=callback
     )
 
 
@@ -148,7 +148,7 @@ def test_the_model_continues_from_the_previous_weights_by_default(run):
 
 
 def test_every_iteration_is_recorded_and_tested(run):
-    history = run.datamodule.history
+    history = run.loop.history
     assert [h["iteration"] for h in history] == [1, 2, 3]
     assert [h["num_selected"] for h in history] == [4, 6, 8]
     tious = {f"{t:g}" for t in run.trainer.lightning_module.evaluator.tious}
@@ -174,12 +174,12 @@ def test_restart_each_iteration_rebuilds_the_network_and_forgets_adams_moments(r
         assert torch.equal(first_of_two["weights"][name], tensor), name
     assert first_of_two["optimizer_state"] == 0
     assert done.watch.epochs[1]["optimizer_state"] > 0  # inside iteration 1 Adam had state
-    assert all("test" not in h for h in done.datamodule.history)  # test_iterations="none"
+    assert all("test" not in h for h in done.loop.history)  # test_iterations="none"
 
 
 def test_last_tests_only_the_final_iteration(root, tmp_path):
     done = _fit(root, tmp_path, max_iterations=2, epochs_per_iteration=1, test_iterations="last")
-    assert ["test" in h for h in done.datamodule.history] == [False, True]
+    assert ["test" in h for h in done.loop.history] == [False, True]
 
 
 @pytest.mark.parametrize(("epoch", "stale"), [(1, True), (2, False), (5, False), (6, True)])
@@ -213,3 +213,21 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+
+
+def test_the_history_resumes_from_the_loop_s_state_or_an_earlier_version_s_datamodule_state():
+    history = [{"iteration": 1, "nmi": 0.5}, {"iteration": 2, "nmi": 0.6}]
+    loop = PseudoLabelRefresh(RecordingLabeler())
+    loop.history = [dict(h) for h in history]
+    state = loop.state_dict()
+    loop.history[0]["nmi"] = 0.0  # the state is a copy
+    resumed = PseudoLabelRefresh(RecordingLabeler())
+    resumed.on_load_checkpoint(None, None, {"epoch": 3, "UTALDataModule": {"epoch_plan": [2, 2]}})
+    resumed.load_state_dict(state)
+    assert resumed.history == history
+    # a checkpoint written before the loop owned the history: the DataModule's state held it
+    older = PseudoLabelRefresh(RecordingLabeler())
+    checkpoint = {"epoch": 3, "UTALDataModule": {"epoch_plan": [2, 2], "history": history}}
+    older.on_load_checkpoint(None, None, checkpoint)
+    older.load_state_dict({key: value for key, value in state.items() if key != "history"})
+    assert older.history == history

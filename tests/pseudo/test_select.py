@@ -116,14 +116,16 @@ def test_feel_pools_with_minmax_actionness_by_default():
     weights = torch.tensor([[6 / 15, 0.0, 1.0]])
     expected = torch.nn.functional.normalize(torch.einsum("bt,btd->bd", weights, features), dim=1)
     paper_pooling = feel(subtract_background=False)
-    torch.testing.assert_close(paper_pooling.video_features(output, features, torch.tensor([0])), expected)
-    as_written = feel(attention="sigmoid", subtract_background=False).video_features(
+    pooled, used = paper_pooling.video_features(output, features, torch.tensor([0]))
+    torch.testing.assert_close(pooled, expected)
+    torch.testing.assert_close(used, weights)  # the weights it pooled with, for the diagnostics
+    as_written, _ = feel(attention="sigmoid", subtract_background=False).video_features(
         output, features, torch.tensor([0])
     )
     torch.testing.assert_close(as_written, attention_pool(features, torch.sigmoid(cas.sum(2))))
     # the default subtracts the (1 - w)-weighted rest of the video (docs/method.md sec. 3.1.2)
     torch.testing.assert_close(
-        feel().video_features(output, features, torch.tensor([0])),
+        feel().video_features(output, features, torch.tensor([0]))[0],
         background_subtracted_pool(features, weights),
     )
     with pytest.raises(ValueError, match="attention"):
@@ -143,16 +145,17 @@ def test_iteration_one_pools_by_the_label_free_actionness_or_the_mean(pooler):
     features = torch.rand((2, 9, 3), generator=torch.Generator().manual_seed(0))
     label_free = torch.rand((2, 9), generator=torch.Generator().manual_seed(1))
     lengths = torch.tensor([9, 6])
-    pooled = labeler().video_features(None, features, torch.arange(2), lengths, label_free)
+    pooled, _ = labeler().video_features(None, features, torch.arange(2), lengths, label_free)
     torch.testing.assert_close(pooled, background_subtracted_pool(features, label_free, lengths))
-    top = labeler(poolers.DeviationPooler(fraction=0.3, subtract_background=False)).video_features(
+    top, _ = labeler(poolers.DeviationPooler(fraction=0.3, subtract_background=False)).video_features(
         None, features, torch.arange(2), lengths, label_free
     )
     weights = top_fraction_weights(label_free, 0.3, lengths)  # 2 of 9, 1 of 6 snippets
     assert weights.sum(1).tolist() == [2.0, 1.0]
     torch.testing.assert_close(top, attention_pool(features, weights, lengths))
-    mean = labeler(poolers.MeanPooler()).video_features(None, features, torch.arange(2), lengths, label_free)
+    mean, none = labeler(poolers.MeanPooler()).video_features(None, features, torch.arange(2), lengths, label_free)
     torch.testing.assert_close(mean, attention_pool(features, lengths=lengths))
+    assert none is None  # the mean: no weights
     with pytest.raises(ValueError, match="label-free"):
         labeler().video_features(None, features, torch.arange(2), lengths)
     with pytest.raises(ValueError, match="fraction"):

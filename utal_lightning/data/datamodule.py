@@ -7,7 +7,7 @@ generator; after the batch reaches the device, ``on_after_batch_transfer`` maps 
 positions and gathers the (B, T, D) features there: one indexing op, no Python loop over videos, no
 host-device synchronisation, and the same samples on every device for a seed. With the store on the
 host (pinned fallback) the collate step gathers instead and the loader pins the batch. The pseudolabel state
-(labels, P, iteration, epoch plan, history) is plain tensors/ints in ``state_dict``, so it lives in
+(labels, P, iteration, epoch plan) is plain tensors/ints in ``state_dict``, so it lives in
 checkpoints; ``train_dataloader`` is called again every epoch (``reload_dataloaders_every_n_epochs=1``)
 and always reflects the current state.
 """
@@ -225,13 +225,12 @@ class UTALDataModule(L.LightningDataModule):
 
         n = len(self.index.train_ids)
         # Pseudolabel state (checkpointed): cluster per training video, P mask, 1-based iteration
-        # (0 = not labelled yet), epochs of each iteration so far, per-iteration records.
+        # (0 = not labelled yet), epochs of each iteration so far. The per-iteration records are the loop's.
         self.labels = torch.full((n,), -1, dtype=torch.int64)
         self.selected = torch.zeros(n, dtype=torch.bool)
         self.targets: Tensor | None = None  # (N, K) multi-hot training targets where not one-hot labels (weak mode)
         self.iteration = 0
         self.epoch_plan: list[int] = []
-        self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -241,7 +240,6 @@ class UTALDataModule(L.LightningDataModule):
             "targets": None if self.targets is None else self.targets.clone(),
             "iteration": self.iteration,
             "epoch_plan": list(self.epoch_plan),
-            "history": [dict(h) for h in self.history],
             "train_ids": list(self.index.train_ids),
         }
 
@@ -255,19 +253,15 @@ class UTALDataModule(L.LightningDataModule):
         self.selected = state["selected"].clone()
         self.targets = None if state.get("targets") is None else state["targets"].clone()
         self.iteration = int(state["iteration"])
-        self.epoch_plan = [int(e) for e in state["epoch_plan"]]
-        self.history = [dict(h) for h in state["history"]]
+        self.epoch_plan = [int(e) for e in state["epoch_plan"]]  # (a "history" of earlier versions: the loop's now)
 
-    def set_pseudolabels(
-        self, labels: Tensor, selected: Tensor, epochs: int, record: dict[str, Any], targets: Tensor | None = None
-    ) -> None:
+    def set_pseudolabels(self, labels: Tensor, selected: Tensor, epochs: int, targets: Tensor | None = None) -> None:
         """Start the next outer iteration with these labels, P, epoch count (and multi-hot targets, if not one-hot)."""
         self.labels = labels.detach().cpu().to(torch.int64)
         self.selected = selected.detach().cpu().to(torch.bool)
         self.targets = None if targets is None else targets.detach().cpu().float()
         self.iteration += 1
         self.epoch_plan.append(int(epochs))
-        self.history.append(record)
 
     @property
     def iteration_end_epoch(self) -> int:

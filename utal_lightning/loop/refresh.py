@@ -5,8 +5,10 @@ The pseudolabeler decides *how*; ``reporting/`` records and draws what happened.
 One ``fit`` runs every iteration: the Callback labels the videos at the start of a fresh run and
 again when an iteration's epochs are done, hands labels and P to the DataModule (which rebuilds the
 train loader every epoch), extends ``max_epochs`` by the next iteration's epoch count (adaptive
-epochs change it at run time), and records metrics. Test mAP is computed at each iteration's end
-for the logs only: nothing here reads test labels to decide anything.
+epochs change it at run time), and keeps the run's history (one record per iteration, in its
+checkpointed state; ``summary.json``). What it reads from the training videos is ``reading.py``'s,
+the epoch counts ``schedule.py``'s, the test the LightningModule's (``test_pass``). Test mAP is
+computed at each iteration's end for the logs only: nothing here reads test labels to decide anything.
 """
 
 from __future__ import annotations
@@ -21,16 +23,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from utal_lightning.distributed import gather_objects, gather_rows, shard
-from utal_lightning.eval.actionness import snippet_auc
+from utal_lightning.distributed import gather_objects
+from utal_lightning.loop.reading import pool_training_videos, read_network
 from utal_lightning.loop.schedule import epochs_into_iteration, iteration_epochs, restart_seed
 from utal_lightning.pseudo.parts import PseudoLabels
-from utal_lightning.pseudo.pooling import deviation_actionness, orientation_sign, within_video_correlation
 from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
 from utal_lightning.reporting import iteration as report
 from utal_lightning.reporting import plots
 from utal_lightning.reporting.summary import write_summary
-from utal_lightning.reporting.test_results import log_per_class_table, test_metrics
+from utal_lightning.reporting.test_results import log_per_class_table, report_final_test, test_metrics
 from utal_lightning.runtime.preemption import preemption_requested
 
 
@@ -109,11 +110,14 @@ class PseudoLabelRefresh(L.Callback):
         self._restored_epochs_done: int | None = None
         self._clear_optimizer_state = False
         self._progress_mark: tuple[float, int] | None = None  # (time, epoch) of the last progress line
+        self.history: list[dict[str, Any]] = []  # one record per outer iteration (summary.json), checkpointed
+        self._history_of_datamodule: list[dict[str, Any]] | None = None  # where checkpoints before 0.1.0 kept it
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
         if datamodule.iteration == 0:  # a fresh run; a resumed one restored its state already
+            self.history = []
             self._relabel(trainer, pl_module, use_model=False)
         elif self._restored_epoch is not None:
             self._check_consistency(datamodule, self._restored_epoch)
@@ -138,6 +142,9 @@ class PseudoLabelRefresh(L.Callback):
         self._restored_epoch = int(checkpoint["epoch"])
         progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
         self._restored_epochs_done = progress.get("processed")
+        for state in checkpoint.values():  # a checkpoint of an earlier version: the history in the DataModule's state
+            if isinstance(state, dict) and "history" in state and "epoch_plan" in state:
+                self._history_of_datamodule = [dict(h) for h in state["history"]]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if preemption_requested(trainer):  # a partial epoch before a preemption stop: the resumed run redoes it
@@ -146,17 +153,21 @@ class PseudoLabelRefresh(L.Callback):
         self._progress_line(trainer, datamodule)
         iteration_done = trainer.current_epoch + 1 == datamodule.iteration_end_epoch
         started = time.perf_counter()
-        observation = None
         if self.pseudolabeler.observes_epochs or iteration_done:  # the network is read below
-            observation = self._read_network(
-                trainer, pl_module, iteration_done, observe=self.pseudolabeler.observes_epochs
-            )
-        if observation is not None:
-            self.pseudolabeler.observe(observation)
-            # HAS voting (with the orientation read in the same pass) belongs to the pseudolabel stage's cost.
-            pl_module.log(
-                "time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True
-            )  # mean of the ranks
+            reading = read_network(trainer, pl_module, self.pseudolabeler, observe=self.pseudolabeler.observes_epochs)
+            if iteration_done and reading.reversed is not None:
+                self.history[-1]["actionness_reversed"] = reading.reversed
+                if reading.reversed:
+                    rank_zero_info(
+                        f"outer iteration {datamodule.iteration}: the trained actionness runs against the label-free "
+                        "one on the training videos; read reversed (docs/method.md sec. 4.2.2)"
+                    )
+            if reading.observation is not None:
+                self.pseudolabeler.observe(reading.observation)
+                # HAS voting (with the orientation read in the same pass) belongs to the pseudolabel stage's cost.
+                pl_module.log(
+                    "time/vote_s", time.perf_counter() - started, on_epoch=True, sync_dist=True
+                )  # mean of the ranks
         if not iteration_done:
             return
         last = datamodule.iteration == self.max_iterations
@@ -164,7 +175,7 @@ class PseudoLabelRefresh(L.Callback):
             self._test(trainer, pl_module, datamodule)
         if trainer.is_global_zero:
             plots.log_figures(
-                trainer, {"outer/progress": plots.progress_figure(datamodule.history)}, step=datamodule.iteration
+                trainer, {"outer/progress": plots.progress_figure(self.history)}, step=datamodule.iteration
             )
         if datamodule.iteration < self.max_iterations:
             self._relabel(trainer, pl_module, use_model=True)
@@ -174,7 +185,7 @@ class PseudoLabelRefresh(L.Callback):
                     optimizer.state.clear()
             trainer.fit_loop.max_epochs = datamodule.iteration_end_epoch
         if trainer.is_global_zero:
-            write_summary(trainer.default_root_dir, datamodule.history)
+            write_summary(trainer.default_root_dir, self.history)
 
     def _test(self, trainer: L.Trainer, pl_module: L.LightningModule, datamodule: Any) -> None:
         """The in-loop test of every evaluation model, logged and recorded (never read by a decision)."""
@@ -182,13 +193,11 @@ class PseudoLabelRefresh(L.Callback):
         metrics = {"outer/iteration": float(datamodule.iteration)}
         for name, (result, _) in results.items():
             metrics.update(test_metrics(result, prefix=f"test{name}"))
-            datamodule.history[-1][f"test{name}"] = result.as_dict()
+            self.history[-1][f"test{name}"] = result.as_dict()
         pl_module.log_dict(metrics, sync_dist=True)  # the same on every rank (gathered detections)
         index = datamodule.index
         rank_zero_info(
-            report.test_line(
-                datamodule.history[-1]["test"], datamodule.iteration, self.max_iterations, len(index.test_ids)
-            )
+            report.test_line(self.history[-1]["test"], datamodule.iteration, self.max_iterations, len(index.test_ids))
         )
         if trainer.is_global_zero:
             result, detections = results[""]
@@ -199,9 +208,15 @@ class PseudoLabelRefresh(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            write_summary(trainer.default_root_dir, trainer.datamodule.history)
+            write_summary(trainer.default_root_dir, self.history)
             if not preemption_requested(trainer):  # a stopped run prints how to resume instead (utal fit)
-                rank_zero_info(report.iteration_table(trainer.datamodule.history))
+                rank_zero_info(report.iteration_table(self.history))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # utal test: the run's summary.json gets the final test (its mAP, per class) next to the history
+        result = getattr(pl_module, "test_result", None)
+        if trainer.is_global_zero and result is not None:
+            report_final_test(trainer, self.history, result)
 
     def _iteration_epochs_done(self, trainer: L.Trainer, datamodule: Any, finished: bool) -> tuple[int, int]:
         """(epochs of the current iteration done, epochs it has)."""
@@ -243,11 +258,16 @@ class PseudoLabelRefresh(L.Callback):
         # so every rank resumes its own dropout / mining stream.
         trainer = getattr(self, "_fit_trainer", None)
         states = gather_objects(trainer, rng_states()) if trainer is not None else [rng_states()]
-        return {"pseudolabeler": self.pseudolabeler.state_dict(), "rng": states}
+        return {
+            "pseudolabeler": self.pseudolabeler.state_dict(),
+            "rng": states,
+            "history": [dict(h) for h in self.history],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # "strategy": the key of checkpoints written before the pseudolabeler was a pipeline of parts
         self.pseudolabeler.load_state_dict(state.get("pseudolabeler", state.get("strategy", {})))
+        self.history = [dict(h) for h in state.get("history", self._history_of_datamodule or [])]
         states = state.get("rng")
         if states is None:  # a checkpoint of an earlier version: one CPU state
             states = [
@@ -271,114 +291,22 @@ class PseudoLabelRefresh(L.Callback):
             self._clear_optimizer_state = False
 
     # ------------------------------------------------------------------ stages
-    @staticmethod
-    @torch.no_grad()
-    def _pass(
-        trainer: L.Trainer, pl_module: L.LightningModule, row_fn: Any, use_model: bool = True
-    ) -> tuple[Tensor, Tensor]:
-        """No-grad pass over this rank's shard of the training videos on their fixed grid:
-        ``row_fn(output or None, batch)`` per batch (features on the module's device, video_index,
-        lengths) -> a dict of row tensors; returns (video indices, each entry's rows)."""
-        datamodule = trainer.datamodule
-        videos = shard(len(datamodule.labels), trainer.global_rank, trainer.world_size)
-        index, rows = [], []
-        for batch in datamodule.pooling_batches(videos):
-            batch["features"] = batch["features"].to(pl_module.device)
-            output = pl_module.localize(batch["features"], lengths=batch["lengths"]) if use_model else None
-            index.append(batch["video_index"])
-            rows.append(row_fn(output, batch))
-        return torch.cat(index), {key: torch.cat([r[key] for r in rows]) for key in rows[0]}
-
-    @staticmethod
-    def _label_free(datamodule: Any, batch: dict[str, Tensor]) -> Tensor:
-        """(B, T) the label-free actionness of a batch of training videos (docs/method.md sec. 3.1.1)."""
-        reference = datamodule.label_free_reference(batch["video_index"])
-        return deviation_actionness(batch["features"], reference, batch["lengths"])
-
-    def _read_network(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, record: bool, observe: bool = False
-    ) -> Tensor | None:
-        """One no-grad pass that reads the network over the training videos. With ``orient_actionness``: the way its
-        actionness runs against the label-free one (docs/method.md sec. 4.2.2; with ``record``, said in the
-        iteration's record). With ``observe``: the pseudolabeler's observation of this epoch's network so read, gathered
-        (else None); both readings are taken from the same forward pass, the reversed one recomputed from it."""
-        orient = pl_module.orient_actionness
-        if not (orient or observe):
-            return None
-        datamodule = trainer.datamodule
-        if orient:
-            pl_module.actionness_sign.fill_(1.0)  # measure the network as trained
-
-        def read(output: Any, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-            lengths, rows = batch["lengths"], {}
-            if orient:
-                label_free = self._label_free(datamodule, batch)
-                rows["correlation"] = within_video_correlation(output.actionness(), label_free, lengths).float()
-            if observe:
-                rows["as_trained"] = self.pseudolabeler.epoch_observation(output, lengths)
-                if orient:
-                    reversed_output = pl_module.inference_model.reverse_actionness(output)
-                    rows["reversed"] = self.pseudolabeler.epoch_observation(reversed_output, lengths)
-            return rows
-
-        index, rows = self._pass(trainer, pl_module, read)
-        n = len(datamodule.labels)
-        reading = "as_trained"
-        if orient:
-            sign = orientation_sign(gather_rows(trainer, index, rows["correlation"], n))
-            pl_module.actionness_sign.fill_(float(sign))
-            reading = "reversed" if sign < 0 else reading
-            if record:
-                datamodule.history[-1]["actionness_reversed"] = sign < 0
-                if sign < 0:
-                    rank_zero_info(
-                        f"outer iteration {datamodule.iteration}: the trained actionness runs against the label-free "
-                        "one on the training videos; read reversed (docs/method.md sec. 4.2.2)"
-                    )
-        return gather_rows(trainer, index, rows[reading], n) if observe else None
-
-    def _pooled_row(self, datamodule: Any, output: Any, batch: dict[str, Tensor]) -> Tensor:
-        """One batch's global video features (B, D); with ``diagnostics``, two more columns: the per-video AUC of
-        the pooling attention and of the label-free actionness (NaN without ground truth)."""
-        features, lengths = batch["features"], batch["lengths"]
-        label_free = self._label_free(datamodule, batch)
-        pooler = self.pseudolabeler.pooler_for(output)
-        weights = pooler.weights(output, features, batch["video_index"], lengths, label_free)
-        pooled = pooler.pool(features, weights, lengths).float()
-        if not self.diagnostics:
-            return pooled
-        action = datamodule.train_action_mask(batch["video_index"], batch["positions"])
-        if action is None:
-            aucs = torch.full((len(pooled), 2), float("nan"))
-        else:
-            used = weights if weights is not None else torch.ones_like(label_free)  # the mean: every snippet alike
-            action = action.to(features.device)
-            aucs = torch.stack([snippet_auc(used, action, lengths), snippet_auc(label_free, action, lengths)], 1)
-        return torch.cat([pooled, aucs.to(pooled)], 1)
-
     @torch.no_grad()
     def _relabel(self, trainer: L.Trainer, pl_module: L.LightningModule, use_model: bool) -> None:
         datamodule = trainer.datamodule
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
-        index, rows = self._pass(
-            trainer,
-            pl_module,
-            lambda output, batch: {"pooled": self._pooled_row(datamodule, output, batch)},
-            use_model=use_model,
-        )
-        rows = gather_rows(trainer, index, rows["pooled"], len(datamodule.labels))
-        # The last two columns are the diagnostics' per-video AUCs (see _pooled_row).
-        video_features, aucs = (rows[:, :-2], rows[:, -2:]) if self.diagnostics else (rows, None)
+        pooled = pool_training_videos(trainer, pl_module, self.pseudolabeler, use_model, self.diagnostics)
         pool_seconds = time.perf_counter() - started
         # Cluster, refine and select once (rank 0), then every rank takes the same result.
         decision = (
-            self._decide(trainer, datamodule, video_features, aucs, iteration, started, pool_seconds)
+            self._decide(trainer, datamodule, pooled.features, pooled.aucs, iteration, started, pool_seconds)
             if trainer.is_global_zero
             else None
         )
         result, epochs, record = trainer.strategy.broadcast(decision, src=0)
-        datamodule.set_pseudolabels(result.labels, result.selected, epochs, record, targets=result.targets)
+        datamodule.set_pseudolabels(result.labels, result.selected, epochs, targets=result.targets)
+        self.history.append(record)
         self.pseudolabeler.start_iteration()
         for logger in trainer.loggers:
             logger.log_metrics(report.pseudolabel_metrics(record, iteration), step=trainer.global_step)
@@ -421,13 +349,15 @@ class PseudoLabelRefresh(L.Callback):
             datamodule.batch_size * trainer.world_size,
             self.adaptive_epochs,
         )
-        record = report.iteration_record(datamodule, result, iteration, epochs, time.perf_counter() - started)
+        correct = report.hungarian_correct(datamodule, result.labels)  # once: the record's accuracies, the embedding
+        record = report.iteration_record(datamodule, result, iteration, epochs, time.perf_counter() - started, correct)
         record.update(pool_seconds=round(pool_seconds, 3), cluster_seconds=round(cluster_seconds, 3))
         if aucs is not None:
             record.update(
                 report.pooling_diagnostics(datamodule, video_features, aucs, datamodule.num_clusters, datamodule.seed)
             )
-        report.pseudolabel_figures(trainer, datamodule, video_features, result, record, iteration)
+        figures = report.pseudolabel_figures(datamodule, video_features, result, [*self.history, record], correct)
+        plots.log_figures(trainer, figures, step=iteration)
         cpu = PseudoLabels(
             *(None if t is None else t.cpu() for t in (result.labels, result.selected, result.rank, result.targets))
         )

@@ -21,7 +21,7 @@ from utal_lightning.models.augment import temporal_shift
 from utal_lightning.models.copl_losses import IOCNetLoss, iocnet_loss
 from utal_lightning.models.losses import CoLALoss, cola_training_loss
 from utal_lightning.models.outputs import LocalizationOutput
-from utal_lightning.reporting.test_results import report_final_test, test_metrics
+from utal_lightning.reporting.test_results import test_metrics
 
 
 def as_settings(settings: type, value: Any) -> Any:
@@ -86,6 +86,7 @@ class LocalizationModule(L.LightningModule):
         self._compiled: list[nn.Module] = []  # in a list: not a submodule (no second copy in the state dict)
         self._test_detections: dict[int, np.ndarray] = {}
         self._cluster_map: tuple[Tensor, Tensor] | None = None  # (the labels it was computed from, the map)
+        self.test_result: DetectionMAP | None = None  # the last test pass's (on_test_epoch_end)
 
     # ------------------------------------------------------------------ models
     @property
@@ -250,7 +251,7 @@ class LocalizationModule(L.LightningModule):
     # ------------------------------------------------------------------ test / predict
     def on_test_epoch_start(self) -> None:
         self._reference = self.class_reference(self.trainer.datamodule)
-        self._test_detections = {}
+        self._test_detections, self.test_result = {}, None
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._test_detections[int(batch["video_index"][0])] = self.detect(batch, self._reference)
@@ -259,10 +260,8 @@ class LocalizationModule(L.LightningModule):
         datamodule = self.trainer.datamodule
         # Under DDP every rank saw a shard (padded by the sampler): merge by video index, once each.
         merged = {i: rows for part in gather_objects(self.trainer, self._test_detections) for i, rows in part.items()}
-        result = self.score_detections(datamodule, merged)
-        self.log_dict(test_metrics(result), sync_dist=True)  # the same on every rank (gathered detections)
-        if self.trainer.is_global_zero:
-            report_final_test(self.trainer, datamodule.history, result)
+        self.test_result = self.score_detections(datamodule, merged)  # the loop writes it into summary.json
+        self.log_dict(test_metrics(self.test_result), sync_dist=True)  # the same on every rank (gathered detections)
 
     def on_predict_epoch_start(self) -> None:
         self._reference = self.class_reference(self.trainer.datamodule)

@@ -63,11 +63,12 @@ class PseudoLabeler:
         video_index: Tensor,
         lengths: Tensor | None = None,
         label_free: Tensor | None = None,
-    ) -> Tensor:
-        """(B, D) global features of a batch of videos on their fixed grid (arguments as
-        :meth:`~utal_lightning.pseudo.parts.Pooler.weights`)."""
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, D) global features of a batch of videos on their fixed grid, and the (B, T) snippet weights they were
+        pooled with (None: the mean); arguments as :meth:`~utal_lightning.pseudo.parts.Pooler.weights`."""
         pooler = self.pooler_for(output)
-        return pooler.pool(features, pooler.weights(output, features, video_index, lengths, label_free), lengths)
+        weights = pooler.weights(output, features, video_index, lengths, label_free)
+        return pooler.pool(features, weights, lengths), weights
 
     def assign(
         self,

@@ -34,25 +34,36 @@ _CLUSTER_KEYS = (
 _DIAGNOSTIC_KEYS = ("attention_auc", "label_free_auc", "pooled_nmi", "accuracy_P", "accuracy_U")
 
 
-def _hungarian_correct(labels: Tensor, targets: np.ndarray, num_clusters: int, num_classes: int) -> np.ndarray:
-    """Per video with a known class (``targets >= 0``): whether its cluster maps to it (Hungarian map)."""
-    mapping = cluster_to_class_map(labels, targets, num_clusters, num_classes)
-    return (mapping.argmax(1)[labels].numpy() == targets)[targets >= 0]
+def hungarian_correct(datamodule: Any, labels: Tensor) -> np.ndarray | None:
+    """(N,) per training video: whether its cluster maps to its class under the Hungarian map of the whole set
+    (False where it has no class); None where no training video has a class. Computed once per iteration, for the
+    record (accuracy of P and U) and the embedding figure."""
+    targets = datamodule.index.class_targets(datamodule.index.train_ids)
+    known = targets >= 0
+    if not known.any():
+        return None
+    labels = labels.cpu()
+    mapping = cluster_to_class_map(labels, targets, datamodule.num_clusters, datamodule.index.num_classes)
+    correct = np.zeros(len(targets), dtype=bool)
+    correct[known] = (mapping.argmax(1)[labels].numpy() == targets)[known]
+    return correct
 
 
-def iteration_record(datamodule: Any, result: Any, iteration: int, epochs: int, seconds: float) -> dict[str, Any]:
+def iteration_record(
+    datamodule: Any, result: Any, iteration: int, epochs: int, seconds: float, correct: np.ndarray | None
+) -> dict[str, Any]:
     """The iteration's record in ``summary.json``: pseudolabel quality against the training ground truth
-    (whole set and P), accuracy of P and U under the whole set's cluster-to-class map, sizes, epochs."""
+    (whole set and P), accuracy of P and U under the whole set's cluster-to-class map (``correct``:
+    :func:`hungarian_correct`), sizes, epochs."""
     targets = datamodule.index.class_targets(datamodule.index.train_ids)
     k = datamodule.num_clusters
     everyone = clustering_scores(result.labels, targets, num_clusters=k)
     selected = result.selected.cpu().numpy()
     labels = result.labels.cpu()
     chosen = clustering_scores(labels[selected], targets[selected], num_clusters=k)
-    correct, in_p = np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     known = targets >= 0
-    if known.any():  # one map for P and U: comparable numbers
-        correct, in_p = _hungarian_correct(labels, targets, k, datamodule.index.num_classes), selected[known]
+    in_p = selected[known]
+    correct = correct[known] if correct is not None else np.zeros(0, dtype=bool)  # one map for P and U: comparable
     return {
         "iteration": iteration,
         **{key: round(value, 6) for key, value in everyone.items()},
@@ -137,20 +148,14 @@ test_line.__test__ = False  # a helper named test_*: not a pytest test
 
 
 def pseudolabel_figures(
-    trainer: Any, datamodule: Any, video_features: Tensor, result: Any, record: dict, iteration: int
-) -> None:
-    """Rank 0, each iteration: selection curve, cluster-vs-class confusion, 2-D embedding (PNG; W&B images)."""
+    datamodule: Any, video_features: Tensor, result: Any, history: list[dict[str, Any]], correct: np.ndarray | None
+) -> dict[str, Figure]:
+    """Each iteration's figures by key: the selection curve over ``history`` (this iteration's record last), the
+    cluster-vs-class confusion and the 2-D embedding (``correct``: :func:`hungarian_correct`)."""
     targets = datamodule.index.class_targets(datamodule.index.train_ids)
-    labels = result.labels.cpu()
-    correct = None
-    if (targets >= 0).any():
-        correct = np.zeros(len(targets), dtype=bool)
-        correct[targets >= 0] = _hungarian_correct(
-            labels, targets, datamodule.num_clusters, datamodule.index.num_classes
-        )
-    labels = labels.numpy()
-    figures = {
-        "outer/selection_curve": plots.selection_curve([*datamodule.history, record]),
+    labels = result.labels.cpu().numpy()
+    return {
+        "outer/selection_curve": plots.selection_curve(history),
         "outer/confusion": plots.confusion_matrix_figure(
             labels, targets, datamodule.index.classes, datamodule.num_clusters
         ),
@@ -158,7 +163,6 @@ def pseudolabel_figures(
             video_features.cpu().numpy(), labels, correct, result.selected.cpu().numpy()
         ),
     }
-    plots.log_figures(trainer, figures, step=iteration)
 
 
 def attention_figure(
