@@ -162,7 +162,7 @@ class DetectionWriter(BasePredictionWriter):
         datamodule = trainer.datamodule
         ids = datamodule.index.test_ids
         rows = [found[i] for i in range(len(ids)) if i in found]
-        write_detections(self.path, [ids[i] for i in range(len(ids)) if i in found], rows, datamodule.index.classes)
+        write_detections(self.path, [ids[i] for i in range(len(ids)) if i in found], rows, datamodule.class_names)
         print(f"wrote detections of {len(rows)} videos to {self.path}")
 
 

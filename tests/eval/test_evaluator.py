@@ -136,3 +136,11 @@ def test_detect_maps_is_detect_with_mapping_under_the_settings():
         evaluator, detection=dataclasses.replace(settings, proposal_scoring="unthresholded")
     )
     assert not np.array_equal(unthresholded.detect_maps(local, scores, mapping, 0.25, 1.0), expected.numpy())
+
+
+def test_without_classes_each_pseudo_class_is_its_own_class():
+    # discovery in unannotated videos (no class anywhere): detections name the K pseudo-classes
+    labels = torch.tensor([0, 1, 2, 3, 3])
+    assert torch.equal(Evaluator().cluster_map(labels, np.full(5, -1), 4, 0), torch.eye(4))
+    with_classes = Evaluator().cluster_map(labels, np.array([1, 0, 2, 2, 2]), 4, 3)
+    assert with_classes.shape == (4, 3)  # with classes: the map to them, as before

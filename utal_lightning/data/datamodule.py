@@ -115,6 +115,11 @@ class TrainBatches:
             self.skip = min(int(state["consumed"]), len(self.batches))
 
 
+def discovered_class_names(num_clusters: int) -> list[str]:
+    """``cluster_00``, ``cluster_01``, ...: the names of K actions discovered in unannotated videos."""
+    return [f"cluster_{k:02d}" for k in range(num_clusters)]
+
+
 class UTALDataModule(L.LightningDataModule):
     """Videos of a dataset in the docs/method.md sec. 1.1 layout, and the outer loop's pseudolabel state.
 
@@ -205,6 +210,11 @@ class UTALDataModule(L.LightningDataModule):
         check_same_widths(train_scan, test_scan)
         self.feature_dim = train_scan.feature_dim
         self.rgb_dim = train_scan.rgb_dim
+        if not (num_clusters or self.index.num_classes):
+            raise DatasetError(
+                f"{self.layout.gt_path}: no video carries a class label, so K is not known: give the number of "
+                "actions to discover (--data.init_args.num_clusters K)"
+            )
         self.num_clusters = num_clusters or self.index.num_classes
         self.num_segments = num_segments
         if test_grid not in ("sampled", "all"):
@@ -262,6 +272,18 @@ class UTALDataModule(L.LightningDataModule):
         self.targets = None if targets is None else targets.detach().cpu().float()
         self.iteration += 1
         self.epoch_plan.append(int(epochs))
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the videos carry class labels. Without (discovery: ``num_clusters`` actions found in unannotated
+        videos) nothing is scored (no NMI, no mAP) and the detections name the pseudo-classes (:attr:`class_names`)."""
+        return self.index.num_classes > 0
+
+    @property
+    def class_names(self) -> list[str]:
+        """The names detections carry: the dataset's classes, or without labels the K pseudo-classes
+        (``cluster_00`` ...: each discovered action is its own class)."""
+        return list(self.index.classes) if self.labelled else discovered_class_names(self.num_clusters)
 
     @property
     def iteration_end_epoch(self) -> int:

@@ -396,7 +396,8 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
 
     Training videos need no annotation entry (UTAL learns without labels). Test videos need one for
     mAP unless ``require_test_annotations`` is False (prediction only). Every label of a video in a
-    split must be in the class list, and no video may be in both splits.
+    split must be in the class list, and no video may be in both splits (but in a dataset without labels: discovering
+    actions in a folder of unannotated videos trains on the videos it localizes).
     """
     layout = resolve_layout(layout)
     if not layout.gt_path.is_file():
@@ -424,7 +425,7 @@ def read_dataset(layout: DatasetLayout, require_test_annotations: bool = True) -
                 )
 
     overlap = set(splits[layout.train_split]) & set(splits[layout.test_split])
-    if overlap:
+    if overlap and classes:  # without labels (discovery) nothing can leak: the videos localized are those trained on
         vid = sorted(overlap)[0]
         raise DatasetError(
             f'video "{vid}" is in both the {layout.train_split} and the {layout.test_split} split '

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from utal_lightning.data.layout import VideoAnnotation
@@ -101,7 +102,10 @@ class Evaluator:
     # ------------------------------------------------------------------ classes
     def cluster_map(self, labels: Tensor, train_targets: Any, num_clusters: int, num_classes: int) -> Tensor:
         """(K, C) evaluation map from the training pseudolabels and the *training* ground truth (-1: none), by
-        ``class_mapping`` (docs/method.md sec. 3.5)."""
+        ``class_mapping`` (docs/method.md sec. 3.5). A dataset without classes (``num_classes`` 0: discovery in
+        unannotated videos): the identity, each pseudo-class its own class."""
+        if num_classes == 0:
+            return torch.eye(num_clusters)
         return cluster_to_class_map(labels, train_targets, num_clusters, num_classes, self.class_mapping)
 
     @staticmethod

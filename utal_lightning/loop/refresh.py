@@ -116,6 +116,11 @@ class PseudoLabelRefresh(L.Callback):
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
+        if not datamodule.labelled:
+            rank_zero_info(
+                f"no class labels in the data: discovering {datamodule.num_clusters} actions; NMI, ARI and test mAP "
+                "need labels and are left out (utal predict writes the detections)"
+            )
         if datamodule.iteration == 0:  # a fresh run; a resumed one restored its state already
             self.history = []
             self._relabel(trainer, pl_module, use_model=False)
@@ -171,7 +176,8 @@ class PseudoLabelRefresh(L.Callback):
         if not iteration_done:
             return
         last = datamodule.iteration == self.max_iterations
-        if self.test_iterations == "all" or (self.test_iterations == "last" and last):
+        tested = self.test_iterations == "all" or (self.test_iterations == "last" and last)
+        if tested and datamodule.labelled:  # discovery (no labels): nothing to score
             self._test(trainer, pl_module, datamodule)
         if trainer.is_global_zero:
             plots.log_figures(

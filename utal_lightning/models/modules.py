@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
@@ -260,6 +261,9 @@ class LocalizationModule(L.LightningModule):
         datamodule = self.trainer.datamodule
         # Under DDP every rank saw a shard (padded by the sampler): merge by video index, once each.
         merged = {i: rows for part in gather_objects(self.trainer, self._test_detections) for i, rows in part.items()}
+        if not datamodule.labelled:  # discovery: no ground truth to score against (utal predict writes detections)
+            rank_zero_info("no class labels in the data: nothing to score (utal predict writes the detections)")
+            return
         self.test_result = self.score_detections(datamodule, merged)  # the loop writes it into summary.json
         self.log_dict(test_metrics(self.test_result), sync_dist=True)  # the same on every rank (gathered detections)
 

@@ -6,6 +6,7 @@ reads them to decide anything); the attention figure draws a few test videos for
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -128,9 +129,12 @@ def pseudolabel_line(record: dict[str, Any], iteration: int, max_iterations: int
     auc = ""
     if record.get("attention_auc") is not None:
         auc = f"pooling attention AUC {record['attention_auc']:.3f} (label-free {record['label_free_auc']:.3f}), "
+    labelled = not math.isnan(record["nmi"])  # NaN: no training video has a label (discovery)
+    nmi = f"NMI {record['nmi']:.3f}, " if labelled else ""
+    accuracy = f"accuracy of P {record['accuracy_selected']:.3f}, " if labelled else ""
     return (
-        f"outer iteration {iteration}/{max_iterations}: NMI {record['nmi']:.3f}, {auc}"
-        f"|P|/N {record['selected_fraction']:.2f}, accuracy of P {record['accuracy_selected']:.3f}, "
+        f"outer iteration {iteration}/{max_iterations}: {nmi}{auc}"
+        f"|P|/N {record['selected_fraction']:.2f}, {accuracy}"
         f"{record['epochs']} epochs; pseudolabel stage {record['pseudolabel_seconds']:.1f} s "
         f"(pooling {record['pool_seconds']:.1f} s, clustering + selection {record['cluster_seconds']:.1f} s)"
     )
@@ -154,15 +158,17 @@ def pseudolabel_figures(
     cluster-vs-class confusion and the 2-D embedding (``correct``: :func:`hungarian_correct`)."""
     targets = datamodule.index.class_targets(datamodule.index.train_ids)
     labels = result.labels.cpu().numpy()
-    return {
+    figures = {
         "outer/selection_curve": plots.selection_curve(history),
-        "outer/confusion": plots.confusion_matrix_figure(
-            labels, targets, datamodule.index.classes, datamodule.num_clusters
-        ),
         "outer/embedding": plots.embedding_figure(
             video_features.cpu().numpy(), labels, correct, result.selected.cpu().numpy()
         ),
     }
+    if datamodule.index.num_classes:  # no classes (discovery): no confusion with them to draw
+        figures["outer/confusion"] = plots.confusion_matrix_figure(
+            labels, targets, datamodule.index.classes, datamodule.num_clusters
+        )
+    return figures
 
 
 def attention_figure(
