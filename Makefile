@@ -35,8 +35,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
-	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25
+# The `utal view` test opens its page in Debian's headless Chromium (installed here when missing; root or sudo).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y chromium || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
+
+test: lint $(CHROMIUM)
+	UTAL_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -n auto --dist loadfile --durations=25
 
 clean:
 	rm -rf $(VENV) data runs

@@ -251,6 +251,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from utal_lightning.view import VIEW_FILE, read_view_data, write_view
+
+    target = Path(args.target)
+    out = Path(args.out) if args.out else (target / VIEW_FILE if target.is_dir() else target.with_suffix(".html"))
+    view = read_view_data(target, gt=args.gt, videos=args.videos)
+    write_view(view, out, top=args.top)
+    print(f"wrote {out} ({len(set(view.detections.videos))} videos; open it in a browser)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="utal",
@@ -361,6 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--num-clusters", type=int, default=None, help="K (default: the number of classes)")
     baseline.add_argument("--seed", type=int, default=0)
     baseline.set_defaults(run=cmd_baseline)
+
+    view = commands.add_parser(
+        "view",
+        help="one self-contained HTML page of a run's detections (timelines, classes, a player)",
+        description="Timelines of the detections by class and score (the ground truth where known), the discovered "
+        "classes with their most confident segments and the training videos of each pseudo-class, and a player that "
+        "jumps to a clicked segment where the video files are given. No server, no network: open the file.",
+    )
+    view.add_argument("target", help="a run directory (its detections.json from utal predict) or a detections JSON")
+    view.add_argument("--gt", default=None, help="annotation file (gt.json / ActionFormer json): durations, truth")
+    view.add_argument("--videos", default=None, help="folder of the video files (<video id>.mp4|webm|mkv|avi|mov)")
+    view.add_argument("--out", default=None, help="the HTML file (default: <run dir>/view.html, or beside the JSON)")
+    view.add_argument("--top", type=int, default=20, help="detections drawn per video, the best first (20)")
+    view.set_defaults(run=cmd_view)
     return parser
 
 

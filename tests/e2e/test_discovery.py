@@ -112,3 +112,20 @@ def test_k_must_be_given_when_no_video_has_a_label(unlabeled, tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.startswith("error")]
     assert len(lines) == 1 and "num_clusters" in lines[0] and "annotations" in lines[0], done.stderr[-2000:]
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training
+
+
+def test_the_page_of_the_run_shows_each_training_video_s_pseudo_class(discovered, unlabeled):
+    _, results, run = discovered
+    root, _ = unlabeled
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]) == 0  # -> run/detections.json
+        assert main(["view", str(run)]) == 0
+    text = (run / "view.html").read_text()
+    data = json.loads(text.split('<script type="application/json" id="data">')[1].split("</script>")[0])
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["UTALDataModule"]
+    members = {vid: cls["name"] for cls in data["classes"] for vid in cls["members"]}
+    assert members == {vid: f"cluster_{int(k):02d}" for vid, k in zip(state["train_ids"], state["labels"], strict=True)}
+    # the durations come from the run's own data (its config.yaml's root), not from the detections
+    (annotation,) = (root / "annotations").glob("*.json")
+    durations = {vid: entry["duration"] for vid, entry in json.loads(annotation.read_text())["database"].items()}
+    assert {v["id"]: v["duration"] for v in data["videos"]} == {vid: durations[vid] for vid in results}
