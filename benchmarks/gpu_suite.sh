@@ -37,6 +37,10 @@ step train_tf32_bf16 "$PY" benchmarks/bench_train.py --device cuda --schedules t
 step cci "$PY" benchmarks/bench_cci.py --device cuda --large-n 100000
 step scaling "$PY" benchmarks/bench_scaling.py --device cuda --sizes 1000,10000,100000 --out "$OUT/scaling.png"
 step data "$PY" benchmarks/bench_data.py
+# utal extract on the GPU: R(2+1)D-18 (random weights: no network there) where torchvision loads; the test backbone
+# (the decoding + clip pipeline) anyway
+step extract "$PY" benchmarks/bench_extract.py --device cuda --backbone r2plus1d_18 --weights none
+step extract_pipeline env PYTHONPATH=. "$PY" benchmarks/bench_extract.py --device cuda --backbone tests.helpers.backbones.TinyBackbone
 # One JSON of everything: each step's exit status and seconds, the CUDA tests' counts, the benchmarks' JSON.
 "$PY" - "$OUT" <<'PY'
 import json, sys, xml.etree.ElementTree as ET

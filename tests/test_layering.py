@@ -15,7 +15,7 @@ PACKAGE = REPO / "utal_lightning"
 GLUE = {"data/datamodule.py", "models/modules.py"}  # the LightningDataModule and the LightningModules
 MATHS = sorted(
     str(p.relative_to(PACKAGE))
-    for folder in ("data", "eval", "pseudo", "models")
+    for folder in ("data", "eval", "pseudo", "models", "video")
     for p in (PACKAGE / folder).rglob("*.py")
     if str(p.relative_to(PACKAGE)) not in GLUE
 )

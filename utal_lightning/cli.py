@@ -251,6 +251,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from utal_lightning.video.backbones import build_backbone
+    from utal_lightning.video.extract import extract_folder
+
+    try:
+        backbone = build_backbone(args.backbone, args.weights)
+    except (ImportError, ValueError, TypeError) as error:
+        raise DatasetError(f"--backbone {args.backbone}: {error}") from None
+    if args.fetch_weights:
+        print(f"{args.backbone}: weights in torchvision's cache ({torch.hub.get_dir()}/checkpoints)")
+        return 0
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    report = extract_folder(
+        Path(args.videos), Path(args.out), backbone, args.stride, args.batch_size, device, args.skip_bad,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    pace = report.clips / report.seconds if report.seconds else 0.0
+    print(
+        f"wrote {len(report.written)} videos ({report.clips} clips, {pace:.1f} clips/s on {device}), "
+        f"{len(report.already_there)} already there, {len(report.bad)} left out; "
+        f"next: utal fit --config discover --data.init_args.root {args.out} --data.init_args.num_clusters K"
+    )
+    return 0
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     from utal_lightning.view import VIEW_FILE, read_view_data, write_view
 
@@ -258,7 +285,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (target / VIEW_FILE if target.is_dir() else target.with_suffix(".html"))
     view = read_view_data(target, gt=args.gt, videos=args.videos)
     write_view(view, out, top=args.top)
-    print(f"wrote {out} ({len(set(view.detections.videos))} videos; open it in a browser)")
+    print(f"wrote {out} ({len(view.video_ids)} videos; open it in a browser)")
     return 0
 
 
@@ -372,6 +399,31 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--num-clusters", type=int, default=None, help="K (default: the number of classes)")
     baseline.add_argument("--seed", type=int, default=0)
     baseline.set_defaults(run=cmd_baseline)
+
+    extract = commands.add_parser(
+        "extract",
+        help="features of a folder of videos (torchvision backbone) in the ActionFormer layout",
+        description="Decode each video (PyAV), run a video backbone over clips of consecutive frames every --stride "
+        "frames, and write ROOT/features/<id>.npy and ROOT/annotations/videos.json (every video in the subset "
+        "'unlabeled', no annotations): what `utal fit --config discover` reads. Videos already written are skipped. "
+        "Weights come from torchvision's cache ($TORCH_HOME/hub/checkpoints): on a node without network run "
+        "`utal extract --fetch-weights --backbone NAME` once where there is one and copy that folder.",
+    )
+    extract.add_argument("videos", help="folder of video files (mp4, avi, mkv, webm, mov); the file name is the id")
+    extract.add_argument("--out", required=True, help="dataset root to write (ActionFormer layout)")
+    extract.add_argument(
+        "--backbone",
+        default="r2plus1d_18",
+        help="torchvision video model (r2plus1d_18, r3d_18, mc3_18, s3d, mvit_v2_s, ...) or a ClipBackbone class path",
+    )
+    extract.add_argument("--weights", choices=("default", "none"), default="default", help="none: random weights")
+    extract.add_argument("--stride", type=int, default=4, help="frames between clip starts (4: the layout's default)")
+    extract.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    extract.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+    extract.add_argument("--skip-bad", action="store_true", help="leave out an undecodable video (one line) and go on")
+    extract.add_argument("--no-progress", action="store_true", help="no progress bar")
+    extract.add_argument("--fetch-weights", action="store_true", help="only download the backbone's weights")
+    extract.set_defaults(run=cmd_extract)
 
     view = commands.add_parser(
         "view",

@@ -22,7 +22,7 @@ import yaml
 from utal_lightning.data.layout import VideoAnnotation, read_annotations
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import SegmentTable, read_detections
-from utal_lightning.utils import atomic_write_text
+from utal_lightning.utils import atomic_write_text, read_json
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 VIEW_FILE = "view.html"
@@ -33,6 +33,7 @@ class ViewData:
     """Everything the page shows, by video id."""
 
     detections: SegmentTable
+    video_ids: list[str] = field(default_factory=list)  # every video of the detections file, with detections or not
     annotations: dict[str, VideoAnnotation] = field(default_factory=dict)
     pseudo_classes: dict[str, int] = field(default_factory=dict)  # training video -> its pseudo-class
     selected: dict[str, bool] = field(default_factory=dict)  # training video -> in P (the reliable set)
@@ -60,11 +61,17 @@ def read_view_data(target: str | Path, gt: str | Path | None = None, videos: str
         detections_path = target
     else:
         raise DatasetError(f"{target}: no such run directory or detections file")
-    detections = read_detections(detections_path)
+    detections = read_detections(detections_path)  # validated; the ids also of the videos without any:
+    video_ids = list(read_json(detections_path)["results"])
     if gt is not None:
         annotations = read_annotations(gt)
-    files = _video_files(Path(videos), {*detections.videos, *annotations}) if videos is not None else {}
-    return ViewData(detections, annotations, pseudo_classes, selected, files, title=f"utal view: {target.name}")
+    if videos is not None:
+        files = _video_files(Path(videos), {*detections.videos, *annotations})
+    else:  # utal extract records each video's file in the annotation file
+        files = _recorded_sources(gt) if gt is not None else {}
+    return ViewData(
+        detections, video_ids, annotations, pseudo_classes, selected, files, title=f"utal view: {target.name}"
+    )
 
 
 def _annotation_file_of_run(run: Path) -> Path | None:
@@ -102,6 +109,16 @@ def _pseudo_classes_of_run(run: Path) -> tuple[dict[str, int], dict[str, bool]]:
     )
 
 
+def _recorded_sources(annotation_file: str | Path) -> dict[str, str]:
+    """Video id -> the ``source`` file its annotation entry records (``utal extract``'s), where that file exists."""
+    database = (read_json(annotation_file) or {}).get("database") or {}
+    return {
+        vid: str(Path(entry["source"]).resolve())
+        for vid, entry in database.items()
+        if isinstance(entry, dict) and isinstance(entry.get("source"), str) and Path(entry["source"]).is_file()
+    }
+
+
 def _video_files(folder: Path, video_ids: set[str]) -> dict[str, str]:
     """Video id -> its file in ``folder`` (``<id>.<ext>``, or ``v_<id>.<ext>``), as an absolute path."""
     if not folder.is_dir():
@@ -132,8 +149,9 @@ def _page_data(view: ViewData, top: int, examples: int, page_dir: Path) -> dict:
         by_video.setdefault(vid, []).append(
             {"start": round(float(start), 3), "end": round(float(end), 3), "label": label, "score": float(score)}
         )
-    video_ids = sorted(by_video)
-    names = sorted({*table.labels, *(label for a in view.annotations.values() for label in a.labels)})
+    video_ids = sorted({*view.video_ids, *by_video})
+    pseudo_names = {f"cluster_{k:02d}" for k in view.pseudo_classes.values()}  # a card even without detections
+    names = sorted({*table.labels, *(label for a in view.annotations.values() for label in a.labels), *pseudo_names})
     videos = []
     for vid in video_ids:
         rows = sorted(by_video.get(vid, []), key=lambda d: -d["score"])[:top]
@@ -168,7 +186,8 @@ def _page_data(view: ViewData, top: int, examples: int, page_dir: Path) -> dict:
         )[:examples]
         index = _pseudo_class_index(name)
         members = sorted(v for v, k in view.pseudo_classes.items() if index is not None and k == index)
-        classes.append({"name": name, "examples": best, "members": members})
+        if best or members:  # a ground-truth class the detections never name has no card (its colour stays)
+            classes.append({"name": name, "examples": best, "members": members})
     return {"title": view.title, "videos": videos, "classes": classes, "colors": class_colors(names)}
 
 
