@@ -66,6 +66,14 @@ def test_clips_start_every_stride_frames(clip_length, stride):
         assert got == expected, (n, clip_length, stride)
 
 
+def test_frames_are_decoded_at_the_backbone_s_size(videos):
+    with open_video(videos / "walk.webm", (40, 30)) as video:  # (height, width)
+        assert next(video.frames).shape == (40, 30, 3)
+    with open_video(videos / "walk.webm", 32) as video:  # the short side: 96 x 64 -> 48 x 32, the aspect kept
+        frames = list(video.frames)
+    assert frames[0].shape == (32, 48, 3) and len(frames) == 60 and video.fps == 25
+
+
 def test_each_feature_is_the_backbone_on_its_clip(videos, tmp_path):
     extract(str(videos), "--out", str(tmp_path / "root"), "--weights", "none", "--stride", "4")
     backbone = TinyBackbone().eval()

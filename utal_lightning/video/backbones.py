@@ -20,11 +20,11 @@ class ClipBackbone(nn.Module):
 
     Attributes:
         clip_length: frames per clip (consecutive frames of the video).
-        frame_size: (height, width) the frames are decoded at.
+        frame_size: (height, width) the frames are decoded at, or one number: their short side (aspect kept).
     """
 
     clip_length: int = 16
-    frame_size: tuple[int, int] = (112, 112)
+    frame_size: tuple[int, int] | int = (112, 112)
 
     def prepare(self, clips: Tensor) -> Tensor:
         """(B, T, H, W, 3) uint8 clips -> the network's input (default: (B, 3, T, H, W) floats in [0, 1])."""
@@ -71,12 +71,12 @@ class TorchvisionBackbone(ClipBackbone):
                 break
         self.transforms = chosen.transforms()
         self.clip_length = max(16, int(chosen.meta.get("min_temporal_size", 1)))
-        self.frame_size = tuple(int(s) for s in self.transforms.resize_size)
-        if len(self.frame_size) == 1:  # a short-side size: square frames
-            self.frame_size = (self.frame_size[0], self.frame_size[0])
+        size = [int(s) for s in self.transforms.resize_size]  # (h, w), or the short side (MViT, S3D: 256)
+        self.frame_size = (size[0], size[1]) if len(size) == 2 else size[0]  # decoded at it: the resize is free
 
     def prepare(self, clips: Tensor) -> Tensor:
-        return self.transforms(clips.permute(0, 1, 4, 2, 3))  # (B, T, 3, H, W) in, (B, 3, T, h, w) out
+        # the transforms take (B, T, 3, H, W) (and view it: contiguous) and give (B, 3, T, h, w)
+        return self.transforms(clips.permute(0, 1, 4, 2, 3).contiguous())
 
     def forward(self, clips: Tensor) -> Tensor:
         return self.network(clips).flatten(1)

@@ -45,12 +45,12 @@ class DecodedVideo:
 
 
 @contextmanager
-def open_video(path: Path, frame_size: tuple[int, int]) -> Iterator[DecodedVideo]:
-    """``path`` opened with PyAV: a :class:`DecodedVideo` whose frames are resized to ``frame_size`` (height, width)
-    as they are decoded; a file PyAV cannot read is a :class:`DatasetError` naming it."""
+def open_video(path: Path, frame_size: tuple[int, int] | int) -> Iterator[DecodedVideo]:
+    """``path`` opened with PyAV: a :class:`DecodedVideo` whose frames are resized to ``frame_size`` (height, width;
+    one number: the short side, the aspect ratio kept) as they are decoded; a file PyAV cannot read is a
+    :class:`DatasetError` naming it."""
     import av
 
-    height, width = frame_size
     try:
         container = av.open(str(path))
     except (av.FFmpegError, ValueError, OSError) as error:
@@ -60,6 +60,7 @@ def open_video(path: Path, frame_size: tuple[int, int]) -> Iterator[DecodedVideo
             raise DatasetError(f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        height, width = _decoded_size(frame_size, stream.codec_context.height, stream.codec_context.width)
         rate = stream.average_rate or stream.guessed_rate
         if not rate or float(rate) <= 0:
             raise DatasetError(f"{path}: the video stream has no frame rate")
@@ -77,6 +78,16 @@ def open_video(path: Path, frame_size: tuple[int, int]) -> Iterator[DecodedVideo
                 raise DatasetError(f"{path}: cannot decode this video ({error})") from None
 
         yield DecodedVideo(frames(), float(rate), duration)
+
+
+def _decoded_size(frame_size: tuple[int, int] | int, height: int, width: int) -> tuple[int, int]:
+    """(height, width) to decode at: ``frame_size``, or the video's aspect with that short side."""
+    if not isinstance(frame_size, int):
+        return int(frame_size[0]), int(frame_size[1])
+    if not (height and width):
+        return frame_size, frame_size
+    scale = frame_size / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def sliding_clips(frames: Iterator[np.ndarray], clip_length: int, stride: int) -> Iterator[np.ndarray]:
