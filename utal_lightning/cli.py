@@ -154,8 +154,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-# The shipped configs whose subset names `utal check` tries when none are given (one per dataset).
-SUBSET_CONFIGS = ("thumos_copl", "anet_copl")
+# The shipped configs whose subset names `utal check` tries when none are given (one per dataset, and discovery's
+# "unlabeled": what `utal extract` writes).
+SUBSET_CONFIGS = ("thumos_copl", "anet_copl", "discover")
 
 
 def with_shipped_subsets(layout):
