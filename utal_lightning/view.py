@@ -23,8 +23,8 @@ from utal_lightning.data.layout import VideoAnnotation, read_annotations
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import SegmentTable, read_detections
 from utal_lightning.utils import atomic_write_text, read_json
+from utal_lightning.video import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 VIEW_FILE = "view.html"
 
 

@@ -27,9 +27,9 @@ import torch
 
 from utal_lightning.errors import DatasetError
 from utal_lightning.utils import atomic_write, atomic_write_json, read_json
+from utal_lightning.video import VIDEO_EXTENSIONS
 from utal_lightning.video.backbones import ClipBackbone, clip_features
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 FEATURE_FOLDER = "features"
 ANNOTATION_FILE = Path("annotations") / "videos.json"
 SUBSET = "unlabeled"
