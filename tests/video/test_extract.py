@@ -127,6 +127,10 @@ def test_a_second_run_skips_what_is_written(videos, tmp_path):
     said = extract(str(videos), "--out", str(out), "--weights", "none")
     assert "wrote 1 videos" in said and "2 already there" in said
     assert walk.stat().st_mtime_ns == written and (out / FEATURE_FOLDER / "jump.npy").is_file()
+    # another stride would mix two kinds of features in one root: refused, nothing touched
+    with pytest.raises(SystemExit) as info:
+        main(["extract", str(videos), "--out", str(out), "--backbone", BACKBONE, "--stride", "8", "--no-progress"])
+    assert info.value.code == 2 and walk.stat().st_mtime_ns == written
 
 
 def test_a_backbone_that_cannot_be_built_is_one_line(videos, tmp_path, capsys):

@@ -26,6 +26,13 @@ class ClipBackbone(nn.Module):
     clip_length: int = 16
     frame_size: tuple[int, int] | int = (112, 112)
 
+    def describe(self) -> dict:
+        """What made the features (recorded with them: a resumed extraction must use the same)."""
+        frame_size = self.frame_size if isinstance(self.frame_size, int) else list(self.frame_size)
+        kind = type(self)
+        return {"backbone": f"{kind.__module__}.{kind.__qualname__}", "clip_length": self.clip_length,
+                "frame_size": frame_size}  # fmt: skip
+
     def prepare(self, clips: Tensor) -> Tensor:
         """(B, T, H, W, 3) uint8 clips -> the network's input (default: (B, 3, T, H, W) floats in [0, 1])."""
         return clips.permute(0, 4, 1, 2, 3).float() / 255.0
@@ -63,6 +70,7 @@ class TorchvisionBackbone(ClipBackbone):
         video_models = models.list_models(module=models.video)
         if name not in video_models:
             raise ValueError(f"{name!r} is not a torchvision video model ({', '.join(video_models)})")
+        self.name, self.weights = name, weights
         chosen = models.get_model_weights(name).DEFAULT
         self.network = models.get_model(name, weights=chosen if weights == "default" else None)
         for head in ("fc", "classifier", "head"):  # the classification layer of each family
@@ -73,6 +81,9 @@ class TorchvisionBackbone(ClipBackbone):
         self.clip_length = max(16, int(chosen.meta.get("min_temporal_size", 1)))
         size = [int(s) for s in self.transforms.resize_size]  # (h, w), or the short side (MViT, S3D: 256)
         self.frame_size = (size[0], size[1]) if len(size) == 2 else size[0]  # decoded at it: the resize is free
+
+    def describe(self) -> dict:
+        return {**super().describe(), "backbone": self.name, "weights": self.weights}
 
     def prepare(self, clips: Tensor) -> Tensor:
         # the transforms take (B, T, 3, H, W) (and view it: contiguous) and give (B, 3, T, h, w)

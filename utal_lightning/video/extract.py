@@ -4,13 +4,15 @@ Each video is decoded with PyAV (frames streamed at the backbone's frame size, n
 cut into clips of the backbone's length every ``stride`` frames, and each clip becomes one feature:
 
     <out>/features/<video id>.npy          float32 (L, D): clip i covers frames [i*stride, i*stride + clip_length)
-    <out>/annotations/videos.json          {"database": {id: {"subset": "unlabeled", "duration": s, "fps": f,
+    <out>/annotations/videos.json          {"extractor": {backbone, clip_length, frame_size, stride},
+                                            "database": {id: {"subset": "unlabeled", "duration": s, "fps": f,
                                              "annotations": [], "source": the video file}}}
 
 Feature i then sits at ``(i*stride + clip_length/2) / fps`` seconds: the ActionFormer layout's rule, with its
 ``feature_stride`` = ``stride`` and ``feature_window`` = ``clip_length`` (4 and 16 by default: the layout's own
 defaults, so nothing needs saying to ``utal fit``). Resumable: a video whose feature file and entry exist is
-skipped; every file is written atomically, the annotation file after each video.
+skipped (an output written by another backbone or stride is refused); every file is written atomically, the
+annotation file after each video.
 """
 
 from __future__ import annotations
@@ -182,7 +184,16 @@ def extract_folder(
     out, device = Path(out), torch.device(device)
     backbone = backbone.eval().to(device)
     annotation_path = out / ANNOTATION_FILE
-    database = read_json(annotation_path)["database"] if annotation_path.is_file() else {}
+    extractor = {**backbone.describe(), "stride": stride}
+    database = {}
+    if annotation_path.is_file():  # a resumed extraction: the same features or none
+        written = read_json(annotation_path)
+        if written.get("extractor", extractor) != extractor:
+            raise DatasetError(
+                f"{annotation_path}: written by another extractor ({written['extractor']}, now {extractor}): "
+                "give another --out, or the same backbone and stride"
+            )
+        database = written["database"]
     report = ExtractionReport()
     started = time.perf_counter()
     bar = _progress(videos, progress)
@@ -207,7 +218,7 @@ def extract_folder(
             "annotations": [],
             "source": str(path.resolve()),
         }
-        atomic_write_json(annotation_path, {"database": database})
+        atomic_write_json(annotation_path, {"extractor": extractor, "database": database})
         report.written.append(vid)
         report.clips += len(features)
         seconds = time.perf_counter() - started
