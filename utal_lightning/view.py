@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from utal_lightning.data.layout import VideoAnnotation, read_annotations
+from utal_lightning.data.layout import DatasetLayout, VideoAnnotation, read_annotations, resolve_layout
 from utal_lightning.errors import DatasetError
-from utal_lightning.eval.io import SegmentTable, read_detections
+from utal_lightning.eval.io import SegmentTable, discovered_class_name, read_detections
 from utal_lightning.utils import atomic_write_text, read_json
-from utal_lightning.video import VIDEO_EXTENSIONS
+from utal_lightning.video import find_videos
 
 VIEW_FILE = "view.html"
 
@@ -35,7 +35,7 @@ class ViewData:
     detections: SegmentTable
     video_ids: list[str] = field(default_factory=list)  # every video of the detections file, with detections or not
     annotations: dict[str, VideoAnnotation] = field(default_factory=dict)
-    pseudo_classes: dict[str, int] = field(default_factory=dict)  # training video -> its pseudo-class
+    pseudo_classes: dict[str, str] = field(default_factory=dict)  # training video -> its pseudo-class's name
     selected: dict[str, bool] = field(default_factory=dict)  # training video -> in P (the reliable set)
     video_files: dict[str, str] = field(default_factory=dict)  # video id -> path relative to the page
     title: str = "utal view"
@@ -45,7 +45,7 @@ def read_view_data(target: str | Path, gt: str | Path | None = None, videos: str
     """What :func:`write_view` draws, from a detections file or a run directory (module docstring)."""
     target = Path(target)
     annotations: dict[str, VideoAnnotation] = {}
-    pseudo_classes: dict[str, int] = {}
+    pseudo_classes: dict[str, str] = {}
     selected: dict[str, bool] = {}
     if target.is_dir():
         detections_path = target / "detections.json"
@@ -76,8 +76,6 @@ def read_view_data(target: str | Path, gt: str | Path | None = None, videos: str
 
 def _annotation_file_of_run(run: Path) -> Path | None:
     """The annotation file of the data a run was fitted on (its ``config.yaml``'s ``data.init_args``), if found."""
-    from utal_lightning.data.layout import DatasetLayout, resolve_layout
-
     config_path = run / "config.yaml"
     if not config_path.is_file():
         return None
@@ -92,7 +90,7 @@ def _annotation_file_of_run(run: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _pseudo_classes_of_run(run: Path) -> tuple[dict[str, int], dict[str, bool]]:
+def _pseudo_classes_of_run(run: Path) -> tuple[dict[str, str], dict[str, bool]]:
     """The training videos' pseudo-classes and membership of P in the run's last checkpoint ({} without one)."""
     import torch
 
@@ -104,7 +102,7 @@ def _pseudo_classes_of_run(run: Path) -> tuple[dict[str, int], dict[str, bool]]:
     if ids is None or labels is None:
         return {}, {}
     return (
-        {vid: int(k) for vid, k in zip(ids, labels.tolist(), strict=True) if k >= 0},
+        {vid: discovered_class_name(k) for vid, k in zip(ids, labels.tolist(), strict=True) if k >= 0},
         {vid: bool(s) for vid, s in zip(ids, chosen.tolist(), strict=True)} if chosen is not None else {},
     )
 
@@ -121,15 +119,9 @@ def _recorded_sources(annotation_file: str | Path) -> dict[str, str]:
 
 def _video_files(folder: Path, video_ids: set[str]) -> dict[str, str]:
     """Video id -> its file in ``folder`` (``<id>.<ext>``, or ``v_<id>.<ext>``), as an absolute path."""
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: video folder not found")
-    by_stem = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS}
-    found = {}
-    for vid in video_ids:
-        path = by_stem.get(vid) or by_stem.get(f"v_{vid}")
-        if path is not None:
-            found[vid] = str(path.resolve())
-    return found
+    by_stem = {path.stem: path for path in find_videos(folder)}
+    found = {vid: by_stem.get(vid) or by_stem.get(f"v_{vid}") for vid in video_ids}
+    return {vid: str(path.resolve()) for vid, path in found.items() if path is not None}
 
 
 def class_colors(names: list[str]) -> dict[str, str]:
@@ -150,8 +142,8 @@ def _page_data(view: ViewData, top: int, examples: int, page_dir: Path) -> dict:
             {"start": round(float(start), 3), "end": round(float(end), 3), "label": label, "score": float(score)}
         )
     video_ids = sorted({*view.video_ids, *by_video})
-    pseudo_names = {f"cluster_{k:02d}" for k in view.pseudo_classes.values()}  # a card even without detections
-    names = sorted({*table.labels, *(label for a in view.annotations.values() for label in a.labels), *pseudo_names})
+    truth_names = {label for a in view.annotations.values() for label in a.labels}
+    names = sorted({*table.labels, *truth_names, *view.pseudo_classes.values()})  # pseudo-classes: a card each
     videos = []
     for vid in video_ids:
         rows = sorted(by_video.get(vid, []), key=lambda d: -d["score"])[:top]
@@ -184,8 +176,7 @@ def _page_data(view: ViewData, top: int, examples: int, page_dir: Path) -> dict:
             ({"video": vid, **d} for vid, rows in by_video.items() for d in rows if d["label"] == name),
             key=lambda d: -d["score"],
         )[:examples]
-        index = _pseudo_class_index(name)
-        members = sorted(v for v, k in view.pseudo_classes.items() if index is not None and k == index)
+        members = sorted(v for v, k in view.pseudo_classes.items() if k == name)
         if best or members:  # a ground-truth class the detections never name has no card (its colour stays)
             classes.append({"name": name, "examples": best, "members": members})
     return {"title": view.title, "videos": videos, "classes": classes, "colors": class_colors(names)}
@@ -197,12 +188,6 @@ def _inside(path: str, folder: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _pseudo_class_index(name: str) -> int | None:
-    """k of a discovered class's name ``cluster_<k>`` (the pseudo-class itself), else None."""
-    prefix = "cluster_"
-    return int(name[len(prefix) :]) if name.startswith(prefix) and name[len(prefix) :].isdigit() else None
 
 
 def write_view(view: ViewData, out: str | Path, top: int = 20, examples: int = 6) -> Path:
@@ -337,7 +322,7 @@ for (const video of data.videos) {
   const heading = element("h4", {}, video.id + " ");
   const notes = [video.duration.toFixed(1) + " s", video.detections.length + " detections shown"];
   if (video.pseudo_class !== null && video.pseudo_class !== undefined) {
-    notes.push("pseudo-class cluster_" + String(video.pseudo_class).padStart(2, "0") +
+    notes.push("pseudo-class " + video.pseudo_class +
       (video.selected === false ? " (not in P)" : ""));
   }
   heading.appendChild(element("small", {}, notes.join(", ")));

@@ -30,6 +30,7 @@ from utal_lightning.data.layouts.base import FileLayout
 from utal_lightning.data.sampling import shard, train_positions_from_uniform
 from utal_lightning.data.store import STORE_DTYPES, FeatureStore, check_same_widths, scan_split
 from utal_lightning.errors import DatasetError
+from utal_lightning.eval.io import discovered_class_names
 
 STORE_PLACEMENTS = ("auto", "device", "host")
 
@@ -113,11 +114,6 @@ class TrainBatches:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state.get("key", ())) == self.key:  # the same epoch on the same ranks: go on where it stopped
             self.skip = min(int(state["consumed"]), len(self.batches))
-
-
-def discovered_class_names(num_clusters: int) -> list[str]:
-    """``cluster_00``, ``cluster_01``, ...: the names of K actions discovered in unannotated videos."""
-    return [f"cluster_{k:02d}" for k in range(num_clusters)]
 
 
 class UTALDataModule(L.LightningDataModule):

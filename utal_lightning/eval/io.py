@@ -35,6 +35,17 @@ class SegmentTable:
         return len(self.videos)
 
 
+def discovered_class_name(cluster: int) -> str:
+    """``cluster_03``: the name detections give pseudo-class 3 where the data has no classes (discovery), and how
+    ``utal view`` names every pseudo-class."""
+    return f"cluster_{cluster:02d}"
+
+
+def discovered_class_names(num_clusters: int) -> list[str]:
+    """:func:`discovered_class_name` of each of K pseudo-classes."""
+    return [discovered_class_name(k) for k in range(num_clusters)]
+
+
 def _table(rows: list[tuple[str, float, float, str, float]]) -> SegmentTable:
     return SegmentTable(
         videos=[r[0] for r in rows],

@@ -29,7 +29,7 @@ import torch
 
 from utal_lightning.errors import DatasetError
 from utal_lightning.utils import atomic_write, atomic_write_json, read_json
-from utal_lightning.video import VIDEO_EXTENSIONS
+from utal_lightning.video import find_videos
 from utal_lightning.video.backbones import ClipBackbone, clip_features
 
 FEATURE_FOLDER = "features"
@@ -111,8 +111,8 @@ def sliding_clips(frames: Iterator[np.ndarray], clip_length: int, stride: int) -
 
 def video_features(
     path: Path, backbone: ClipBackbone, stride: int, batch_size: int, device: torch.device
-) -> tuple[np.ndarray, float, float, int]:
-    """(L, D) features of one video, its fps, its duration (s) and its frame count."""
+) -> tuple[np.ndarray, float, float]:
+    """(L, D) features of one video, its fps and its duration (s)."""
     with open_video(path, backbone.frame_size) as video:
         counted = _Counted(video.frames)
         rows, batch = [], []
@@ -126,7 +126,7 @@ def video_features(
     if not rows:
         raise DatasetError(f"{path}: no frame could be decoded")
     duration = video.duration if video.duration else counted.count / video.fps
-    return torch.cat(rows).numpy().astype(np.float32), video.fps, duration, counted.count
+    return torch.cat(rows).numpy().astype(np.float32), video.fps, duration
 
 
 class _Counted:
@@ -139,21 +139,6 @@ class _Counted:
         for item in self.items:
             self.count += 1
             yield item
-
-
-def find_videos(folder: Path) -> list[Path]:
-    """The video files of ``folder`` (by extension), sorted; two files of one name are an error (one id each)."""
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: video folder not found")
-    videos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    seen: dict[str, Path] = {}
-    for path in videos:
-        if path.stem in seen:
-            raise DatasetError(f"{path}: the same video id as {seen[path.stem]} (one file per name)")
-        seen[path.stem] = path
-    if not videos:
-        raise DatasetError(f"{folder}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
-    return videos
 
 
 @dataclass
@@ -203,7 +188,7 @@ def extract_folder(
             report.already_there.append(vid)
             continue
         try:
-            features, fps, duration, _ = video_features(path, backbone, stride, batch_size, device)
+            features, fps, duration = video_features(path, backbone, stride, batch_size, device)
         except DatasetError as error:
             if not skip_bad:
                 raise
