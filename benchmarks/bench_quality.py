@@ -77,6 +77,10 @@ DATASETS = {
     "thumos-lite": Dataset("thumos", "thumos"),
     "anet-lite": Dataset("anet", "anet"),
     "thumos-lite-hard": Dataset("thumos", "thumos"),
+    "thumos-real": Dataset("thumos", "thumos"),
+    "thumos-real-scene": Dataset("thumos", "thumos"),
+    "thumos-real-faint": Dataset("thumos", "thumos"),
+    "anet-real": Dataset("anet", "anet"),
 }
 BASELINES = {"baseline": "deviation", "baseline-mean": "mean", "oracle": "oracle"}
 BASELINE_CONFIG = "copl"  # whose inference the baselines run (chosen on the development seed, see the docstring)

@@ -160,3 +160,55 @@ def baseline_settings(config: dict) -> dict[str, object]:
     if "subtract_background" in first_pooler:
         settings["subtract_background"] = bool(first_pooler["subtract_background"])
     return settings
+
+
+def label_free_cues(
+    layout: DatasetLayout,
+    num_segments: int = 750,
+    seed: int = 0,
+    fraction: float = 0.25,
+    baseline_fraction: float | None = None,
+    subtract_background: bool = True,
+) -> dict[str, float | None]:
+    """What a dataset's training videos offer without labels, read against their ground truth (``utal synth
+    --describe``, docs/quality.md): the median over videos of each video's snippet AUC for its annotated action
+    snippets of (a) the distance from the mean training snippet (:func:`deviation_actionness`) and (b) the raw
+    snippet L2 norm; and the NMI of seeded k-means on the videos pooled (c) by their mean snippet, (d) over their
+    top ``fraction`` by that distance (no background subtraction), (e) as the shipped baseline pools
+    (``baseline_fraction``, ``subtract_background``) and (f) over their annotated action snippets (the oracle).
+    A preset whose (a) or (b) is near 1 or whose (c) is near (f) cannot show what a trained model adds."""
+    index = read_dataset(layout)
+    train = FeatureStore.from_index(index, index.layout.train_split)
+    reference = train.mean_snippet()
+    targets = torch.as_tensor(index.class_targets(index.train_ids))
+    k = index.num_classes
+    poolings = {
+        "mean": lambda x, a, m: _pool(x, a, "mean", None, None, False),
+        "deviation_top": lambda x, a, m: _pool(x, a, "deviation", fraction, None, False),
+        "baseline": lambda x, a, m: _pool(x, a, "deviation", baseline_fraction, None, subtract_background),
+        "oracle": lambda x, a, m: _pool(x, a, "oracle", None, m, False),
+    }
+    pooled: dict[str, list[Tensor]] = {name: [] for name in poolings}
+    distance_auc, norm_auc = [], []
+    for i in range(len(train)):
+        grid, x = _grid_features(train, i, num_segments)
+        actionness = deviation_actionness(x[None], reference)[0]
+        action = _action_mask(index, train, i, grid)
+        distance_auc.append(float(snippet_auc(actionness[None], action[None])[0]))
+        norm_auc.append(float(snippet_auc(x.norm(dim=1)[None], action[None])[0]))
+        for name, pool in poolings.items():
+            pooled[name].append(pool(x, actionness, action))
+
+    def median(values: list[float]) -> float | None:
+        kept = torch.tensor(values, dtype=torch.float64)
+        kept = kept[~torch.isnan(kept)]
+        return round(float(kept.quantile(0.5)), 4) if kept.numel() else None  # the middle two averaged, as numpy
+
+    cues: dict[str, float | None] = {
+        "distance_auc": median(distance_auc),
+        "norm_auc": median(norm_auc),
+    }
+    for name, rows in pooled.items():
+        clusters, _ = kmeans(torch.stack(rows), k, seed=seed)
+        cues[f"{name}_nmi"] = round(clustering_scores(clusters, targets, num_clusters=k)["nmi"], 4)
+    return cues

@@ -142,6 +142,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from utal_lightning.data.synthetic import override_config, write_actionformer_copy, write_synthetic_dataset
 
     config = override_config(args.preset, args.set)
+    if args.out is None and not args.describe:
+        raise DatasetError("utal synth: give --out DIR (or --describe to print the preset's label-free cues only)")
+    if args.describe and args.out is None:
+        with tempfile.TemporaryDirectory(prefix="utal-synth-") as scratch:
+            return _describe(config, args.preset, write_synthetic_dataset(config, Path(scratch) / "data", args.seed))
     if args.layout == "actionformer":
         out = Path(args.out).expanduser().absolute()
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +156,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
     else:
         out = write_synthetic_dataset(config, args.out, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote synthetic preset {args.preset!r} (seed {args.seed}, {args.layout} layout) to {out}")
+    return _describe(config, args.preset, out) if args.describe else 0
+
+
+def _describe(config, preset: str, root: Path) -> int:
+    """Print a written dataset's label-free cues (:func:`utal_lightning.baseline.label_free_cues`) as one JSON
+    object, with the shipped baseline's pooling settings of the dataset's COPL config."""
+    from utal_lightning.baseline import baseline_settings, label_free_cues
+    from utal_lightning.data.layout import DatasetLayout
+    from utal_lightning.utils import read_configs
+
+    dataset = "anet" if config.id_style == "anet" else "thumos"
+    settings = baseline_settings(read_configs([f"{dataset}_copl"]))
+    cues = label_free_cues(
+        DatasetLayout(root),
+        num_segments=int(settings.get("num_segments", 750)),
+        baseline_fraction=settings.get("fraction"),
+        subtract_background=bool(settings.get("subtract_background", True)),
+    )
+    print(json.dumps({"preset": preset, **cues}))
     return 0
 
 
@@ -299,8 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = commands.add_parser("synth", help="write a synthetic benchmark (layout: docs/method.md sec. 1.1)")
-    synth.add_argument("--preset", required=True, help="tiny | small | thumos | anet")
-    synth.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    synth.add_argument(
+        "--preset",
+        required=True,
+        help="tiny | small | thumos | anet | thumos-lite | anet-lite | thumos-lite-hard | thumos-real | "
+        "thumos-real-scene | thumos-real-faint | anet-real (docs/benchmarks.md)",
+    )
+    synth.add_argument("--out", type=Path, help="output folder (must not exist or be empty)")
+    synth.add_argument(
+        "--describe",
+        action="store_true",
+        help="print the preset's label-free cues (per-video median AUC of the distance from the mean snippet and "
+        "of the snippet norm; NMI of mean, top-25%% deviation, baseline and oracle pooling); without --out the "
+        "data is written to a temporary folder",
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     synth.add_argument(

@@ -49,6 +49,7 @@ from utal_lightning.data.layout import SNIPPET_SECONDS
 from utal_lightning.errors import DatasetError
 
 __all__ = [
+    "GENERATOR_VERSION",
     "PRESETS",
     "SyntheticConfig",
     "get_config",
@@ -56,6 +57,10 @@ __all__ = [
     "write_synthetic_dataset",
 ]
 
+
+# Bumped whenever a preset's bytes for a given seed change (benchmarks/bench_quality.py regenerates data written by
+# another version). 2: the scene family of synthetic_scenes.py added (the lite presets' bytes unchanged).
+GENERATOR_VERSION = 2
 
 # Seed-sequence tags (every entropy tuple has the same length: numpy pads shorter ones with zeros).
 _TAG_WORLD = 0
@@ -195,6 +200,14 @@ class SyntheticConfig:
         for f in ("train_subset", "test_subset", "class_prefix"):
             if any(c in getattr(self, f) for c in "/\\\n\r\t"):
                 raise bad(f, "must not contain path separators or whitespace controls")
+
+    def make_world(self, seed: int) -> _World:
+        """What every video of a dataset shares (the world stream of ``seed``)."""
+        return _make_world(self, seed)
+
+    def make_video(self, world: _World, seed: int, split: str, index: int, primary: int) -> _Video:
+        """Video ``index`` of ``split`` with primary class ``primary`` (its own stream of ``seed``)."""
+        return _make_video(self, world, seed, split, index, primary)
 
     def class_names(self) -> list[str]:
         width = max(2, len(str(self.num_classes - 1)))
@@ -696,7 +709,7 @@ def write_synthetic_dataset(
 
 def _write_all(cfg: SyntheticConfig, root: Path, seed: int) -> None:
     os.chmod(root, 0o755)  # mkdtemp makes it 0700
-    world = _make_world(cfg, seed)
+    world = cfg.make_world(seed)
     names = cfg.class_names()
     database: dict[str, dict] = {}
     seen_stems: set[str] = set()
@@ -707,7 +720,7 @@ def _write_all(cfg: SyntheticConfig, root: Path, seed: int) -> None:
         primaries = _primary_classes(cfg, seed, split, n)
         ids = []
         for i in range(n):
-            v = _make_video(cfg, world, seed, split, i, int(primaries[i]))
+            v = cfg.make_video(world, seed, split, i, int(primaries[i]))
             if v.vid in database or v.file_stem in seen_stems:  # 64**11 ids: practically never
                 raise RuntimeError(f"synthetic dataset: duplicate video id {v.vid!r}; try another seed")
             seen_stems.add(v.file_stem)
@@ -798,12 +811,12 @@ def write_actionformer_copy(
 def override_config(config: SyntheticConfig | str, assignments: list[str]) -> SyntheticConfig:
     """Apply ``FIELD=VALUE`` overrides (``utal synth --set num_train=10``); tuples as JSON lists."""
     config = get_config(config)
-    fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    fields = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, object] = {}
     for item in assignments:
         key, _, value = item.partition("=")
         if key not in fields:
-            raise DatasetError(f"--set {item}: unknown field {key!r} of SyntheticConfig")
+            raise DatasetError(f"--set {item}: unknown field {key!r} of {type(config).__name__}")
         current = getattr(config, key)
         try:
             if isinstance(current, (bool, int, float, str)):
@@ -814,3 +827,10 @@ def override_config(config: SyntheticConfig | str, assignments: list[str]) -> Sy
         except ValueError:
             raise DatasetError(f"--set {item}: {value!r} is not a valid {type(current).__name__}") from None
     return get_config(dataclasses.replace(config, **changes))
+
+
+# The realistic scene family (thumos-real, thumos-real-scene, thumos-real-faint, anet-real): its own module, built
+# on the size and segment fields above, registered here so that every preset is found by name in one table.
+from utal_lightning.data.synthetic_scenes import SCENE_PRESETS  # noqa: E402 (it imports this module)
+
+PRESETS.update(SCENE_PRESETS)
