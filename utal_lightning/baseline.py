@@ -40,6 +40,8 @@ from utal_lightning.pseudo.pooling import background_subtracted_pool, deviation_
 
 BaselinePooling = Literal["deviation", "mean", "oracle"]
 POOLINGS = ("deviation", "mean", "oracle")
+BaselineLocalization = Literal["deviation", "oracle"]
+LOCALIZATIONS = ("deviation", "oracle")
 
 
 def _grid_features(store: FeatureStore, i: int, num_segments: int | None) -> tuple[Tensor, Tensor]:
@@ -87,11 +89,17 @@ def run_baseline(
     num_clusters: int | None = None,
     evaluator: Evaluator | None = None,
     subtract_background: bool = True,
+    localization: BaselineLocalization = "deviation",
 ) -> dict[str, object]:
     """Write the baseline's test detections to ``out``; return its training clustering scores and the
-    label-free actionness's AUC on the training videos (module docstring)."""
+    label-free actionness's AUC on the training videos (module docstring).
+
+    ``localization="oracle"`` localizes every test video with its ground-truth action mask instead of the
+    distance (a bound for localization, as ``pooling="oracle"`` is one for pooling: it reads test labels)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if localization not in LOCALIZATIONS:
+        raise ValueError(f"localization must be one of {LOCALIZATIONS}, got {localization!r}")
     evaluator = evaluator or Evaluator()
     index = read_dataset(layout)
     layout = index.layout  # resolved: "auto" -> the layout found
@@ -101,12 +109,14 @@ def run_baseline(
     reference = train.mean_snippet()
 
     def pooled_and_auc(store: FeatureStore, i: int, grid_size: int | None) -> tuple[Tensor, float, Tensor, Tensor]:
+        """Pooled feature, AUC of the distance, and the map the video is localized with."""
         grid, x = _grid_features(store, i, grid_size)
         actionness = deviation_actionness(x[None], reference)[0]
         action = _action_mask(index, store, i, grid)
         auc = float(snippet_auc(actionness[None], action[None])[0])
         oracle_mask = action if pooling == "oracle" else None
-        return _pool(x, actionness, pooling, fraction, oracle_mask, subtract_background), auc, x, actionness
+        pooled = _pool(x, actionness, pooling, fraction, oracle_mask, subtract_background)
+        return pooled, auc, action.to(x.dtype) if localization == "oracle" else actionness
 
     train_rows = [pooled_and_auc(train, i, num_segments) for i in range(len(train))]
     pooled = torch.stack([row[0] for row in train_rows])
@@ -116,7 +126,7 @@ def run_baseline(
 
     detections = []
     for i in range(len(test)):
-        video, _, _, actionness = pooled_and_auc(test, i, num_segments if test_grid == "sampled" else None)
+        video, _, actionness = pooled_and_auc(test, i, num_segments if test_grid == "sampled" else None)
         rows = evaluator.detect_maps(
             actionness[:, None].expand(-1, len(centres)),
             evaluator.centroid_scores(video[None], centres)[0],
@@ -134,6 +144,7 @@ def run_baseline(
         "pooling": pooling,
         "fraction": fraction if pooling == "deviation" else None,
         "subtract_background": subtract_background and pooling != "mean",
+        "localization": localization,
         "test_videos": len(test),
         **{f"train_cluster/{k_}": round(v, 4) for k_, v in scores.items()},
         "train_label_free_auc": None if label_free_auc is None else round(label_free_auc, 4),

@@ -260,7 +260,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:  # a flag wins over the config
             settings[name] = getattr(args, name)
     report = run_baseline(
-        _layout(args), args.out, pooling=args.pooling, seed=args.seed, num_clusters=args.num_clusters, **settings
+        _layout(args),
+        args.out,
+        pooling=args.pooling,
+        seed=args.seed,
+        num_clusters=args.num_clusters,
+        localization=args.localization,
+        **settings,
     )
     print(json.dumps(report, indent=2))
     return 0
@@ -432,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     baseline.add_argument(
         "--num-segments", type=int, default=None, help="pooling and test grid T (default: the config's, else 750)"
+    )
+    baseline.add_argument(
+        "--localization",
+        choices=["deviation", "oracle"],
+        default="deviation",
+        help="localize by the distance from the mean snippet (default), or by the test videos' ground-truth action "
+        "snippets (a localization bound: reads test labels)",
     )
     baseline.add_argument("--num-clusters", type=int, default=None, help="K (default: the number of classes)")
     baseline.add_argument("--seed", type=int, default=0)

@@ -68,12 +68,14 @@ def test_baseline_then_evaluate(tiny, tmp_path, capsys):
     assert printed["0.1"] > 0.05
 
 
-def _baseline(root, tmp_path, capsys, *flags) -> tuple[dict, dict]:
-    """``utal baseline`` with these flags, then ``utal evaluate``: (its report, its mAP)."""
+def _baseline(root, tmp_path, capsys, *flags, subset: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """``utal baseline`` with these flags, then ``utal evaluate`` (over every annotated video unless ``subset``
+    names the test subset): (its report, its mAP)."""
     pred = tmp_path / f"pred{'_'.join(flags).replace('-', '')}.json"
     assert main(["baseline", "--root", str(root), "--out", str(pred), *flags]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert main(["evaluate", "--gt", str(root / "gt.json"), "--pred", str(pred), "--preset", "thumos"]) == 0
+    evaluate = ["evaluate", "--gt", str(root / "gt.json"), "--pred", str(pred), "--preset", "thumos", *subset]
+    assert main(evaluate) == 0
     return report, json.loads(capsys.readouterr().out)
 
 
@@ -87,6 +89,16 @@ def test_the_label_free_poolings_rank_as_they_should(small, tmp_path, capsys):
     assert nmi["deviation"] > nmi["mean"] + 0.2 and nmi["oracle"] >= nmi["deviation"] - 0.02, nmi
     assert deviation_map["0.5"] > mean_map["0.5"] + 0.1, (deviation_map["0.5"], mean_map["0.5"])
     assert deviation["train_label_free_auc"] > 0.8
+
+
+def test_the_localization_oracle_localizes_with_the_ground_truth(small, tmp_path, capsys):
+    # The bound row of docs/quality.md: label-free clusters, the test videos' annotated snippets as the map. On
+    # small, where the oracle pooling clusters almost perfectly, it then finds almost every segment exactly.
+    test = ("--subset", "test")
+    report, oracle_map = _baseline(small, tmp_path, capsys, "--pooling", "oracle", "--localization", "oracle", subset=test)
+    _, deviation_map = _baseline(small, tmp_path, capsys, "--pooling", "oracle", subset=test)
+    assert report["localization"] == "oracle"
+    assert oracle_map["0.7"] > 0.9 and oracle_map["0.7"] > deviation_map["0.7"] + 0.1, (oracle_map, deviation_map)
 
 
 def test_the_baseline_runs_the_inference_of_a_model_config(small, tmp_path, capsys):
