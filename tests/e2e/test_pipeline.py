@@ -95,7 +95,8 @@ def test_the_localization_oracle_localizes_with_the_ground_truth(small, tmp_path
     # The bound row of docs/quality.md: label-free clusters, the test videos' annotated snippets as the map. On
     # small, where the oracle pooling clusters almost perfectly, it then finds almost every segment exactly.
     test = ("--subset", "test")
-    report, oracle_map = _baseline(small, tmp_path, capsys, "--pooling", "oracle", "--localization", "oracle", subset=test)
+    oracle = ("--pooling", "oracle")
+    report, oracle_map = _baseline(small, tmp_path, capsys, *oracle, "--localization", "oracle", subset=test)
     _, deviation_map = _baseline(small, tmp_path, capsys, "--pooling", "oracle", subset=test)
     assert report["localization"] == "oracle"
     assert oracle_map["0.7"] > 0.9 and oracle_map["0.7"] > deviation_map["0.7"] + 0.1, (oracle_map, deviation_map)
