@@ -303,10 +303,14 @@ class PseudoLabelRefresh(L.Callback):
         iteration = datamodule.iteration + 1
         started = time.perf_counter()
         pooled = pool_training_videos(trainer, pl_module, self.pseudolabeler, use_model, self.diagnostics)
+        # every rank settles on the same features (a pooler that pooled several ways keeps one: seeded, deterministic)
+        features, choice = self.pseudolabeler.settle(
+            pooled.features, not use_model, datamodule.num_clusters, seed=datamodule.seed + iteration
+        )
         pool_seconds = time.perf_counter() - started
         # Cluster, refine and select once (rank 0), then every rank takes the same result.
         decision = (
-            self._decide(trainer, datamodule, pooled.features, pooled.aucs, iteration, started, pool_seconds)
+            self._decide(trainer, datamodule, features, pooled.aucs, iteration, started, pool_seconds, choice)
             if trainer.is_global_zero
             else None
         )
@@ -327,6 +331,7 @@ class PseudoLabelRefresh(L.Callback):
         iteration: int,
         started: float,
         pool_seconds: float,
+        choice: dict | None = None,
     ) -> tuple:
         """Rank 0: cluster, refine, select; the epoch count and the iteration's record (with the
         seconds of the pooling pass, of clustering + refinement + selection, and of the whole stage)."""
@@ -358,6 +363,8 @@ class PseudoLabelRefresh(L.Callback):
         correct = report.hungarian_correct(datamodule, result.labels)  # once: the record's accuracies, the embedding
         record = report.iteration_record(datamodule, result, iteration, epochs, time.perf_counter() - started, correct)
         record.update(pool_seconds=round(pool_seconds, 3), cluster_seconds=round(cluster_seconds, 3))
+        if choice is not None:
+            record.update(pooling_choice=choice)
         if aucs is not None:
             record.update(
                 report.pooling_diagnostics(datamodule, video_features, aucs, datamodule.num_clusters, datamodule.seed)

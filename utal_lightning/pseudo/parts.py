@@ -113,6 +113,29 @@ class Pooler:
         """The papers' attention pooling (FEEL Eq. 1)."""
         return attention_pool(features, weights, lengths)
 
+    def video_features(
+        self,
+        output: LocalizationOutput | None,
+        features: Tensor,
+        video_index: Tensor,
+        lengths: Tensor | None = None,
+        label_free: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, D') global features of a batch of videos and the (B, T) weights they were pooled with (None: the
+        mean); arguments as :meth:`weights`. A pooler that pools several ways returns them side by side until
+        :meth:`settle` has kept one."""
+        weights = self.weights(output, features, video_index, lengths, label_free)
+        return self.pool(features, weights, lengths), weights
+
+    def settle(self, pooled: Tensor, num_clusters: int, seed: int) -> Tensor:
+        """(N, D) the global features the clusterer gets, from :meth:`video_features` of all N training videos (the
+        same on every rank): these themselves, unless the pooler pools several ways and keeps one here."""
+        return pooled
+
+    def choice(self) -> dict | None:
+        """What :meth:`settle` kept and why (for the iteration's record), or None."""
+        return None
+
     # Across-epoch observation (only where ``observes_epochs``); the state goes into checkpoints.
     def epoch_observation(self, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
         """(B, ...) what to remember of one epoch's no-grad output for a batch of training videos."""

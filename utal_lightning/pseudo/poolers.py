@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from utal_lightning.models.outputs import LocalizationOutput
+from utal_lightning.pseudo.cluster import cross_view_agreement
 from utal_lightning.pseudo.has import has_attention, has_pool, vote
 from utal_lightning.pseudo.parts import Pooler
 from utal_lightning.pseudo.pooling import minmax_over_time, top_fraction_weights
@@ -138,3 +140,73 @@ class HASPooler(Pooler):
 
     def load_state_dict(self, state: dict) -> None:
         self.votes = state.get("votes")
+
+
+class AgreementChoicePooler(Pooler):
+    """Pools every training video each way its ``candidates`` do and keeps, for the whole training set, the way whose
+    views cluster most alike (:func:`~utal_lightning.pseudo.cluster.cross_view_agreement`, docs/method.md sec.
+    3.1.3): a label-free choice made anew at every pseudolabel stage, on the user's own training videos. Whether
+    subtracting the rest of a video helps depends on the data (it cancels a per-video nuisance, and with it a
+    scene that carries the class); this lets the data say.
+
+    Args:
+        candidates: the poolings to choose from (e.g. ``DeviationPooler`` with and without
+            ``subtract_background``); ties go to the first.
+        views: column blocks the agreement compares (2: the RGB and flow halves of two-stream features).
+    """
+
+    def __init__(self, candidates: list[Pooler], views: int = 2) -> None:
+        super().__init__(subtract_background=False)  # each candidate pools its own way
+        if len(candidates) < 1:
+            raise ValueError("AgreementChoicePooler needs at least one candidate")
+        self.candidates, self.views = list(candidates), views
+        self.kept: int | None = None  # which candidate settle() kept in this pseudolabel stage
+        self.agreement: list[float] | None = None
+
+    @property
+    def observes_epochs(self) -> bool:  # type: ignore[override]
+        return any(c.observes_epochs for c in self.candidates)
+
+    def weights(self, output, features, video_index, lengths=None, label_free=None) -> Tensor | None:
+        pooler = self.candidates[self.kept or 0]  # the diagnostics' weights: the kept (or first) candidate's
+        return pooler.weights(output, features, video_index, lengths, label_free)
+
+    def video_features(self, output, features, video_index, lengths=None, label_free=None):
+        if self.kept is not None:
+            return self.candidates[self.kept].video_features(output, features, video_index, lengths, label_free)
+        pooled = [c.video_features(output, features, video_index, lengths, label_free) for c in self.candidates]
+        return torch.cat([p for p, _ in pooled], dim=1), pooled[0][1]
+
+    def settle(self, pooled: Tensor, num_clusters: int, seed: int) -> Tensor:
+        if self.kept is not None:
+            return pooled
+        blocks = pooled.chunk(len(self.candidates), dim=1)
+        self.agreement = [cross_view_agreement(b, num_clusters, seed, self.views) for b in blocks]
+        self.kept = max(range(len(blocks)), key=lambda i: (self.agreement[i], -i))
+        return blocks[self.kept]
+
+    def choice(self) -> dict | None:
+        if self.kept is None:
+            return None
+        return {"kept": self.kept, "agreement": [round(a, 4) for a in self.agreement or []]}
+
+    def epoch_observation(self, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
+        return next(c for c in self.candidates if c.observes_epochs).epoch_observation(output, lengths)
+
+    def observe(self, observations: Tensor) -> None:
+        for c in self.candidates:
+            if c.observes_epochs:
+                c.observe(observations)
+
+    def start_iteration(self) -> None:
+        self.kept, self.agreement = None, None
+        for c in self.candidates:
+            c.start_iteration()
+
+    def state_dict(self) -> dict:
+        return {"kept": self.kept, "agreement": self.agreement, "candidates": [c.state_dict() for c in self.candidates]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kept, self.agreement = state.get("kept"), state.get("agreement")
+        for c, s in zip(self.candidates, state.get("candidates") or [{}] * len(self.candidates), strict=True):
+            c.load_state_dict(s)

@@ -66,9 +66,13 @@ class PseudoLabeler:
     ) -> tuple[Tensor, Tensor | None]:
         """(B, D) global features of a batch of videos on their fixed grid, and the (B, T) snippet weights they were
         pooled with (None: the mean); arguments as :meth:`~utal_lightning.pseudo.parts.Pooler.weights`."""
-        pooler = self.pooler_for(output)
-        weights = pooler.weights(output, features, video_index, lengths, label_free)
-        return pooler.pool(features, weights, lengths), weights
+        return self.pooler_for(output).video_features(output, features, video_index, lengths, label_free)
+
+    def settle(self, pooled: Tensor, first: bool, num_clusters: int, seed: int) -> tuple[Tensor, dict | None]:
+        """The (N, D) global features to cluster from :meth:`video_features` of every training video (``first``:
+        iteration 1's pooler), and what its pooler chose (:meth:`~utal_lightning.pseudo.parts.Pooler.choice`)."""
+        pooler = self.first_pooler if first else self.pooler
+        return pooler.settle(pooled, num_clusters, seed), pooler.choice()
 
     def assign(
         self,

@@ -132,6 +132,10 @@ def pseudolabel_line(record: dict[str, Any], iteration: int, max_iterations: int
     labelled = not math.isnan(record["nmi"])  # NaN: no training video has a label (discovery)
     nmi = f"NMI {record['nmi']:.3f}, " if labelled else ""
     accuracy = f"accuracy of P {record['accuracy_selected']:.3f}, " if labelled else ""
+    choice = record.get("pooling_choice")
+    if choice is not None:
+        scores = ", ".join(f"{a:.3f}" for a in choice["agreement"])
+        auc += f"pooled by candidate {choice['kept']} (view agreement {scores}), "
     return (
         f"outer iteration {iteration}/{max_iterations}: {nmi}{auc}"
         f"|P|/N {record['selected_fraction']:.2f}, {accuracy}"
