@@ -42,6 +42,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -573,30 +574,30 @@ def _plan_segments_uniform(
     return lengths, seg_cls, is_action, labels
 
 
-def _make_video(cfg: SyntheticConfig, world: _World, seed: int, split: str, index: int, primary: int) -> _Video:
-    tag = _TAG_TRAIN_VIDEO if split == "train" else _TAG_TEST_VIDEO
-    rng = _rng(seed, tag, index)
-    vid, stem = _video_id(cfg, split, index, rng)
-    d = cfg.feature_dim
-    f32 = np.float32
+class _VideoPlan(NamedTuple):
+    """A video's length, labels and segments (annotated and distractors, in placement order)."""
 
-    # Length.
+    length: int
+    labels: list[int]
+    classes: np.ndarray  # (n,) class of each segment (distractor class where not annotated)
+    is_action: np.ndarray  # (n,) annotated
+    starts: np.ndarray  # (n,) first snippet
+    ends: np.ndarray  # (n,) one past the last snippet
+
+
+def _plan_video(cfg: SyntheticConfig, world, rng: np.random.Generator, primary: int) -> _VideoPlan:
+    """Length, label set (primary + maybe a second class), segments and their placement (random order, random gaps
+    >= ``min_gap``): the draws every signal model shares, in the order the lite presets' bytes depend on."""
     raw = cfg.length_median
     if cfg.length_sigma > 0:
         raw = rng.lognormal(math.log(cfg.length_median), cfg.length_sigma)
     length = int(np.clip(round(raw), cfg.min_length, cfg.max_length))
-
-    # Label set: primary (+ maybe a second class).
     labels = [int(primary)]
     if cfg.num_classes > 1 and rng.random() < cfg.multi_label_prob:
         other = int(rng.integers(0, cfg.num_classes - 1))
         labels.append(other + (other >= primary))
-
     lengths, seg_cls, is_action, labels = _plan_segments(cfg, world, rng, length, labels)
     n = len(lengths)
-    n_dis = int((~is_action).sum())
-
-    # Placement: random order, random gaps (>= min_gap between segments).
     order = rng.permutation(n)
     lengths, seg_cls, is_action = lengths[order], seg_cls[order], is_action[order]
     free = length - int(lengths.sum()) - cfg.min_gap * (n - 1)
@@ -604,7 +605,20 @@ def _make_video(cfg: SyntheticConfig, world: _World, seed: int, split: str, inde
     gaps = np.diff(np.concatenate([[0], cuts]))  # gap before each segment
     starts = np.cumsum(gaps + np.concatenate([[0], lengths[:-1] + cfg.min_gap]))
     ends = starts + lengths
-    assert ends[-1] <= length, (vid, starts, ends, length)
+    assert ends[-1] <= length, (starts, ends, length)
+    return _VideoPlan(length, labels, seg_cls, is_action, starts, ends)
+
+
+def _make_video(cfg: SyntheticConfig, world: _World, seed: int, split: str, index: int, primary: int) -> _Video:
+    tag = _TAG_TRAIN_VIDEO if split == "train" else _TAG_TEST_VIDEO
+    rng = _rng(seed, tag, index)
+    vid, stem = _video_id(cfg, split, index, rng)
+    d = cfg.feature_dim
+    f32 = np.float32
+
+    length, labels, seg_cls, is_action, starts, ends = _plan_video(cfg, world, rng, primary)
+    n = len(starts)
+    n_dis = int((~is_action).sum())
 
     # Snippet -> segment index (-1 = background).
     seg_of = np.full(length, -1, dtype=np.int64)

@@ -203,21 +203,8 @@ def _make_scene_video(
     d = cfg.feature_dim
     f32 = np.float32
 
-    raw = rng.lognormal(math.log(cfg.length_median), cfg.length_sigma) if cfg.length_sigma > 0 else cfg.length_median
-    length = int(np.clip(round(raw), cfg.min_length, cfg.max_length))
-    labels = [int(primary)]
-    if cfg.num_classes > 1 and rng.random() < cfg.multi_label_prob:
-        other = int(rng.integers(0, cfg.num_classes - 1))
-        labels.append(other + (other >= primary))
-    lengths, seg_cls, is_action, labels = lite._plan_segments(cfg, world, rng, length, labels)
-    n = len(lengths)
-    order = rng.permutation(n)
-    lengths, seg_cls, is_action = lengths[order], seg_cls[order], is_action[order]
-    free = length - int(lengths.sum()) - cfg.min_gap * (n - 1)
-    cuts = np.sort(rng.integers(0, free + 1, size=n))
-    gaps = np.diff(np.concatenate([[0], cuts]))
-    starts = np.cumsum(gaps + np.concatenate([[0], lengths[:-1] + cfg.min_gap]))
-    ends = starts + lengths
+    length, _, seg_cls, is_action, starts, ends = lite._plan_video(cfg, world, rng, primary)
+    n = len(starts)
 
     # The scene: venue of the primary class + the class's part + this video's draw; shots add their offsets.
     venue = world.venue_of_class[primary]
