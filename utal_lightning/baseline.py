@@ -59,6 +59,17 @@ def _action_mask(index: DatasetIndex, store: FeatureStore, i: int, grid: Tensor)
     return torch.from_numpy(annotation.action_mask(store.clocks[i].seconds(grid.numpy() + 0.5)))
 
 
+def _read_video(
+    index: DatasetIndex, store: FeatureStore, i: int, grid_size: int | None, reference: Tensor
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    """Video ``i`` on its grid as the label-free baseline reads it: features (T, D), the distance from the mean
+    training snippet ``reference`` (T,), its annotated-snippet mask (T,) and that distance's AUC for the mask."""
+    grid, x = _grid_features(store, i, grid_size)
+    actionness = deviation_actionness(x[None], reference)[0]
+    action = _action_mask(index, store, i, grid)
+    return x, actionness, action, float(snippet_auc(actionness[None], action[None])[0])
+
+
 def _pool(
     x: Tensor,
     actionness: Tensor,
@@ -110,10 +121,7 @@ def run_baseline(
 
     def pooled_and_auc(store: FeatureStore, i: int, grid_size: int | None) -> tuple[Tensor, float, Tensor, Tensor]:
         """Pooled feature, AUC of the distance, and the map the video is localized with."""
-        grid, x = _grid_features(store, i, grid_size)
-        actionness = deviation_actionness(x[None], reference)[0]
-        action = _action_mask(index, store, i, grid)
-        auc = float(snippet_auc(actionness[None], action[None])[0])
+        x, actionness, action, auc = _read_video(index, store, i, grid_size, reference)
         oracle_mask = action if pooling == "oracle" else None
         pooled = _pool(x, actionness, pooling, fraction, oracle_mask, subtract_background)
         return pooled, auc, action.to(x.dtype) if localization == "oracle" else actionness
@@ -202,10 +210,8 @@ def label_free_cues(
     pooled: dict[str, list[Tensor]] = {name: [] for name in poolings}
     distance_auc, norm_auc = [], []
     for i in range(len(train)):
-        grid, x = _grid_features(train, i, num_segments)
-        actionness = deviation_actionness(x[None], reference)[0]
-        action = _action_mask(index, train, i, grid)
-        distance_auc.append(float(snippet_auc(actionness[None], action[None])[0]))
+        x, actionness, action, auc = _read_video(index, train, i, num_segments, reference)
+        distance_auc.append(auc)
         norm_auc.append(float(snippet_auc(x.norm(dim=1)[None], action[None])[0]))
         for name, pool in poolings.items():
             pooled[name].append(pool(x, actionness, action))
