@@ -12,7 +12,7 @@ from utal_lightning.models.outputs import LocalizationOutput
 from utal_lightning.pseudo.cluster import cross_view_agreement
 from utal_lightning.pseudo.has import has_attention, has_pool, vote
 from utal_lightning.pseudo.parts import Pooler
-from utal_lightning.pseudo.pooling import minmax_over_time, top_fraction_weights
+from utal_lightning.pseudo.pooling import anchored_blend, minmax_over_time, top_fraction_weights
 
 
 class MeanPooler(Pooler):
@@ -210,3 +210,50 @@ class AgreementChoicePooler(Pooler):
         self.kept, self.agreement = state.get("kept"), state.get("agreement")
         for c, s in zip(self.candidates, state.get("candidates") or [{}] * len(self.candidates), strict=True):
             c.load_state_dict(s)
+
+
+class AnchoredPooler(Pooler):
+    """Each iteration's pooling held towards a label-free one (docs/method.md sec. 3.1.4,
+    :func:`~utal_lightning.pseudo.pooling.anchored_blend`): a memory of where the loop started, as SpCL's and ODC's
+    feature memories keep a cluster from drifting with one noisy model. For ``pooler`` (iterations after the first).
+
+    Args:
+        pooler: the model's pooling (``AttentionPooler``, ``HASPooler``); its weights, epoch votes and state are this
+            pooler's.
+        anchor: the label-free pooling (default ``DeviationPooler(fraction=0.25, subtract_background=False)``).
+        weight: the anchor's share in [0, 1].
+    """
+
+    def __init__(self, pooler: Pooler, anchor: Pooler | None = None, weight: float = 0.5) -> None:
+        super().__init__(subtract_background=False)  # each part pools its own way
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        self.pooler, self.weight = pooler, weight
+        self.anchor = anchor if anchor is not None else DeviationPooler(fraction=0.25, subtract_background=False)
+
+    @property
+    def observes_epochs(self) -> bool:  # type: ignore[override]
+        return self.pooler.observes_epochs
+
+    def weights(self, output, features, video_index, lengths=None, label_free=None) -> Tensor | None:
+        return self.pooler.weights(output, features, video_index, lengths, label_free)
+
+    def video_features(self, output, features, video_index, lengths=None, label_free=None):
+        pooled, weights = self.pooler.video_features(output, features, video_index, lengths, label_free)
+        anchor, _ = self.anchor.video_features(None, features, video_index, lengths, label_free)
+        return anchored_blend(pooled, anchor, self.weight), weights
+
+    def epoch_observation(self, output: LocalizationOutput, lengths: Tensor | None = None) -> Tensor:
+        return self.pooler.epoch_observation(output, lengths)
+
+    def observe(self, observations: Tensor) -> None:
+        self.pooler.observe(observations)
+
+    def start_iteration(self) -> None:
+        self.pooler.start_iteration()
+
+    def state_dict(self) -> dict:
+        return self.pooler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pooler.load_state_dict(state)

@@ -95,6 +95,15 @@ def background_subtracted_pool(features: Tensor, weights: Tensor, lengths: Tenso
     return torch.nn.functional.normalize(pooled, dim=1)
 
 
+def anchored_blend(pooled: Tensor, anchor: Tensor, weight: float) -> Tensor:
+    """docs/method.md sec. 3.1.4: ``F = L2Norm((1 - w) F_model + w F_anchor)``, each iteration's pooled video features
+    (B, D) held towards the label-free ones ``anchor`` (B, D), both unit L2 norm, by ``weight`` ``w`` in [0, 1]
+    (0: the model's pooling alone, 1: the anchor alone). Returns (B, D), unit L2 norm."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    return torch.nn.functional.normalize((1.0 - weight) * pooled + weight * anchor, dim=1)
+
+
 def label_free_background(features: Tensor, reference: Tensor) -> Tensor:
     """(D,) one video's label-free background (docs/method.md sec. 4.3): the mean of its snippets ``features`` (L, D)
     weighted by ``1 - w``, ``w`` the :func:`deviation_actionness` from ``reference`` rescaled to [0, 1] over the
