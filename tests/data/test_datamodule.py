@@ -201,6 +201,9 @@ def test_video_backgrounds_are_subtracted_from_every_batch_and_the_label_free_ac
         backgrounds = torch.stack([label_free_background(plain.train_store.video(i), as_read) for i in index.tolist()])
         valid = (torch.arange(a["features"].shape[1])[None] < lengths[:, None])[..., None]
         torch.testing.assert_close(b["features"], (a["features"] - backgrounds[:, None]) * valid)
+        # what the pseudolabeler pools with pool_features_as_read: the backgrounds back, the padding still zero
+        torch.testing.assert_close(shifted.as_read(b), a["features"])
+        torch.testing.assert_close(plain.as_read(a), a["features"])
         torch.testing.assert_close(
             deviation_actionness(b["features"], shifted.label_free_reference(index), lengths),
             deviation_actionness(a["features"], plain.label_free_reference(index), lengths),
@@ -217,3 +220,44 @@ def test_video_backgrounds_are_subtracted_from_every_batch_and_the_label_free_ac
             [label_free_background(plain.train_store.video(i), as_read) for i in a["video_index"].tolist()]
         )
         torch.testing.assert_close(b["features"], a["features"] - backgrounds[:, None])
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_pooling_the_features_as_read_pools_what_a_run_without_the_subtraction_pools(root, first):
+    # docs/method.md sec. 3.1.5: with pool_features_as_read the clustering sees each video's scene although the
+    # network's input lost it; without it, it sees the subtracted input.
+    from types import SimpleNamespace
+
+    from utal_lightning.loop.reading import pool_training_videos
+    from utal_lightning.models.outputs import LocalizationOutput
+    from utal_lightning.pseudo.clusterers import KMeansClusterer
+    from utal_lightning.pseudo.poolers import AttentionPooler, DeviationPooler
+    from utal_lightning.pseudo.pseudolabeler import PseudoLabeler
+
+    def localize(features, lengths=None):  # a fixed "network": attention from the first channel as read
+        attention = torch.sigmoid(features[..., 0])
+        return LocalizationOutput(attention[..., None], attention, torch.ones(len(features), 1), features)
+
+    module = SimpleNamespace(device=torch.device("cpu"), localize=localize)
+
+    def pooled(dm, as_read):
+        labeler = PseudoLabeler(
+            AttentionPooler(subtract_background=False),
+            KMeansClusterer(),
+            first_pooler=DeviationPooler(fraction=0.5, subtract_background=False),
+            pool_features_as_read=as_read,
+        )
+        trainer = SimpleNamespace(datamodule=dm, global_rank=0, world_size=1)
+        return pool_training_videos(trainer, module, labeler, use_model=not first, diagnostics=False).features
+
+    plain, shifted = _datamodule(root), _datamodule(root, subtract_video_background=True)
+    if first:  # the label-free weights are the same either way: only what they pool differs
+        torch.testing.assert_close(pooled(shifted, as_read=True), pooled(plain, as_read=False))
+    else:  # the network reads its own input (shifted); the pooled features are the features as read
+        expected = []
+        pooler = AttentionPooler(subtract_background=False)
+        for a, b in zip(plain.pooling_batches(), shifted.pooling_batches(), strict=True):
+            output = localize(b["features"])
+            expected.append(pooler.video_features(output, a["features"], a["video_index"], a["lengths"])[0])
+        torch.testing.assert_close(pooled(shifted, as_read=True), torch.cat(expected))
+    assert not torch.allclose(pooled(shifted, as_read=False), pooled(shifted, as_read=True))

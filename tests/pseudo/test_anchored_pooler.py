@@ -1,4 +1,4 @@
-"""Each iteration's pooling held towards a label-free one (docs/method.md sec. 3.1.4): anchored_blend, AnchoredPooler."""
+"""Each iteration's pooling held towards a label-free one: anchored_blend, AnchoredPooler."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from utal_lightning.models.outputs import LocalizationOutput
-from utal_lightning.pseudo.pooling import anchored_blend
 from utal_lightning.pseudo.poolers import AnchoredPooler, AttentionPooler, DeviationPooler, HASPooler
+from utal_lightning.pseudo.pooling import anchored_blend
 
 
 def _batch(seed: int = 0, b: int = 5, t: int = 12, d: int = 6):
@@ -60,8 +60,12 @@ def test_the_ends_of_the_blend_are_its_two_poolings():
     index = torch.arange(5)
     alone = model.video_features(output, features, index, lengths, label_free)[0]
     fixed = anchor.video_features(None, features, index, lengths, label_free)[0]
-    torch.testing.assert_close(AnchoredPooler(model, anchor, 0.0).video_features(output, features, index, lengths, label_free)[0], alone)
-    torch.testing.assert_close(AnchoredPooler(model, anchor, 1.0).video_features(output, features, index, lengths, label_free)[0], fixed)
+    torch.testing.assert_close(
+        AnchoredPooler(model, anchor, 0.0).video_features(output, features, index, lengths, label_free)[0], alone
+    )
+    torch.testing.assert_close(
+        AnchoredPooler(model, anchor, 1.0).video_features(output, features, index, lengths, label_free)[0], fixed
+    )
     half = AnchoredPooler(model, anchor, 0.5).video_features(output, features, index, lengths, label_free)[0]
     torch.testing.assert_close(half, torch.nn.functional.normalize(alone + fixed, dim=1))
 

@@ -31,6 +31,7 @@ from utal_lightning.data.sampling import shard, train_positions_from_uniform
 from utal_lightning.data.store import STORE_DTYPES, FeatureStore, check_same_widths, scan_split
 from utal_lightning.errors import DatasetError
 from utal_lightning.eval.io import discovered_class_names
+from utal_lightning.pseudo.pooling import valid_mask
 
 STORE_PLACEMENTS = ("auto", "device", "host")
 
@@ -463,6 +464,17 @@ class UTALDataModule(L.LightningDataModule):
         if store.video_offsets is None:
             return reference
         return reference - store.video_offsets[video_index.to(store.video_offsets.device)].float()
+
+    def as_read(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, T, D) a :meth:`pooling_batches` batch's features as read: each video's subtracted background
+        (``subtract_video_background``) added back at its real positions, padding left at zero."""
+        offsets = self.train_store.video_offsets
+        features = batch["features"]
+        if offsets is None:
+            return features
+        valid = valid_mask(features.shape[:2], batch["lengths"].to(features.device), features.device)
+        back = offsets[batch["video_index"].to(offsets.device)].to(features)
+        return features + back[:, None, :] * valid[..., None].to(features.dtype)
 
     def train_action_mask(self, video_index: Tensor, positions: Tensor) -> Tensor | None:
         """(B, T) bool: which ``positions`` of these training videos lie in a ground-truth action segment (snippet

@@ -75,8 +75,9 @@ def pool_training_videos(
 
     def pooled_rows(output: Any, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         features, lengths = batch["features"], batch["lengths"]
-        label_free = label_free_actionness(datamodule, batch)
-        pooled, weights = pseudolabeler.video_features(output, features, batch["video_index"], lengths, label_free)
+        label_free = label_free_actionness(datamodule, batch)  # the same for the features as read
+        pooled_from = datamodule.as_read(batch) if pseudolabeler.pool_features_as_read else features
+        pooled, weights = pseudolabeler.video_features(output, pooled_from, batch["video_index"], lengths, label_free)
         pooled = pooled.float()
         if not diagnostics:
             return {"pooled": pooled}

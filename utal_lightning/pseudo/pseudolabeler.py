@@ -28,6 +28,10 @@ class PseudoLabeler:
         refiner: e.g. ``CCIRefiner`` (FEEL), or None (default).
         first_pooler: pools iteration 1, when there is no model yet: ``DeviationPooler`` (default, the
             label-free pooling, docs/method.md sec. 3.1.1) or ``MeanPooler`` (both papers).
+        pool_features_as_read: pool the training videos' features as read, not the networks' input (which has
+            each video's label-free background subtracted with the DataModule's ``subtract_video_background``,
+            docs/method.md sec. 4.3): the network learns on the scene-free input, the clustering keeps the scene
+            (docs/method.md sec. 3.1.5). No effect without that subtraction.
     """
 
     def __init__(
@@ -37,10 +41,12 @@ class PseudoLabeler:
         selector: Selector | None = None,
         refiner: Refiner | None = None,
         first_pooler: Pooler | None = None,
+        pool_features_as_read: bool = False,
     ) -> None:
         self.pooler, self.clusterer, self.refiner = pooler, clusterer, refiner
         self.selector = selector if selector is not None else SelectAll()
         self.first_pooler = first_pooler if first_pooler is not None else DeviationPooler()
+        self.pool_features_as_read = pool_features_as_read
 
     @property
     def observes_epochs(self) -> bool:
