@@ -111,7 +111,9 @@ def test_the_baseline_runs_the_inference_of_a_model_config(small, tmp_path, caps
     detection = settings["evaluator"].detection
     assert isinstance(detection, DetectionSettings)
     assert detection.nms_iou == 0.7 and len(detection.actionness_thresholds) == 33 and detection.class_threshold == 0.2
-    assert settings["num_segments"] == 750 and settings["subtract_background"] is True
+    assert settings["num_segments"] == 750
+    # FEEL's THUMOS config pools iteration 1 by each video's top 25 %, as read (docs/method.md sec. 3.1.5)
+    assert settings["subtract_background"] is False and settings["fraction"] == 0.25
     copl = baseline_settings(read_configs(["anet_copl"]))
     copl_detection = copl["evaluator"].detection
     assert copl_detection.actionness_thresholds == () and copl_detection.class_threshold == 0.1
