@@ -200,3 +200,35 @@ def test_ablation_fragment_merges(capsys):
         "utal_lightning.pseudo.poolers.AttentionPooler" in loop
         and "utal_lightning.pseudo.poolers.DeviationPooler" in loop
     )
+
+
+def _bases_of(fragment: str) -> list[str]:
+    """The method configs an ablation fragment is written for (its name says; the rest go with every one)."""
+    if "copl_thumos" in fragment:
+        return ["thumos_copl.yaml"]
+    if "copl_anet" in fragment:
+        return ["anet_copl.yaml"]
+    if fragment.endswith("_feel.yaml") or fragment in ("cola_utal.yaml",):
+        return ["thumos_feel.yaml", "anet_feel.yaml"]
+    if fragment.startswith("copl"):
+        return ["thumos_copl.yaml", "anet_copl.yaml"]
+    return ["thumos_feel.yaml", "thumos_copl.yaml", "anet_feel.yaml", "anet_copl.yaml"]
+
+
+@pytest.mark.parametrize(
+    "fragment, base",
+    [(f.name, b) for f in sorted((CONFIGS / "ablations").glob("*.yaml")) for b in _bases_of(f.name)],
+)
+def test_every_ablation_fragment_merges_with_its_method_configs(fragment, base, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / base),
+                "--config",
+                str(CONFIGS / "ablations" / fragment),
+                "--print_config",
+            ]
+        )
+    assert info.value.code == 0, capsys.readouterr().err[-2000:]
