@@ -33,7 +33,7 @@ from utal_lightning.eval.actionness import mean_auc, snippet_auc
 from utal_lightning.eval.clustering import clustering_scores
 from utal_lightning.eval.evaluator import Evaluator
 from utal_lightning.eval.io import write_detections
-from utal_lightning.pseudo.cluster import kmeans
+from utal_lightning.pseudo.cluster import cross_view_agreement, kmeans
 from utal_lightning.pseudo.has import has_pool
 from utal_lightning.pseudo.poolers import DeviationPooler
 from utal_lightning.pseudo.pooling import background_subtracted_pool, deviation_actionness
@@ -101,12 +101,16 @@ def run_baseline(
     evaluator: Evaluator | None = None,
     subtract_background: bool = True,
     localization: BaselineLocalization = "deviation",
+    choices: list[tuple[float | None, bool]] | None = None,
 ) -> dict[str, object]:
     """Write the baseline's test detections to ``out``; return its training clustering scores and the
     label-free actionness's AUC on the training videos (module docstring).
 
     ``localization="oracle"`` localizes every test video with its ground-truth action mask instead of the
-    distance (a bound for localization, as ``pooling="oracle"`` is one for pooling: it reads test labels)."""
+    distance (a bound for localization, as ``pooling="oracle"`` is one for pooling: it reads test labels).
+    ``choices``: deviation poolings ``(fraction, subtract_background)`` to choose from on the training videos by
+    cross-view agreement, as a first pooler ``AgreementChoicePooler`` does (docs/method.md sec. 3.1.3); they replace
+    ``fraction`` and ``subtract_background``, and the report says which was kept."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if localization not in LOCALIZATIONS:
@@ -119,25 +123,32 @@ def run_baseline(
     k = num_clusters or index.num_classes
     reference = train.mean_snippet()
 
-    def pooled_and_auc(store: FeatureStore, i: int, grid_size: int | None) -> tuple[Tensor, float, Tensor, Tensor]:
-        """Pooled feature, AUC of the distance, and the map the video is localized with."""
+    poolings = list(choices) if choices and pooling == "deviation" else [(fraction, subtract_background)]
+
+    def pooled_and_auc(
+        store: FeatureStore, i: int, grid_size: int | None, kept: list[tuple[float | None, bool]]
+    ) -> tuple[list[Tensor], float, Tensor]:
+        """The video pooled each ``kept`` way, the AUC of the distance, and the map the video is localized with."""
         x, actionness, action, auc = _read_video(index, store, i, grid_size, reference)
         oracle_mask = action if pooling == "oracle" else None
-        pooled = _pool(x, actionness, pooling, fraction, oracle_mask, subtract_background)
+        pooled = [_pool(x, actionness, pooling, f, oracle_mask, subtract) for f, subtract in kept]
         return pooled, auc, action.to(x.dtype) if localization == "oracle" else actionness
 
-    train_rows = [pooled_and_auc(train, i, num_segments) for i in range(len(train))]
-    pooled = torch.stack([row[0] for row in train_rows])
+    train_rows = [pooled_and_auc(train, i, num_segments, poolings) for i in range(len(train))]
+    candidates = [torch.stack([row[0][j] for row in train_rows]) for j in range(len(poolings))]
+    agreement = [cross_view_agreement(c, k, seed) for c in candidates] if len(poolings) > 1 else [0.0]
+    kept = max(range(len(poolings)), key=lambda j: (agreement[j], -j))  # ties: the first, as the pooler
+    pooled, chosen = candidates[kept], poolings[kept]
     clusters, centres = kmeans(pooled, k, seed=seed)
     targets = torch.as_tensor(index.class_targets(index.train_ids))
     mapping = evaluator.cluster_map(clusters, targets, k, index.num_classes)
 
     detections = []
     for i in range(len(test)):
-        video, _, actionness = pooled_and_auc(test, i, num_segments if test_grid == "sampled" else None)
+        video, _, actionness = pooled_and_auc(test, i, num_segments if test_grid == "sampled" else None, [chosen])
         rows = evaluator.detect_maps(
             actionness[:, None].expand(-1, len(centres)),
-            evaluator.centroid_scores(video[None], centres)[0],
+            evaluator.centroid_scores(video[0][None], centres)[0],
             mapping[: len(centres)],
             test.seconds_per_position(i, len(actionness)),
             test.seconds_offset(i),
@@ -150,8 +161,13 @@ def run_baseline(
     return {
         "detections": str(out),
         "pooling": pooling,
-        "fraction": fraction if pooling == "deviation" else None,
-        "subtract_background": subtract_background and pooling != "mean",
+        "fraction": chosen[0] if pooling == "deviation" else None,
+        "subtract_background": chosen[1] and pooling != "mean",
+        **(
+            {"pooling_choice": {"kept": kept, "agreement": [round(a, 4) for a in agreement]}}
+            if len(poolings) > 1
+            else {}
+        ),
         "localization": localization,
         "test_videos": len(test),
         **{f"train_cluster/{k_}": round(v, 4) for k_, v in scores.items()},
@@ -164,12 +180,17 @@ def baseline_settings(config: dict) -> dict[str, object]:
     ``model.init_args.evaluator`` (detection settings, class mapping, centroid temperature), the grids
     ``data.init_args.num_segments`` and ``test_grid``, and the label-free
     pooling of the pseudolabeler's first pooler (``loop.pseudolabeler.init_args.first_pooler.init_args``:
-    ``fraction``, ``subtract_background``), each where the config has it."""
+    ``fraction``, ``subtract_background``; of an ``AgreementChoicePooler``, its ``DeviationPooler`` candidates as
+    ``choices``), each where the config has it."""
     model = (config.get("model") or {}).get("init_args") or {}
     data = (config.get("data") or {}).get("init_args") or {}
     pseudolabeler = ((config.get("loop") or {}).get("pseudolabeler") or {}).get("init_args") or {}
-    first_pooler = (pseudolabeler.get("first_pooler") or {}).get("init_args") or {}
+    first = pseudolabeler.get("first_pooler") or {}
+    first_pooler = first.get("init_args") or {}
     settings: dict[str, object] = {"evaluator": Evaluator.from_config(model.get("evaluator") or {})}
+    if str(first.get("class_path", "")).endswith("AgreementChoicePooler"):
+        settings["choices"] = [_deviation_choice(c) for c in first_pooler.get("candidates") or []]
+        first_pooler = {}
     if "num_segments" in data:
         settings["num_segments"] = int(data["num_segments"])
     if "test_grid" in data:
@@ -179,6 +200,17 @@ def baseline_settings(config: dict) -> dict[str, object]:
     if "subtract_background" in first_pooler:
         settings["subtract_background"] = bool(first_pooler["subtract_background"])
     return settings
+
+
+def _deviation_choice(candidate: dict) -> tuple[float | None, bool]:
+    """(fraction, subtract_background) of a ``DeviationPooler`` candidate of a config (its defaults where unset)."""
+    if not str(candidate.get("class_path", "")).endswith("DeviationPooler"):
+        raise ValueError(
+            f"the baseline chooses between DeviationPooler candidates only, got {candidate.get('class_path')}"
+        )
+    args = candidate.get("init_args") or {}
+    fraction = args.get("fraction")
+    return (None if fraction is None else float(fraction)), bool(args.get("subtract_background", True))
 
 
 def label_free_cues(

@@ -259,6 +259,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     for name in ("num_segments", "fraction", "subtract_background"):
         if getattr(args, name) is not None:  # a flag wins over the config
             settings[name] = getattr(args, name)
+            if name != "num_segments":
+                settings.pop("choices", None)  # and over the config's choice between poolings
     report = run_baseline(
         _layout(args),
         args.out,

@@ -112,8 +112,9 @@ def test_the_baseline_runs_the_inference_of_a_model_config(small, tmp_path, caps
     assert isinstance(detection, DetectionSettings)
     assert detection.nms_iou == 0.7 and len(detection.actionness_thresholds) == 33 and detection.class_threshold == 0.2
     assert settings["num_segments"] == 750
-    # FEEL's THUMOS config pools iteration 1 by each video's top 25 %, as read (docs/method.md sec. 3.1.5)
-    assert settings["subtract_background"] is False and settings["fraction"] == 0.25
+    # FEEL's THUMOS config chooses iteration 1's pooling between the distance-weighted, background-subtracted one and
+    # each video's top 25 % as read (docs/method.md sec. 3.1.3)
+    assert settings["choices"] == [(None, True), (0.25, False)]
     copl = baseline_settings(read_configs(["anet_copl"]))
     copl_detection = copl["evaluator"].detection
     assert copl_detection.actionness_thresholds == () and copl_detection.class_threshold == 0.1
@@ -127,3 +128,50 @@ def test_the_baseline_runs_the_inference_of_a_model_config(small, tmp_path, caps
         main(["baseline", "--root", str(small), "--out", str(tmp_path / "x.json"), "--config", "no_such_config"])
     assert info.value.code == 2
     assert "no_such_config: config file not found" in capsys.readouterr().err
+
+
+def test_the_baseline_chooses_between_poolings_as_the_first_pooler_does(small, tmp_path):
+    """A config whose first pooler is an AgreementChoicePooler (docs/method.md sec. 3.1.3): the baseline pools each
+    DeviationPooler candidate, keeps the one whose views agree most (ties: the first) and detects exactly as the
+    kept pooling alone does; the candidates' order does not change which pooling is kept."""
+    from utal_lightning.baseline import baseline_settings, run_baseline
+    from utal_lightning.data.layout import DatasetLayout
+
+    choices = [(0.25, False), (None, True)]
+    forward = run_baseline(DatasetLayout(small), tmp_path / "f.json", num_segments=64, choices=choices)
+    backward = run_baseline(DatasetLayout(small), tmp_path / "b.json", num_segments=64, choices=choices[::-1])
+    agreement = forward["pooling_choice"]["agreement"]
+    assert len(agreement) == 2 and agreement[0] != agreement[1]
+    kept = forward["pooling_choice"]["kept"]
+    assert agreement[kept] == max(agreement) and backward["pooling_choice"]["agreement"] == agreement[::-1]
+    assert (forward["fraction"], forward["subtract_background"]) == choices[kept]
+    assert (backward["fraction"], backward["subtract_background"]) == choices[kept]
+    alone = run_baseline(
+        DatasetLayout(small),
+        tmp_path / "a.json",
+        num_segments=64,
+        fraction=choices[kept][0],
+        subtract_background=choices[kept][1],
+    )
+    assert "pooling_choice" not in alone and alone["train_cluster/nmi"] == forward["train_cluster/nmi"]
+    assert (
+        (tmp_path / "a.json").read_bytes() == (tmp_path / "f.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    )
+    # a tie keeps the first
+    tie = run_baseline(DatasetLayout(small), tmp_path / "t.json", num_segments=64, choices=[choices[1], choices[1]])
+    assert tie["pooling_choice"]["kept"] == 0
+    # a config's choice: its DeviationPooler candidates with their defaults; anything else is refused
+    first = {
+        "class_path": "utal_lightning.pseudo.poolers.AgreementChoicePooler",
+        "init_args": {
+            "candidates": [
+                {"class_path": "utal_lightning.pseudo.poolers.DeviationPooler", "init_args": {"fraction": 0.25}},
+                {"class_path": "utal_lightning.pseudo.poolers.DeviationPooler"},
+            ]
+        },
+    }
+    config = {"loop": {"pseudolabeler": {"init_args": {"first_pooler": first}}}}
+    assert baseline_settings(config)["choices"] == [(0.25, True), (None, True)]
+    first["init_args"]["candidates"].append({"class_path": "utal_lightning.pseudo.poolers.MeanPooler"})
+    with pytest.raises(ValueError, match="DeviationPooler candidates only"):
+        baseline_settings(config)

@@ -126,7 +126,8 @@ def iter_video_features(scan: SplitScan) -> Iterator[tuple[int, np.ndarray]]:
         parts = []
         for path in files:
             array = np.load(path, allow_pickle=False)
-            as_float32 = array.astype(np.float32, copy=False)  # one conversion; no copy for float32 files
+            with np.errstate(over="ignore"):  # an overflow is reported below, in one line, not as a warning
+                as_float32 = array.astype(np.float32, copy=False)  # one conversion; no copy for float32 files
             if not np.isfinite(as_float32).all():  # NaN/Inf, or finite float64 beyond float32's range
                 bad = np.argwhere(~np.isfinite(as_float32))[0]
                 value = array[bad[0], bad[1]]
