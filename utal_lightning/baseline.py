@@ -33,7 +33,7 @@ from utal_lightning.eval.actionness import mean_auc, snippet_auc
 from utal_lightning.eval.clustering import clustering_scores
 from utal_lightning.eval.evaluator import Evaluator
 from utal_lightning.eval.io import write_detections
-from utal_lightning.pseudo.cluster import cross_view_agreement, kmeans
+from utal_lightning.pseudo.cluster import kmeans, most_agreeing
 from utal_lightning.pseudo.has import has_pool
 from utal_lightning.pseudo.poolers import DeviationPooler
 from utal_lightning.pseudo.pooling import background_subtracted_pool, deviation_actionness
@@ -102,6 +102,7 @@ def run_baseline(
     subtract_background: bool = True,
     localization: BaselineLocalization = "deviation",
     choices: list[tuple[float | None, bool]] | None = None,
+    views: int = 2,
 ) -> dict[str, object]:
     """Write the baseline's test detections to ``out``; return its training clustering scores and the
     label-free actionness's AUC on the training videos (module docstring).
@@ -109,8 +110,8 @@ def run_baseline(
     ``localization="oracle"`` localizes every test video with its ground-truth action mask instead of the
     distance (a bound for localization, as ``pooling="oracle"`` is one for pooling: it reads test labels).
     ``choices``: deviation poolings ``(fraction, subtract_background)`` to choose from on the training videos by
-    cross-view agreement, as a first pooler ``AgreementChoicePooler`` does (docs/method.md sec. 3.1.3); they replace
-    ``fraction`` and ``subtract_background``, and the report says which was kept."""
+    cross-view agreement over ``views`` column blocks, as a first pooler ``AgreementChoicePooler`` does (docs/method.md
+    sec. 3.1.3); they replace ``fraction`` and ``subtract_background``, and the report says which was kept."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if localization not in LOCALIZATIONS:
@@ -136,8 +137,7 @@ def run_baseline(
 
     train_rows = [pooled_and_auc(train, i, num_segments, poolings) for i in range(len(train))]
     candidates = [torch.stack([row[0][j] for row in train_rows]) for j in range(len(poolings))]
-    agreement = [cross_view_agreement(c, k, seed) for c in candidates] if len(poolings) > 1 else [0.0]
-    kept = max(range(len(poolings)), key=lambda j: (agreement[j], -j))  # ties: the first, as the pooler
+    kept, agreement = most_agreeing(candidates, k, seed, views) if len(poolings) > 1 else (0, [])
     pooled, chosen = candidates[kept], poolings[kept]
     clusters, centres = kmeans(pooled, k, seed=seed)
     targets = torch.as_tensor(index.class_targets(index.train_ids))
@@ -181,7 +181,7 @@ def baseline_settings(config: dict) -> dict[str, object]:
     ``data.init_args.num_segments`` and ``test_grid``, and the label-free
     pooling of the pseudolabeler's first pooler (``loop.pseudolabeler.init_args.first_pooler.init_args``:
     ``fraction``, ``subtract_background``; of an ``AgreementChoicePooler``, its ``DeviationPooler`` candidates as
-    ``choices``), each where the config has it."""
+    ``choices`` and its ``views``), each where the config has it."""
     model = (config.get("model") or {}).get("init_args") or {}
     data = (config.get("data") or {}).get("init_args") or {}
     pseudolabeler = ((config.get("loop") or {}).get("pseudolabeler") or {}).get("init_args") or {}
@@ -190,6 +190,7 @@ def baseline_settings(config: dict) -> dict[str, object]:
     settings: dict[str, object] = {"evaluator": Evaluator.from_config(model.get("evaluator") or {})}
     if str(first.get("class_path", "")).endswith("AgreementChoicePooler"):
         settings["choices"] = [_deviation_choice(c) for c in first_pooler.get("candidates") or []]
+        settings["views"] = int(first_pooler.get("views", 2))
         first_pooler = {}
     if "num_segments" in data:
         settings["num_segments"] = int(data["num_segments"])

@@ -261,6 +261,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             settings[name] = getattr(args, name)
             if name != "num_segments":
                 settings.pop("choices", None)  # and over the config's choice between poolings
+                settings.pop("views", None)
     report = run_baseline(
         _layout(args),
         args.out,

@@ -202,6 +202,9 @@ def test_ablation_fragment_merges(capsys):
     )
 
 
+AFTER_FIXED_POOLING = ("pool_as_read.yaml", "no_background_subtraction.yaml")
+
+
 def _bases_of(fragment: str) -> list[str]:
     """The method configs an ablation fragment is written for (its name says; the rest go with every one)."""
     if "copl_thumos" in fragment:
@@ -214,10 +217,7 @@ def _bases_of(fragment: str) -> list[str]:
         return ["thumos_feel.yaml", "anet_feel.yaml"]
     if fragment.startswith("copl"):
         return ["thumos_copl.yaml", "anet_copl.yaml"]
-    if fragment in (
-        "pool_as_read.yaml",
-        "no_background_subtraction.yaml",
-    ):  # FEEL THUMOS: after fixed_pooling_feel_thumos
+    if fragment in AFTER_FIXED_POOLING:  # FEEL THUMOS chooses its pooling: these change one pooler's init_args
         return [
             "thumos_feel.yaml+fixed_pooling_feel_thumos.yaml",
             "thumos_copl.yaml",

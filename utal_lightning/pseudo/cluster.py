@@ -47,3 +47,10 @@ def cross_view_agreement(features: Tensor, num_clusters: int, seed: int, views: 
         return 0.0  # a view that does not split the videos (e.g. constant features) agrees with nothing
     pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
     return float(np.mean([normalized_mutual_info_score(a, b, average_method="arithmetic") for a, b in pairs]))
+
+
+def most_agreeing(candidates: list[Tensor], num_clusters: int, seed: int, views: int = 2) -> tuple[int, list[float]]:
+    """docs/method.md sec. 3.1.3: ``keep = argmax_j agree(j)`` over the (N, D) global features each candidate pooling
+    gives (:func:`cross_view_agreement`; ties: the first). Returns (the kept index, every candidate's agreement)."""
+    agreement = [cross_view_agreement(c, num_clusters, seed, views) for c in candidates]
+    return max(range(len(candidates)), key=lambda j: (agreement[j], -j)), agreement

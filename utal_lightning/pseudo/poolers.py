@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from utal_lightning.models.outputs import LocalizationOutput
-from utal_lightning.pseudo.cluster import cross_view_agreement
+from utal_lightning.pseudo.cluster import most_agreeing
 from utal_lightning.pseudo.has import has_attention, has_pool, vote
 from utal_lightning.pseudo.parts import Pooler
 from utal_lightning.pseudo.pooling import anchored_blend, minmax_over_time, top_fraction_weights
@@ -181,8 +181,7 @@ class AgreementChoicePooler(Pooler):
         if self.kept is not None:
             return pooled
         blocks = pooled.chunk(len(self.candidates), dim=1)
-        self.agreement = [cross_view_agreement(b, num_clusters, seed, self.views) for b in blocks]
-        self.kept = max(range(len(blocks)), key=lambda i: (self.agreement[i], -i))
+        self.kept, self.agreement = most_agreeing(list(blocks), num_clusters, seed, self.views)
         return blocks[self.kept]
 
     def choice(self) -> dict | None:
